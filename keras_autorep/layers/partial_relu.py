@@ -1,0 +1,156 @@
+"""Hardened inference layer: ReLU on kept positions only."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_autorep.polynomial import SUPPORTED_DEGREES, evaluate_polynomial
+
+
+@keras.saving.register_keras_serializable(package="keras_autorep")
+class PartialReLU(keras.layers.Layer):
+    """ReLU on a fixed set of positions, a per-channel polynomial elsewhere.
+
+    The inference form of a ``ReLUSelector``. Each example's activation map is
+    flattened (``H * W * C`` elements, channels last); the ``num_kept`` kept
+    elements are gathered and passed through ReLU, the others are gathered and
+    passed through ``c0 + c1 x (+ c2 x^2)`` with their channel's
+    coefficients, and both parts are put back in place with one more gather.
+    So the graph applies ReLU to exactly ``num_kept`` elements per example,
+    which is what a private-inference protocol pays for (a masked multiply
+    ``m * relu(x) + (1 - m) * p(x)`` would pay for every element).
+
+    The layer has no trainable state; positions and coefficients live in
+    non-trainable weights so ``.keras`` files keep them.
+
+    Args:
+        num_kept: number of kept ReLU elements per example.
+        degree: polynomial degree, 1 or 2.
+        kept_indices: optional flat indices (into ``H * W * C``) of the kept
+            elements, set when the layer is built.
+        coefficients: optional ``(degree + 1, C)`` coefficients, ascending
+            powers, set when the layer is built.
+
+    Example:
+
+    >>> layer = PartialReLU(num_kept=2, kept_indices=[0, 5],
+    ...                     coefficients=[[0.2, 0.2], [0.5, 0.5], [0.2, 0.2]])
+    >>> y = layer(np.ones((1, 2, 2, 2), "float32"))
+    """
+
+    def __init__(
+        self, num_kept, degree=2, kept_indices=None, coefficients=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        if degree not in SUPPORTED_DEGREES:
+            raise ValueError(
+                f"degree must be one of {SUPPORTED_DEGREES}, got {degree!r}"
+            )
+        if int(num_kept) < 0:
+            raise ValueError(f"num_kept must be >= 0, got {num_kept!r}")
+        self.num_kept = int(num_kept)
+        self.degree = int(degree)
+        self._initial_positions = kept_indices
+        self._initial_coefficients = coefficients
+
+    def build(self, input_shape):
+        activation_shape = tuple(input_shape[1:])
+        if any(dim is None for dim in activation_shape):
+            raise ValueError(
+                f"{self.name}: PartialReLU needs a fully known activation "
+                f"shape (without batch), got {input_shape}"
+            )
+        self.activation_shape = activation_shape
+        total = int(np.prod(activation_shape))
+        if self.num_kept > total:
+            raise ValueError(
+                f"{self.name}: num_kept={self.num_kept} exceeds the "
+                f"{total} elements of activation shape {activation_shape}"
+            )
+        channels = activation_shape[-1]
+
+        def index_weight(name, size):
+            return self.add_weight(
+                name=name,
+                shape=(size,),
+                dtype="int32",
+                initializer="zeros",
+                trainable=False,
+            )
+
+        self.kept_indices = index_weight("kept_indices", self.num_kept)
+        self.removed_indices = index_weight(
+            "removed_indices", total - self.num_kept
+        )
+        self.merge_order = index_weight("merge_order", total)
+        self.coefficients = self.add_weight(
+            name="coefficients",
+            shape=(self.degree + 1, channels),
+            initializer="zeros",
+            trainable=False,
+        )
+        if self._initial_positions is not None:
+            self.set_kept_positions(self._initial_positions)
+        if self._initial_coefficients is not None:
+            self.coefficients.assign(
+                np.asarray(self._initial_coefficients, dtype="float32")
+            )
+        self._initial_positions = self._initial_coefficients = None
+
+    @property
+    def total_relus(self):
+        """Elements of the activation map per example."""
+        return int(np.prod(self.activation_shape))
+
+    def set_kept_positions(self, kept_indices):
+        """Set which flat positions keep their ReLU (must be ``num_kept``)."""
+        kept = np.unique(np.asarray(kept_indices, dtype="int64").ravel())
+        if kept.size != self.num_kept or kept.size != np.size(kept_indices):
+            raise ValueError(
+                f"{self.name}: expected {self.num_kept} distinct kept "
+                f"indices, got {np.size(kept_indices)} ({kept.size} distinct)"
+            )
+        total = self.total_relus
+        if kept.size and (kept[0] < 0 or kept[-1] >= total):
+            raise ValueError(
+                f"{self.name}: kept indices must lie in [0, {total})"
+            )
+        is_kept = np.zeros(total, dtype=bool)
+        is_kept[kept] = True
+        removed = np.flatnonzero(~is_kept)
+        # merge_order[j] = where element j sits in concat([kept, removed]).
+        merge_order = np.empty(total, dtype="int64")
+        merge_order[kept] = np.arange(kept.size)
+        merge_order[removed] = kept.size + np.arange(removed.size)
+        self.kept_indices.assign(kept.astype("int32"))
+        self.removed_indices.assign(removed.astype("int32"))
+        self.merge_order.assign(merge_order.astype("int32"))
+
+    def kept_mask(self):
+        """Boolean NumPy mask of the activation shape: True where kept."""
+        mask = np.zeros(self.total_relus, dtype=bool)
+        mask[ops.convert_to_numpy(self.kept_indices)] = True
+        return mask.reshape(self.activation_shape)
+
+    def call(self, inputs):
+        flat = ops.reshape(inputs, (-1, self.total_relus))
+        kept = ops.relu(ops.take(flat, self.kept_indices, axis=1))
+        removed = ops.take(flat, self.removed_indices, axis=1)
+        channels = self.activation_shape[-1]
+        removed_coefficients = ops.take(
+            ops.cast(self.coefficients, inputs.dtype),
+            ops.mod(self.removed_indices, channels),
+            axis=1,
+        )
+        removed = evaluate_polynomial(removed, removed_coefficients)
+        merged = ops.concatenate([kept, removed], axis=1)
+        outputs = ops.take(merged, self.merge_order, axis=1)
+        return ops.reshape(outputs, (-1,) + self.activation_shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_kept=self.num_kept, degree=self.degree)
+        return config

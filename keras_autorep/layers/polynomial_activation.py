@@ -1,0 +1,175 @@
+"""Per-channel polynomial activation with DaPa initialisation."""
+
+import keras
+from keras import ops
+
+from keras_autorep.polynomial import (
+    SUPPORTED_DEGREES,
+    dapa_coefficients,
+    evaluate_polynomial,
+    identity_coefficients,
+)
+
+FITS = ("dapa", "identity")
+
+
+@keras.saving.register_keras_serializable(package="keras_autorep")
+class PolynomialActivation(keras.layers.Layer):
+    """Per-channel polynomial ``p(x) = c0 + c1 x (+ c2 x^2)``.
+
+    The cheap replacement for ReLU in private inference (the budget-0 case).
+    With ``fit="dapa"`` the layer tracks per-channel running mean and standard
+    deviation of its input (batch-norm statistics without affine terms) and,
+    during the first ``refit_steps`` training steps, re-fits the coefficients
+    every ``refit_every`` steps to the least-squares ReLU fit under
+    ``N(mean, std^2)`` (see ``keras_autorep.polynomial``). Afterwards the
+    coefficients are ordinary trainable weights. ``fit="identity"`` gives the
+    fixed ``p(x) = x`` used by SNL.
+
+    The channel axis is the last one, so the layer works after Conv2D
+    (``(N, H, W, C)``) and Dense (``(N, C)``) layers alike.
+
+    Args:
+        degree: 1 or 2 (default).
+        fit: ``"dapa"`` (default) or ``"identity"``.
+        refit_every: steps between DaPa refits during the refit phase.
+        refit_steps: length of the refit phase in training steps; 0 disables
+            refitting (coefficients start at the ``N(0, 1)`` fit).
+        momentum: momentum of the running statistics (Keras convention:
+            ``new = momentum * old + (1 - momentum) * batch``).
+        epsilon: added to the variance before the square root.
+
+    Example:
+
+    >>> model = keras.Sequential([
+    ...     keras.Input((8, 8, 3)),
+    ...     keras.layers.Conv2D(4, 3),
+    ...     PolynomialActivation(),
+    ... ])
+    """
+
+    def __init__(
+        self,
+        degree=2,
+        fit="dapa",
+        refit_every=10,
+        refit_steps=500,
+        momentum=0.9,
+        epsilon=1e-3,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if degree not in SUPPORTED_DEGREES:
+            raise ValueError(
+                f"degree must be one of {SUPPORTED_DEGREES}, got {degree!r}"
+            )
+        if fit not in FITS:
+            raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+        if int(refit_every) < 1 or int(refit_steps) < 0:
+            raise ValueError(
+                "refit_every must be >= 1 and refit_steps >= 0, got "
+                f"{refit_every!r} and {refit_steps!r}"
+            )
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        self.degree = int(degree)
+        self.fit = fit
+        self.refit_every = int(refit_every)
+        self.refit_steps = int(refit_steps)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+
+    @property
+    def refits(self):
+        """Whether this layer re-fits its coefficients during training."""
+        return self.fit == "dapa" and self.refit_steps > 0
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(
+                f"{self.name}: the channel (last) axis must be known, "
+                f"got input shape {input_shape}"
+            )
+        if self.fit == "identity":
+            initial = identity_coefficients(channels, self.degree)
+        else:
+            initial = dapa_coefficients(
+                ops.zeros((channels,)), ops.ones((channels,)), self.degree
+            )
+        self.coefficients = self.add_weight(
+            name="coefficients",
+            shape=(self.degree + 1, channels),
+            initializer=keras.initializers.Constant(
+                ops.convert_to_numpy(initial)
+            ),
+            trainable=self.fit == "dapa",
+        )
+        self.moving_mean = self.add_weight(
+            name="moving_mean",
+            shape=(channels,),
+            initializer="zeros",
+            trainable=False,
+        )
+        self.moving_std = self.add_weight(
+            name="moving_std",
+            shape=(channels,),
+            initializer="ones",
+            trainable=False,
+        )
+        self.steps = self.add_weight(
+            name="steps", shape=(), initializer="zeros", trainable=False
+        )
+
+    def _current_coefficients(self, inputs, training):
+        """Update the running statistics and, in the refit phase, refit.
+
+        Returns the coefficients to use in this forward pass.
+        """
+        if not training or self.fit == "identity":
+            return self.coefficients.value
+        axes = tuple(range(len(inputs.shape) - 1))
+        x = ops.stop_gradient(ops.cast(inputs, "float32"))
+        batch_mean = ops.mean(x, axis=axes)
+        batch_std = ops.sqrt(ops.var(x, axis=axes) + self.epsilon)
+        steps = self.steps.value
+        # The first batch replaces the placeholder N(0, 1) statistics.
+        momentum = ops.where(ops.equal(steps, 0.0), 0.0, self.momentum)
+        mean = momentum * self.moving_mean.value + (1.0 - momentum) * batch_mean
+        std = momentum * self.moving_std.value + (1.0 - momentum) * batch_std
+        self.moving_mean.assign(mean)
+        self.moving_std.assign(std)
+        coefficients = self.coefficients.value
+        if self.refits:
+            refit_now = ops.logical_and(
+                ops.less(steps, float(self.refit_steps)),
+                ops.equal(ops.mod(steps, float(self.refit_every)), 0.0),
+            )
+            fitted = dapa_coefficients(mean, std, self.degree)
+            coefficients = ops.where(
+                refit_now, ops.stop_gradient(fitted), coefficients
+            )
+            self.coefficients.assign(coefficients)
+        self.steps.assign(steps + 1.0)
+        return coefficients
+
+    def call(self, inputs, training=False):
+        coefficients = self._current_coefficients(inputs, training)
+        return evaluate_polynomial(
+            inputs, ops.cast(coefficients, inputs.dtype)
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            degree=self.degree,
+            fit=self.fit,
+            refit_every=self.refit_every,
+            refit_steps=self.refit_steps,
+            momentum=self.momentum,
+            epsilon=self.epsilon,
+        )
+        return config

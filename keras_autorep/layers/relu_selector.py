@@ -1,0 +1,135 @@
+"""AutoReP ReLU/polynomial selector: one ReLU site under a budget."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_autorep.layers.polynomial_activation import PolynomialActivation
+
+GRANULARITIES = ("pixel", "channel")
+
+
+@keras.saving.register_keras_serializable(package="keras_autorep")
+class ReLUSelector(PolynomialActivation):
+    """Chooses, per position, between ReLU and a cheap polynomial.
+
+    ``y = m * relu(x) + (1 - m) * p(x)`` where ``m`` is a binary mask and
+    ``p`` a per-channel polynomial (DaPa, see ``PolynomialActivation``).
+    The mask follows a trainable indicator ``alpha`` (initialised uniform in
+    ``(0, 1)``) through a hysteresis rule applied at the start of every
+    training forward pass, with threshold ``t``::
+
+        m <- m * [alpha > -t] + (1 - m) * [alpha > t]
+
+    so a position turns off only when ``alpha < -t`` and back on only when
+    ``alpha > t``. The forward pass uses the binary mask; the backward pass
+    sends ``softplus(alpha) * dL/dm`` to ``alpha`` (straight-through).
+    At inference the stored mask is used as is.
+
+    Args:
+        granularity: ``"pixel"`` (default: one indicator per element of the
+            activation map, ``H x W x C``) or ``"channel"`` (one per channel).
+        threshold: hysteresis threshold ``t`` (default 0.003).
+        degree, fit, refit_every, refit_steps, momentum, epsilon: the
+            polynomial branch, as in ``PolynomialActivation``.
+            ``fit="identity"`` replaces removed ReLUs with ``x`` (SNL).
+
+    Example:
+
+    >>> model = keras.Sequential([
+    ...     keras.Input((32, 32, 3)),
+    ...     keras.layers.Conv2D(16, 3, padding="same"),
+    ...     ReLUSelector(),
+    ...     keras.layers.GlobalAveragePooling2D(),
+    ...     keras.layers.Dense(10),
+    ... ])
+    """
+
+    def __init__(self, granularity="pixel", threshold=0.003, **kwargs):
+        super().__init__(**kwargs)
+        if granularity not in GRANULARITIES:
+            raise ValueError(
+                f"granularity must be one of {GRANULARITIES}, "
+                f"got {granularity!r}"
+            )
+        if not threshold >= 0.0:
+            raise ValueError(f"threshold must be >= 0, got {threshold!r}")
+        self.granularity = granularity
+        self.threshold = float(threshold)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        activation_shape = tuple(input_shape[1:])
+        if any(dim is None for dim in activation_shape):
+            raise ValueError(
+                f"{self.name}: ReLUSelector needs a fully known activation "
+                f"shape (without batch), got {input_shape}"
+            )
+        self.activation_shape = activation_shape
+        if self.granularity == "pixel":
+            indicator_shape = activation_shape
+        else:
+            indicator_shape = (activation_shape[-1],)
+        self.alpha = self.add_weight(
+            name="alpha",
+            shape=indicator_shape,
+            initializer=keras.initializers.RandomUniform(0.0, 1.0),
+            trainable=True,
+        )
+        self.mask = self.add_weight(
+            name="mask",
+            shape=indicator_shape,
+            initializer="ones",
+            trainable=False,
+        )
+
+    @property
+    def total_relus(self):
+        """ReLU elements of this site per example (``prod(H, W, C)``)."""
+        total = 1
+        for dim in self.activation_shape:
+            total *= int(dim)
+        return total
+
+    @property
+    def relus_per_indicator(self):
+        """Activation elements that one indicator controls."""
+        return self.total_relus // int(np.prod(self.alpha.shape))
+
+    def hysteresis_mask(self):
+        """The mask after one hysteresis update from the current alpha."""
+        t = self.threshold
+        mask, alpha = self.mask.value, self.alpha.value
+        stay_on = ops.cast(ops.greater(alpha, -t), mask.dtype)
+        turn_on = ops.cast(ops.greater(alpha, t), mask.dtype)
+        return mask * stay_on + (1.0 - mask) * turn_on
+
+    def straight_through_mask(self):
+        """Binary mask in value, ``softplus(alpha)`` gradient to alpha."""
+        alpha = self.alpha.value
+        surrogate = ops.stop_gradient(ops.softplus(alpha)) * (
+            alpha - ops.stop_gradient(alpha)
+        )
+        return ops.stop_gradient(self.mask.value) + surrogate
+
+    def kept_relus(self):
+        """Kept ReLU count as a differentiable (straight-through) scalar."""
+        return ops.sum(self.straight_through_mask()) * float(
+            self.relus_per_indicator
+        )
+
+    def call(self, inputs, training=False):
+        if training:
+            self.mask.assign(self.hysteresis_mask())
+        polynomial = super().call(inputs, training=training)
+        if training:
+            mask = self.straight_through_mask()
+        else:
+            mask = self.mask.value
+        mask = ops.cast(mask, inputs.dtype)
+        return polynomial + mask * (ops.relu(inputs) - polynomial)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(granularity=self.granularity, threshold=self.threshold)
+        return config
