@@ -12,15 +12,28 @@ DATA_DIR = Path(os.environ.get("KERAS_AUTOREP_DATA", REPO.parent / "shared" / "d
 CIFAR10_ARCHIVE = DATA_DIR / "cifar10-images.tar.gz"
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "backend_agnostic: layer/conversion tests also run under KERAS_BACKEND=jax",
-    )
-
-
 @pytest.fixture(scope="session")
 def cifar10_archive():
     if not CIFAR10_ARCHIVE.exists():
         pytest.skip(f"real CIFAR-10 archive not found at {CIFAR10_ARCHIVE}")
     return CIFAR10_ARCHIVE
+
+
+@pytest.fixture(scope="session")
+def data_cache_dir(tmp_path_factory):
+    """One decode cache for the whole test session."""
+    return tmp_path_factory.mktemp("data_cache")
+
+
+@pytest.fixture(scope="session")
+def cifar10_slice(cifar10_archive, data_cache_dir):
+    """A small class-balanced slice of the real CIFAR-10 (2,000 / 500)."""
+    from keras_autorep.data import load_dataset
+
+    return load_dataset(
+        "cifar10",
+        data_dir=cifar10_archive,
+        cache_dir=data_cache_dir,
+        subset=(2000, 500),
+        verbose=0,
+    )

@@ -1,0 +1,25 @@
+"""Backend-specific helpers for tests (gradients)."""
+
+import keras
+import numpy as np
+
+
+def gradient_wrt(variable, loss_fn):
+    """d loss_fn() / d variable as NumPy, on the TensorFlow or JAX backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_fn()
+        return np.asarray(tape.gradient(loss, variable.value))
+    if backend == "jax":
+        import jax
+        from keras.src.backend.common.stateless_scope import StatelessScope
+
+        def loss_of(value):
+            with StatelessScope(state_mapping=[(variable, value)]):
+                return loss_fn()
+
+        return np.asarray(jax.grad(loss_of)(variable.value))
+    raise NotImplementedError(f"no gradient helper for backend {backend}")
