@@ -120,6 +120,9 @@ class BudgetTrainer(keras.Model):
         self.temperature = float(temperature)
         self.distillation_weight = float(distillation_weight)
         self.relu_count = LastValue(name="relu_count")
+        # The student is built and the trainer has no weights of its own, so
+        # checkpoint callbacks can restore it before the first batch.
+        self.built = True
 
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)

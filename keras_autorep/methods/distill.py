@@ -137,6 +137,9 @@ class DistillationTrainer(keras.Model):
             ]
             self._teacher_view = _with_activations(teacher, teacher_layers)
             self._teacher_view.trainable = False
+        # The student is built and the trainer's own variables are created
+        # in __init__, so BackupAndRestore can restore it before any batch.
+        self.built = True
 
     def call(self, inputs, training=False):
         if not training or self.teacher is None:

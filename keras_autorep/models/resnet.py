@@ -67,16 +67,29 @@ def _basic_block(x, filters, strides, weight_decay, name):
     return layers.ReLU(name=f"{name}_relu2")(x)
 
 
+def model_input(input_shape, preprocessing):
+    """``(inputs, x)``: the model's Input and, if given, ``preprocessing(inputs)``."""
+    inputs = keras.Input(shape=input_shape, name="input")
+    return inputs, inputs if preprocessing is None else preprocessing(inputs)
+
+
 def _resnet(
-    input_shape, num_classes, stem_filters, stages, stem_relu_name, weight_decay, name
+    input_shape,
+    num_classes,
+    stem_filters,
+    stages,
+    stem_relu_name,
+    weight_decay,
+    preprocessing,
+    name,
 ):
     """Stem conv-bn-relu, stages of BasicBlocks, pool, dense.
 
     Args:
         stages: sequence of ``(filters, strides, num_blocks)``, one per stage.
     """
-    inputs = keras.Input(shape=input_shape, name="input")
-    x = conv(inputs, stem_filters, 3, 1, weight_decay, "stem_conv")
+    inputs, x = model_input(input_shape, preprocessing)
+    x = conv(x, stem_filters, 3, 1, weight_decay, "stem_conv")
     x = batch_norm(x, "stem_bn")
     x = layers.ReLU(name=stem_relu_name)(x)
     for stage, (filters, strides, num_blocks) in enumerate(stages, start=1):
@@ -93,7 +106,11 @@ def _resnet(
 
 
 def resnet18(
-    input_shape=(32, 32, 3), num_classes=10, relu_convention="snl", weight_decay=0.0
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    relu_convention="snl",
+    weight_decay=0.0,
+    preprocessing=None,
 ):
     """ResNet-18, CIFAR variant of SNL / AutoReP.
 
@@ -113,6 +130,8 @@ def resnet18(
         num_classes: number of output logits.
         relu_convention: ``"snl"`` or ``"senet"``.
         weight_decay: L2 factor on conv and dense kernels; 0 disables it.
+        preprocessing: optional layer applied to the input before the stem
+            (e.g. a ``Normalization`` layer); part of the functional graph.
 
     Returns:
         A functional ``keras.Model`` named ``"resnet18"``.
@@ -127,12 +146,23 @@ def resnet18(
     )
     stages = ((64, 1, 2), (128, 2, 2), (256, 2, 2), (512, 2, 2))
     return _resnet(
-        input_shape, num_classes, 64, stages, stem_relu_name, weight_decay, "resnet18"
+        input_shape,
+        num_classes,
+        64,
+        stages,
+        stem_relu_name,
+        weight_decay,
+        preprocessing,
+        "resnet18",
     )
 
 
 def resnet_small(
-    input_shape=(32, 32, 3), num_classes=10, width=16, weight_decay=0.0
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    width=16,
+    weight_decay=0.0,
+    preprocessing=None,
 ):
     """Small ResNet for quick CPU runs.
 
@@ -149,6 +179,8 @@ def resnet_small(
         num_classes: number of output logits.
         width: channels of the stem and first stage.
         weight_decay: L2 factor on conv and dense kernels; 0 disables it.
+        preprocessing: optional layer applied to the input before the stem
+            (e.g. a ``Normalization`` layer); part of the functional graph.
 
     Returns:
         A functional ``keras.Model`` named ``"resnet_small"``.
@@ -163,5 +195,6 @@ def resnet_small(
         stages,
         "stem_relu",
         weight_decay,
+        preprocessing,
         "resnet_small",
     )

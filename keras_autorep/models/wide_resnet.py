@@ -3,7 +3,7 @@
 import keras
 from keras import layers
 
-from keras_autorep.models.resnet import batch_norm, classifier, conv
+from keras_autorep.models.resnet import batch_norm, classifier, conv, model_input
 
 
 def _preact_block(x, filters, strides, weight_decay, name):
@@ -26,7 +26,9 @@ def _preact_block(x, filters, strides, weight_decay, name):
     return layers.Add(name=f"{name}_add")([y, shortcut])
 
 
-def wide_resnet22_8(input_shape=(32, 32, 3), num_classes=10, weight_decay=0.0):
+def wide_resnet22_8(
+    input_shape=(32, 32, 3), num_classes=10, weight_decay=0.0, preprocessing=None
+):
     """Pre-activation WideResNet-22-8.
 
     3x3 stem conv (16 channels), then three groups of three pre-activation
@@ -42,13 +44,15 @@ def wide_resnet22_8(input_shape=(32, 32, 3), num_classes=10, weight_decay=0.0):
         input_shape: ``(height, width, channels)`` of one example.
         num_classes: number of output logits.
         weight_decay: L2 factor on conv and dense kernels; 0 disables it.
+        preprocessing: optional layer applied to the input before the stem
+            (e.g. a ``Normalization`` layer); part of the functional graph.
 
     Returns:
         A functional ``keras.Model`` named ``"wide_resnet22_8"``.
     """
     blocks_per_group, widen = 3, 8
-    inputs = keras.Input(shape=input_shape, name="input")
-    x = conv(inputs, 16, 3, 1, weight_decay, "stem_conv")
+    inputs, x = model_input(input_shape, preprocessing)
+    x = conv(x, 16, 3, 1, weight_decay, "stem_conv")
     for group, (filters, strides) in enumerate(
         ((16 * widen, 1), (32 * widen, 2), (64 * widen, 2)), start=1
     ):

@@ -1,0 +1,218 @@
+"""ONNX export (through tf2onnx) for private-inference frameworks.
+
+The ONNX graph has the SavedModel's contract: input ``image`` (raw pixels
+0..255, ``float32``, NHWC), outputs ``logits``, ``probabilities`` and
+``class_id`` (int64), in that order, or the subset asked for. The hardened
+layers keep their compacted form: ``Gather`` of the kept positions ->
+``Relu`` -> ``Concat`` with the polynomial part -> ``Gather`` back, so a PI
+framework pays for exactly the kept ReLUs.
+
+For PI frameworks (CrypTen-style importers), ``batch_size=1`` gives a fully
+static graph, and integer tensors (gather indices, shapes) are stored as
+``Constant`` nodes rather than initialisers: CrypTen turns every initialiser
+into a float ``torch.nn.Parameter`` and fails on integer ones.
+"""
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from keras_autorep.export.saved_model import (
+    DEFAULT_INPUT_SCALE,
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    check_tensorflow_backend,
+    inference_model,
+    serving_function,
+)
+
+DEFAULT_OPSET = 13
+ONNX_RELU_OP_TYPES = ("Relu", "LeakyRelu", "PRelu")
+
+_INTEGER_TYPES = {
+    onnx.TensorProto.INT8,
+    onnx.TensorProto.INT16,
+    onnx.TensorProto.INT32,
+    onnx.TensorProto.INT64,
+    onnx.TensorProto.UINT8,
+    onnx.TensorProto.UINT16,
+    onnx.TensorProto.UINT32,
+    onnx.TensorProto.UINT64,
+}
+
+
+def _check_outputs(outputs):
+    outputs = tuple(outputs)
+    if (
+        not outputs
+        or len(set(outputs)) != len(outputs)
+        or not set(outputs) <= set(OUTPUT_NAMES)
+    ):
+        raise ValueError(
+            f"outputs must be distinct names among {OUTPUT_NAMES}, got "
+            f"{outputs!r}"
+        )
+    return outputs
+
+
+def _integer_initializers_to_constants(graph):
+    """Move integer initialisers into ``Constant`` nodes at the graph start."""
+    integer = [i for i in graph.initializer if i.data_type in _INTEGER_TYPES]
+    constants = [
+        helper.make_node(
+            "Constant",
+            [],
+            [tensor.name],
+            value=tensor,
+            name=f"{tensor.name}_const",
+        )
+        for tensor in integer
+    ]
+    kept = [i for i in graph.initializer if i.data_type not in _INTEGER_TYPES]
+    nodes = constants + list(graph.node)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _select_outputs(graph, outputs):
+    by_name = {output.name: output for output in graph.output}
+    selected = [by_name[name] for name in outputs]
+    del graph.output[:]
+    graph.output.extend(selected)
+
+
+def export_onnx(
+    model,
+    path,
+    batch_size=None,
+    input_scale=DEFAULT_INPUT_SCALE,
+    opset=DEFAULT_OPSET,
+    outputs=OUTPUT_NAMES,
+):
+    """Export a model to ONNX with tf2onnx.
+
+    Args:
+        model: Keras model taking images scaled to [0, 1] and returning
+            logits; hardened first (with a warning) if it holds selectors.
+        path: the ``.onnx`` file to write (parent folders are created).
+        batch_size: ``None`` for a dynamic batch axis; an integer (``1`` for
+            PI frameworks) makes every shape in the graph static.
+        input_scale: factor from raw pixels to the model's input scale.
+        opset: ONNX opset (default 13, widely supported).
+        outputs: which of ``("logits", "probabilities", "class_id")`` to
+            keep, in this order (``("logits",)`` for a PI framework that
+            reads the first output only).
+
+    Returns:
+        ``pathlib.Path`` of the written file.
+    """
+    import tf2onnx
+
+    check_tensorflow_backend()
+    outputs = _check_outputs(outputs)
+    if batch_size is not None and (
+        isinstance(batch_size, bool)
+        or int(batch_size) != batch_size
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"batch_size must be None or an integer >= 1, got {batch_size!r}"
+        )
+    model = inference_model(model)
+    concrete = serving_function(
+        model, input_scale, batch_size
+    ).get_concrete_function()
+    # tf2onnx.convert.from_function would make every captured tensor (e.g.
+    # the constant mean of a Normalization layer) an extra graph input; name
+    # the signature's input only, so freezing turns captures into constants.
+    input_names = [concrete.inputs[0].name]
+    output_names = [tensor.name for tensor in concrete.outputs]
+    proto, _ = tf2onnx.convert.from_graph_def(
+        tf2onnx.tf_loader.from_function(concrete, input_names, output_names),
+        name=concrete.name,
+        input_names=input_names,
+        output_names=output_names,
+        opset=opset,
+        tensors_to_rename=tf2onnx.convert.tensor_names_from_structed(
+            concrete, input_names, output_names
+        ),
+    )
+    if [value.name for value in proto.graph.input] != [INPUT_NAME]:
+        raise RuntimeError(
+            "tf2onnx produced graph inputs "
+            f"{[value.name for value in proto.graph.input]}, expected "
+            f"[{INPUT_NAME!r}]"
+        )
+    _select_outputs(proto.graph, outputs)
+    _integer_initializers_to_constants(proto.graph)
+    onnx.checker.check_model(proto)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Not mkstemp, whose 0600 mode would stay on the file: honour the umask.
+    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        onnx.save(proto, str(temporary))
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def _static_shapes(graph):
+    shapes = {}
+    values = list(graph.value_info) + list(graph.input) + list(graph.output)
+    for value in values:
+        shapes[value.name] = [
+            dim.dim_value if dim.HasField("dim_value") else None
+            for dim in value.type.tensor_type.shape.dim
+        ]
+    for tensor in graph.initializer:
+        shapes[tensor.name] = list(tensor.dims)
+    return shapes
+
+
+def onnx_relu_elements(model):
+    """ReLU elements per example computed by an ONNX graph.
+
+    Runs ONNX shape inference and sums, over ``Relu``, ``LeakyRelu`` and
+    ``PRelu`` nodes, the number of elements of their input without the
+    first (batch) axis. (tf2onnx turns ``Relu6`` into ``Clip``, which is not
+    counted.)
+
+    Args:
+        model: path of an ``.onnx`` file, or an ``onnx.ModelProto``.
+
+    Returns:
+        ``int``.
+    """
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    for node in graph.node:
+        attributes = node.attribute
+        if any(a.type == onnx.AttributeProto.GRAPH for a in attributes):
+            raise ValueError(
+                f"node {node.name!r} ({node.op_type}) has a subgraph; "
+                "onnx_relu_elements supports straight-line graphs only"
+            )
+    shapes = _static_shapes(graph)
+    total = 0
+    for node in graph.node:
+        if node.op_type not in ONNX_RELU_OP_TYPES:
+            continue
+        shape = shapes.get(node.input[0])
+        if shape is None or not shape or None in shape[1:]:
+            raise ValueError(
+                f"{node.op_type} node {node.name!r}: the per-example size of "
+                f"its input {node.input[0]!r} is unknown (shape {shape})"
+            )
+        total += int(np.prod(shape[1:]))
+    return total
+

@@ -1,0 +1,204 @@
+"""PI spec: the non-linear layers of an exported model, without Keras.
+
+``pi_spec.json`` tells a private-inference toolchain, for every non-linear
+site of the model (``PartialReLU``, plain ReLU including ``*_uncounted``
+ones, ``PolynomialActivation``), which elements go through ReLU and which
+through a polynomial, so it can rebuild those layers next to the ONNX graph.
+
+Format (``format_version`` 1)::
+
+    {
+      "format": "keras_autorep.pi_spec", "format_version": 1,
+      "model": "<model name>",
+      "counting_convention": "<text from count_relus, or given>",
+      "input": {"name": "image", "shape": [H, W, C], "layout": "NHWC",
+                "dtype": "float32", "scale": 0.00392...},
+      "sites": [
+        {"layer": "<keras layer name>",
+         "kind": "PartialReLU" | "ReLU" | "PolynomialActivation",
+         "fused": false,           # true: ReLU fused into a Conv/Dense layer
+         "counted": true,          # false for '*_uncounted' ReLUs
+         "shape": [H, W, C],       # activation shape without batch
+         "calls": 1,               # times the layer is applied
+         "total": 256, "kept": 69, # elements per example, all calls
+         "kept_indices": [3, 17, ...]            # inline, or
+         "kept_indices_file": "pi_spec.0_re_lu.kept.npy",
+         "degree": 2,              # null for plain ReLU
+         "coefficients": [[c0 per channel], [c1 ...], [c2 ...]]},
+        ...
+      ],
+      "other": [{"layer", "kind", "shape", "elements"}],  # max-pool etc.
+      "totals": {"relu_total", "relu_kept", "polynomial",
+                 "uncounted_relus", "relus_computed"}
+    }
+
+Semantics of a site, per example and per call: flatten the activation in
+C order (channels last, so element ``j`` belongs to channel ``j % C``);
+elements at ``kept_indices`` go through ``max(x, 0)``, every other element
+``j`` through ``c0[j % C] + c1[j % C] x + c2[j % C] x^2`` (ascending
+powers). Plain ReLU sites keep every index and have no coefficients;
+``PolynomialActivation`` sites keep none. Index lists with more than
+``max_inline_indices`` entries go to a companion ``.npy`` file (1-D int32,
+beside the JSON) named in ``kept_indices_file``. ``read_pi_spec`` resolves
+both forms to NumPy arrays. The model computes on ``image * scale``.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_autorep.counting import count_relus, iter_layers
+from keras_autorep.export.saved_model import (
+    DEFAULT_INPUT_SCALE,
+    INPUT_NAME,
+    inference_model,
+    input_shape,
+)
+from keras_autorep.layers import PartialReLU, PolynomialActivation
+from keras_autorep.pi.cost import count_totals
+
+FORMAT = "keras_autorep.pi_spec"
+FORMAT_VERSION = 1
+SPEC_FILENAME = "pi_spec.json"
+DEFAULT_MAX_INLINE_INDICES = 4096
+
+
+def _spec_path(path):
+    path = Path(path)
+    return path / SPEC_FILENAME if path.is_dir() or not path.suffix else path
+
+
+def _site(row, layer):
+    shape = [int(dim) for dim in row.shape]
+    per_call = int(np.prod(shape))
+    site = {
+        "layer": row.layer,
+        "kind": "ReLU",
+        "fused": row.kind == "fused relu",
+        "counted": row.counted,
+        "shape": shape,
+        "calls": row.total // per_call,
+        "total": row.total,
+        "kept": row.kept,
+        "degree": None,
+        "coefficients": None,
+    }
+    if isinstance(layer, PartialReLU):
+        kept = keras.ops.convert_to_numpy(layer.kept_indices)
+    elif isinstance(layer, PolynomialActivation):
+        kept = np.zeros(0, dtype="int32")
+    else:
+        return site, np.arange(per_call, dtype="int32")
+    coefficients = keras.ops.convert_to_numpy(layer.coefficients)
+    site.update(
+        kind=type(layer).__name__,
+        degree=int(layer.degree),
+        coefficients=coefficients.astype("float64").tolist(),
+    )
+    return site, np.sort(kept).astype("int32")
+
+
+def write_pi_spec(
+    model,
+    path,
+    counting_convention=None,
+    input_scale=DEFAULT_INPUT_SCALE,
+    max_inline_indices=DEFAULT_MAX_INLINE_INDICES,
+):
+    """Write ``pi_spec.json`` (and companion ``.npy`` index files).
+
+    Args:
+        model: the exported Keras model (hardened first, with a warning, if
+            it holds selectors).
+        path: the JSON file, or a folder to write ``pi_spec.json`` into.
+        counting_convention: text describing the ReLU counting convention;
+            defaults to the one ``count_relus`` reports.
+        input_scale: factor from raw pixels to the model's input scale.
+        max_inline_indices: longer kept-index lists go to ``.npy`` files.
+
+    Returns:
+        ``pathlib.Path`` of the JSON file.
+    """
+    model = inference_model(model)
+    count = count_relus(model)
+    layers = {layer.name: layer for layer in iter_layers(model)}
+    path = _spec_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sites = []
+    for number, row in enumerate(count.rows):
+        site, kept = _site(row, layers[row.layer])
+        if kept.size > max_inline_indices:
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", row.layer)
+            filename = f"{path.stem}.{number}_{safe}.kept.npy"
+            np.save(path.parent / filename, kept)
+            site["kept_indices_file"] = filename
+        else:
+            site["kept_indices"] = kept.tolist()
+        sites.append(site)
+    spec = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": model.name,
+        "counting_convention": counting_convention or count.convention,
+        "input": {
+            "name": INPUT_NAME,
+            "shape": list(input_shape(model)),
+            "layout": "NHWC",
+            "dtype": "float32",
+            "scale": float(input_scale),
+        },
+        "sites": sites,
+        "other": [
+            {
+                "layer": row.layer,
+                "kind": row.kind,
+                "shape": [int(dim) for dim in row.shape],
+                "elements": row.total,
+            }
+            for row in count.other
+        ],
+        "totals": count_totals(count),
+    }
+    path.write_text(json.dumps(spec, indent=1) + "\n")
+    return path
+
+
+def read_pi_spec(path):
+    """Read a PI spec; kept indices and coefficients become NumPy arrays.
+
+    Args:
+        path: ``pi_spec.json``, or the folder holding it.
+
+    Returns:
+        The spec ``dict``; every site has ``kept_indices`` (int64 array,
+        read from its ``.npy`` file if needed) and ``coefficients``
+        (``(degree + 1, C)`` float array, or ``None``).
+    """
+    path = _spec_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no PI spec at {path}")
+    spec = json.loads(path.read_text())
+    version = spec.get("format_version")
+    if spec.get("format") != FORMAT or version != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} is not a {FORMAT} version {FORMAT_VERSION} file (format "
+            f"{spec.get('format')!r}, version {version!r})"
+        )
+    for site in spec["sites"]:
+        if "kept_indices_file" in site:
+            kept = np.load(path.parent / site["kept_indices_file"])
+        else:
+            kept = np.asarray(site["kept_indices"])
+        site["kept_indices"] = kept.astype("int64").ravel()
+        if site["kept_indices"].size * site["calls"] != site["kept"]:
+            raise ValueError(
+                f"{path}: site {site['layer']!r} lists "
+                f"{site['kept_indices'].size} kept indices per call, but "
+                f"kept={site['kept']} over {site['calls']} call(s)"
+            )
+        if site["coefficients"] is not None:
+            site["coefficients"] = np.asarray(site["coefficients"], "float64")
+    return spec
