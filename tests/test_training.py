@@ -90,7 +90,9 @@ def test_short_fit_on_real_cifar10_falls_towards_budget(cifar10_slice):
     budget = total // 10
     student = replace_relus(model)
     trainer = BudgetTrainer(student, budget=budget, budget_weight=100.0)
-    trainer.compile(optimizer=keras.optimizers.Adam(1e-2), loss=LOSS, metrics=["accuracy"])
+    # 3e-3: the count falls steadily; 1e-2 reaches it in one epoch but
+    # leaves the accuracy at the mercy of the seed.
+    trainer.compile(optimizer=keras.optimizers.Adam(3e-3), loss=LOSS, metrics=["accuracy"])
     history = trainer.fit(
         x_train.astype("float32"), y_train, batch_size=32, epochs=4,
         validation_data=(x_test.astype("float32"), y_test), verbose=0,
