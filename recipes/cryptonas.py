@@ -1,0 +1,13 @@
+"""CryptoNAS on a ReLU budget: search a ReLU-balanced network, train, export.
+
+    python recipes/cryptonas.py --budget 86k --data-dir ../shared/data/cifar10-images.tar.gz
+
+See `python recipes/cryptonas.py --help` and docs/cryptonas.md.
+"""
+
+import sys
+
+from keras_autorep.cryptonas.recipe import main
+
+if __name__ == "__main__":
+    sys.exit(main())
