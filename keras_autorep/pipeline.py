@@ -135,6 +135,28 @@ def subset_argument(text):
     return tuple(int(p) for p in parts)
 
 
+def add_run_arguments(parser, quick_subset, default_run_name):
+    """The data, output, run-name and seed flags every recipe shares."""
+    add = parser.add_argument
+    add("--data-dir", default=None,
+        help="dataset folder or .tar.gz archive (e.g. "
+             "../shared/data/cifar10-images.tar.gz); default: "
+             "tensorflow-datasets")
+    add("--cache-dir", default=None,
+        help="cache of decoded images (default ~/.cache/keras_autorep)")
+    add("--subset", type=subset_argument, default=None,
+        metavar="N_TRAIN,N_TEST",
+        help="use a class-balanced sample of N_TRAIN train and N_TEST "
+             f"test images (--quick: {quick_subset[0]},{quick_subset[1]})")
+    add("--out", default="saved_models",
+        help="base folder of the exports and of the working files "
+             "(<out>/runs/, <out>/teachers/) (default saved_models)")
+    add("--run-name", default=None,
+        help=f"run folder and export name (default {default_run_name}); "
+             "rerunning a name resumes it")
+    add("--seed", type=int, default=0, help="random seed (default 0)")
+
+
 def build_parser(dataset):
     """The command line of the ``dataset`` recipe."""
     preset = DATASET_PRESETS[dataset]
@@ -185,26 +207,12 @@ def build_parser(dataset):
     add("--tuner-trials", type=int, default=None,
         help="--allocation tuned: keras-tuner trials of one epoch each "
              f"(default 8; {QUICK_TUNER_TRIALS} with --quick)")
-    add("--data-dir", default=None,
-        help="dataset folder or .tar.gz archive (e.g. "
-             "../shared/data/cifar10-images.tar.gz); default: "
-             "tensorflow-datasets")
-    add("--cache-dir", default=None,
-        help="cache of decoded images (default ~/.cache/keras_autorep)")
-    add("--subset", type=subset_argument, default=None,
-        metavar="N_TRAIN,N_TEST",
-        help="use a class-balanced sample of N_TRAIN train and N_TEST "
-             "test images (--quick: 10000,2000)")
-    add("--out", default="saved_models",
-        help="base folder of exports, run folders and cached teachers "
-             "(default saved_models)")
-    add("--run-name", default=None,
-        help="run folder and export name (default <dataset>_<model>_<budget>"
-             "[_quick]); rerunning a name resumes it")
+    add_run_arguments(parser, quick_subset=QUICK_PRESET["subset"],
+                      default_run_name="<dataset>_<model>_<budget>[_<method>]"
+                                       "[_<allocation>][_quick]")
     add("--teacher", default=None,
         help="a .keras all-ReLU teacher taking [0, 1] images; skips "
              "teacher training (the student copies its architecture)")
-    add("--seed", type=int, default=0, help="random seed (default 0)")
     add("--quick", action="store_true",
         help="CPU smoke preset: resnet_small, 10k/2k images, "
              f"{QUICK_PRESET['teacher_epochs']}+{QUICK_PRESET['epochs']} "

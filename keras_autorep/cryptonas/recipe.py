@@ -47,6 +47,7 @@ from keras_autorep.pipeline import (
     MOMENTUM,
     Recipe,
     UsageError,
+    add_run_arguments,
     check_run_name,
     data_source,
     evaluate,
@@ -57,7 +58,6 @@ from keras_autorep.pipeline import (
     read_log,
     save_atomic,
     split_validation,
-    subset_argument,
     write_json,
 )
 from keras_autorep.pi import cost_report
@@ -131,23 +131,8 @@ def build_parser():
     add("--weight-decay", type=float, default=None,
         help="weight decay, PyTorch convention (L2 of wd/2 on the kernels) "
              f"(default {DEFAULTS['weight_decay']:g})")
-    add("--data-dir", default=None,
-        help="dataset folder or .tar.gz archive (e.g. "
-             "../shared/data/cifar10-images.tar.gz); default: "
-             "tensorflow-datasets")
-    add("--cache-dir", default=None,
-        help="cache of decoded images (default ~/.cache/keras_autorep)")
-    add("--subset", type=subset_argument, default=None,
-        metavar="N_TRAIN,N_TEST",
-        help="class-balanced sample of N_TRAIN train and N_TEST test images "
-             "(--quick: 5000,1000)")
-    add("--out", default="saved_models",
-        help="base folder of exports and run folders (default saved_models)")
-    add("--run-name", default=None,
-        help="run folder and export name (default "
-             "<dataset>_cryptonas_<budget>[_quick]); rerunning a name "
-             "resumes it")
-    add("--seed", type=int, default=0, help="random seed (default 0)")
+    add_run_arguments(parser, quick_subset=QUICK_PRESET["subset"],
+                      default_run_name="<dataset>_cryptonas_<budget>[_quick]")
     add("--quick", action="store_true",
         help="CPU smoke preset: 5k/1k images, 4 candidates of 1 epoch, 4 "
              "epochs for the best, batch 64; explicit flags still win")
