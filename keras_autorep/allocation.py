@@ -28,7 +28,6 @@ from keras_autorep.methods.distill import (
     DistillationTrainer,
     phase_callbacks,
     split_data,
-    teacher_frozen,
 )
 from keras_autorep.methods.masks import (
     random_masks,
@@ -224,25 +223,24 @@ def tune_allocation(
         min_weight=min_weight, seed=seed, lr=lr, metrics=metrics,
     )
     x, y = split_data(train_data)
-    with teacher_frozen(teacher):  # building a trial freezes the teacher
-        search = TUNERS[tuner](
-            hypermodel,
-            objective="val_accuracy",
-            max_trials=max_trials,
-            seed=seed,
-            directory=str(run_dir),
-            project_name="allocation",
-            overwrite=False,
-        )
-        search.search(
-            x, y,
-            batch_size=batch_size,
-            epochs=epochs,
-            validation_data=val_data,
-            callbacks=phase_callbacks(callbacks, "allocation"),
-            shuffle=y is not None,
-            verbose=verbose,
-        )
+    search = TUNERS[tuner](
+        hypermodel,
+        objective="val_accuracy",
+        max_trials=max_trials,
+        seed=seed,
+        directory=str(run_dir),
+        project_name="allocation",
+        overwrite=False,
+    )
+    search.search(
+        x, y,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_data=val_data,
+        callbacks=phase_callbacks(callbacks, "allocation"),
+        shuffle=y is not None,
+        verbose=verbose,
+    )
     best = search.get_best_hyperparameters(1)[0]
     return hypermodel.counts(best.values)
 

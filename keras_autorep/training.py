@@ -55,7 +55,42 @@ def distillation_loss(teacher_logits, student_logits, temperature=4.0):
     return ops.mean(kl) * temperature**2
 
 
-class BudgetTrainer(keras.Model):
+class TeacherStudentModel(keras.Model):
+    """Base of the trainers: a student trained with a fixed teacher.
+
+    The optimizer never sees the teacher's variables (they are listed as
+    non-trainable state of the trainer), yet the teacher is left as it was
+    given: its ``trainable`` flags are not touched, so a student built from
+    it later (``replace_relus(teacher)``) is as trainable as the first.
+    Subclasses set ``self.teacher`` (``None`` for no teacher).
+    """
+
+    def _teacher_variable_ids(self):
+        teacher = getattr(self, "teacher", None)
+        return set() if teacher is None else {id(v) for v in teacher.variables}
+
+    @property
+    def trainable_variables(self):
+        fixed = self._teacher_variable_ids()
+        return [v for v in super().trainable_variables if id(v) not in fixed]
+
+    @property
+    def non_trainable_variables(self):
+        trainable = {id(v) for v in self.trainable_variables}
+        return [v for v in self.variables if id(v) not in trainable]
+
+    @property
+    def trainable_weights(self):
+        fixed = self._teacher_variable_ids()
+        return [v for v in super().trainable_weights if id(v) not in fixed]
+
+    @property
+    def non_trainable_weights(self):
+        trainable = {id(v) for v in self.trainable_weights}
+        return [v for v in self.weights if id(v) not in trainable]
+
+
+class BudgetTrainer(TeacherStudentModel):
     """Trains a selector model with the AutoReP budget loss via ``fit``.
 
     Args:
@@ -63,7 +98,7 @@ class BudgetTrainer(keras.Model):
             ``replace_relus``); it outputs logits.
         budget: the ReLU budget (anything ``parse_budget`` accepts).
         teacher: optional all-ReLU model giving logits for distillation; it
-            is frozen.
+            is never trained (and left trainable: see ``TeacherStudentModel``).
         budget_weight: ``lambda`` of the budget term (AutoReP's released
             scripts use 80-240; default 10).
         temperature: distillation temperature (default 4).
@@ -114,8 +149,6 @@ class BudgetTrainer(keras.Model):
             )
         self.student = student
         self.teacher = teacher
-        if teacher is not None:
-            teacher.trainable = False
         self.budget_weight = float(budget_weight)
         self.temperature = float(temperature)
         self.distillation_weight = float(distillation_weight)

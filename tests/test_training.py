@@ -68,6 +68,7 @@ def test_fit_logs_relu_count_and_moves_it_down():
     keras.utils.set_random_seed(1)
     teacher = small_cnn()
     student = replace_relus(teacher)
+    teacher_weights = [w.copy() for w in teacher.get_weights()]
     trainer = BudgetTrainer(student, budget="10%", teacher=teacher, budget_weight=50.0)
     trainer.compile(optimizer=keras.optimizers.Adam(2e-2), loss=LOSS, metrics=["accuracy"])
     rng = np.random.default_rng(0)
@@ -78,7 +79,15 @@ def test_fit_logs_relu_count_and_moves_it_down():
     assert len(counts) == 3 and "val_relu_count" in history.history
     assert counts[-1] < counts[0] < count_relus(teacher).total
     assert counts[-1] == count_relus(student).kept
-    assert not teacher.trainable
+    # The teacher is not trained, and is left trainable: a second student
+    # built from it trains its weights too.
+    for before, after in zip(teacher_weights, teacher.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert teacher.trainable
+    again = BudgetTrainer(replace_relus(teacher), budget="10%", teacher=teacher)
+    assert len(again.trainable_weights) == len(trainer.trainable_weights) > 0
+    assert not {id(v) for v in teacher.weights} & {
+        id(v) for v in again.trainable_weights}
 
 
 def test_short_fit_on_real_cifar10_falls_towards_budget(cifar10_slice):

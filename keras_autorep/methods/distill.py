@@ -19,14 +19,17 @@ fused activation split by ``replace_relus``, a selector ``X_relu`` matches
 the teacher's layer ``X``.
 """
 
-import contextlib
 
 import keras
 from keras import ops
 
 from keras_autorep.conversion import selectors
 from keras_autorep.counting import count_relus
-from keras_autorep.training import LastValue, distillation_loss
+from keras_autorep.training import (
+    LastValue,
+    TeacherStudentModel,
+    distillation_loss,
+)
 
 
 def attention_map(activations):
@@ -72,14 +75,14 @@ def _with_activations(model, layers):
     )
 
 
-class DistillationTrainer(keras.Model):
+class DistillationTrainer(TeacherStudentModel):
     """Trains a student with CE + knowledge distillation (+ AT) via ``fit``.
 
     Args:
         student: a built model with ``ReLUSelector`` layers that outputs
             logits.
         teacher: optional all-ReLU model of the same architecture (logits);
-            it is frozen (``teacher_frozen`` restores it afterwards).
+            it is never trained (see ``TeacherStudentModel``).
             Needed for the distillation and AT terms.
         distillation_weight: weight of the distillation term (default 1).
         temperature: distillation temperature (default 4).
@@ -128,15 +131,12 @@ class DistillationTrainer(keras.Model):
         )
         self.relu_count = LastValue(name="relu_count")
         self.uses_activations = bool(attention_weight or with_activations)
-        if teacher is not None:
-            teacher.trainable = False
         if self.uses_activations:
             self._student_view = _with_activations(student, self.sites)
             teacher_layers = [
                 teacher_site_layer(teacher, site.name) for site in self.sites
             ]
             self._teacher_view = _with_activations(teacher, teacher_layers)
-            self._teacher_view.trainable = False
         # The student is built and the trainer's own variables are created
         # in __init__, so BackupAndRestore can restore it before any batch.
         self.built = True
@@ -191,32 +191,6 @@ class DistillationTrainer(keras.Model):
         )
         self.relu_count.update_state(self.kept_relus())
         return loss
-
-
-def _models_and_layers(model):
-    yield model
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _models_and_layers(layer)
-        else:
-            yield layer
-
-
-@contextlib.contextmanager
-def teacher_frozen(teacher):
-    """Freeze ``teacher`` for a block; restore every layer's flag after.
-
-    A trainer freezes its teacher so that the teacher's weights are not
-    trained; without the restore, a later ``replace_relus(teacher)`` would
-    copy the frozen flags into a new student. ``None`` is accepted.
-    """
-    layers = [] if teacher is None else _models_and_layers(teacher)
-    flags = [(layer, layer.trainable) for layer in layers]
-    try:
-        yield teacher
-    finally:
-        for layer, trainable in flags:  # outer models first, then inner
-            layer.trainable = trainable
 
 
 def phase_callbacks(callbacks, phase):

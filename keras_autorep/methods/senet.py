@@ -27,7 +27,6 @@ from keras_autorep.methods.distill import (
     DistillationTrainer,
     fit_phase,
     split_data,
-    teacher_frozen,
 )
 from keras_autorep.methods.masks import (
     check_counts,
@@ -257,23 +256,22 @@ def train_senet(
         verbose=verbose,
     )
     set_masks(student, random_masks(student, counts, seed), freeze=True)
-    with teacher_frozen(teacher):
-        identify = MismatchTrainer(
-            student, teacher, distillation_weight=0.5, temperature=temperature
-        )
-        history = fit_phase(
-            identify, train_data, val_data, epochs=epochs, lr=lr,
-            phase="identify", loss_weight=0.5, **fit_options,
-        )
-        if history is not None:
-            masks = top_masks(student, identify.scores(), counts=counts)
-            set_masks(student, masks, freeze=True)
-        finetune = DistillationTrainer(
-            student, teacher, distillation_weight=distillation_weight,
-            temperature=temperature, attention_weight=attention_weight,
-        )
-        fit_phase(
-            finetune, train_data, val_data, epochs=finetune_epochs, lr=lr,
-            phase="finetune", **fit_options,
-        )
+    identify = MismatchTrainer(
+        student, teacher, distillation_weight=0.5, temperature=temperature
+    )
+    history = fit_phase(
+        identify, train_data, val_data, epochs=epochs, lr=lr,
+        phase="identify", loss_weight=0.5, **fit_options,
+    )
+    if history is not None:
+        masks = top_masks(student, identify.scores(), counts=counts)
+        set_masks(student, masks, freeze=True)
+    finetune = DistillationTrainer(
+        student, teacher, distillation_weight=distillation_weight,
+        temperature=temperature, attention_weight=attention_weight,
+    )
+    fit_phase(
+        finetune, train_data, val_data, epochs=finetune_epochs, lr=lr,
+        phase="finetune", **fit_options,
+    )
     return student

@@ -33,7 +33,6 @@ from keras_autorep.layers.soft_relu_mask import SoftReLUMask
 from keras_autorep.methods.distill import (
     DistillationTrainer,
     fit_phase,
-    teacher_frozen,
 )
 from keras_autorep.methods.masks import (
     check_counts,
@@ -208,41 +207,40 @@ def train_snl(
         callbacks=callbacks, metrics=metrics, batch_size=batch_size,
         verbose=verbose,
     )
-    with teacher_frozen(teacher):
-        search = soft_mask_model(student)
-        trainer = SNLSearchTrainer(
-            search, teacher, l1_weight=l1_weight, threshold=threshold,
-            distillation_weight=distillation_weight, temperature=temperature,
-        )
-        model_budget = site_budget + trainer.fixed_relus
-        if trainer.count() > model_budget:
-            fit_phase(
-                trainer, train_data, val_data, epochs=epochs, lr=lr,
-                phase="search",
-                extra_callbacks=[SNLSchedule(model_budget, l1_growth)],
-                **fit_options,
-            )
-        if trainer.count() > model_budget:
-            warnings.warn(
-                f"SNL search ended with {trainer.count():,} ReLUs above the "
-                f"threshold, more than the budget of {model_budget:,}: "
-                "binarisation keeps the largest masks only; more epochs or "
-                "a larger l1_weight let the search reach the budget itself",
-                stacklevel=2,
-            )
-        copy_weights(search, student)
-        scores = {m.name: ops.convert_to_numpy(m.mask) for m in trainer.masks}
-        if counts is None:
-            masks = top_masks(student, scores, budget=site_budget)
-        else:
-            masks = top_masks(student, scores, counts=counts)
-        set_masks(student, masks, freeze=True)
-        finetune = DistillationTrainer(
-            student, teacher, distillation_weight=distillation_weight,
-            temperature=temperature,
-        )
+    search = soft_mask_model(student)
+    trainer = SNLSearchTrainer(
+        search, teacher, l1_weight=l1_weight, threshold=threshold,
+        distillation_weight=distillation_weight, temperature=temperature,
+    )
+    model_budget = site_budget + trainer.fixed_relus
+    if trainer.count() > model_budget:
         fit_phase(
-            finetune, train_data, val_data, epochs=finetune_epochs, lr=lr,
-            phase="finetune", **fit_options,
+            trainer, train_data, val_data, epochs=epochs, lr=lr,
+            phase="search",
+            extra_callbacks=[SNLSchedule(model_budget, l1_growth)],
+            **fit_options,
         )
+    if trainer.count() > model_budget:
+        warnings.warn(
+            f"SNL search ended with {trainer.count():,} ReLUs above the "
+            f"threshold, more than the budget of {model_budget:,}: "
+            "binarisation keeps the largest masks only; more epochs or "
+            "a larger l1_weight let the search reach the budget itself",
+            stacklevel=2,
+        )
+    copy_weights(search, student)
+    scores = {m.name: ops.convert_to_numpy(m.mask) for m in trainer.masks}
+    if counts is None:
+        masks = top_masks(student, scores, budget=site_budget)
+    else:
+        masks = top_masks(student, scores, counts=counts)
+    set_masks(student, masks, freeze=True)
+    finetune = DistillationTrainer(
+        student, teacher, distillation_weight=distillation_weight,
+        temperature=temperature,
+    )
+    fit_phase(
+        finetune, train_data, val_data, epochs=finetune_epochs, lr=lr,
+        phase="finetune", **fit_options,
+    )
     return student
