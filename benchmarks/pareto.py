@@ -28,14 +28,13 @@ Writes ``pareto.csv``, ``pareto.md`` and ``pareto.png`` to ``--out``.
     python benchmarks/pareto.py --data-dir ../shared/data/cifar10-images.tar.gz --quick
     python benchmarks/pareto.py --data-dir ../shared/data/cifar10-images.tar.gz
 
-Default ("full") setting, sized to finish within about an hour on 2 CPU
-cores: 10,000 class-balanced training images and the whole 10,000-image
-test split, teacher 10 epochs, 6 epochs per method (CryptoNAS 16), batch
-64, Adam lr 4e-3 (the AutoReP quick recipe's). ``--quick``: 5,000 / 1,000
-images, teacher 3 epochs, 2 per method, same batch and learning rate, about
-6 minutes. Explicit flags (``--subset``, ``--teacher-epochs``, ``--epochs``,
-``--batch-size``, ``--lr``) override either preset, e.g. for a paper-length
-run on a GPU.
+Default ("full") setting, about 30 minutes on 2 CPU cores: 10,000
+class-balanced training images and the whole 10,000-image test split,
+teacher 10 epochs, 6 epochs per method (CryptoNAS 16), batch 64, Adam lr
+4e-3 (the AutoReP quick recipe's). ``--quick``: 5,000 / 1,000 images,
+teacher 3 epochs, 2 per method, same batch and learning rate. Explicit
+flags (``--subset``, ``--teacher-epochs``, ``--epochs``, ``--batch-size``,
+``--lr``) override either preset, e.g. for a paper-length run on a GPU.
 """
 
 import argparse

@@ -433,19 +433,36 @@ def tensorboard_callback(log_dir):
 
 
 def evaluate(model, dataset, labels, top5):
-    """Test accuracy of a logits model: ``{"top1": ..., ["top5": ...]}``."""
+    """Test accuracy of a logits model: ``{"top1": ..., ["top5": ...]}``.
+
+    An example whose logits are not all finite (a polynomial network can
+    overflow) counts as wrong; their number is added as ``"non_finite"``
+    when there are any.
+    """
     logits = model.predict(dataset, verbose=0)
-    result = {"top1": float(np.mean(np.argmax(logits, -1) == labels))}
+    finite = np.all(np.isfinite(logits), axis=-1)
+    logits = np.where(np.isfinite(logits), logits, -np.inf)
+    correct = (np.argmax(logits, -1) == labels) & finite
+    result = {"top1": float(np.mean(correct))}
     if top5:
         best5 = np.argsort(-logits, axis=-1)[:, :5]
-        result["top5"] = float(np.mean(np.any(best5 == labels[:, None], -1)))
+        result["top5"] = float(
+            np.mean(np.any(best5 == labels[:, None], -1) & finite))
+    if not finite.all():
+        result["non_finite"] = int(np.sum(~finite))
     return result
 
 
 def format_accuracy(result):
-    """``"top-1 54.15%[, top-5 ...]"`` from an ``evaluate`` result."""
+    """``"top-1 54.15%[, top-5 ...][, N non-finite outputs]"`` from an
+    ``evaluate`` result."""
     text = f"top-1 {result['top1']:.2%}"
-    return text + f", top-5 {result['top5']:.2%}" if "top5" in result else text
+    if "top5" in result:
+        text += f", top-5 {result['top5']:.2%}"
+    if result.get("non_finite"):
+        text += (f" ({result['non_finite']:,} examples with non-finite "
+                 "logits, counted wrong)")
+    return text
 
 
 def save_atomic(model, path):
@@ -867,6 +884,14 @@ class Recipe:
     def harden_stage(self, student):
         """Hardened model within the budget and its test accuracy."""
         start = time.perf_counter()
+        searched = count_relus(student).kept
+        if searched > self.budget:
+            print(f"Note: the search ended with {searched:,} kept ReLUs, above "
+                  f"the budget; hardening keeps the {self.budget:,} with the "
+                  "largest indicators and switches the rest to polynomials "
+                  "they were not trained with, which costs accuracy. More "
+                  "--epochs (or a larger --lambda) let the search reach the "
+                  "budget.", flush=True)
         hardened = harden(student, self.budget)
         count = count_relus(hardened)
         if count.kept > self.budget:

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_autorep.pipeline import Settings, build_parser, read_log
+from keras_autorep.pipeline import (Settings, build_parser, evaluate,
+                                    format_accuracy, read_log)
 
 REPO = Path(__file__).resolve().parent.parent
 BUDGET = 12_900
@@ -42,6 +43,27 @@ def test_read_log_keeps_the_last_row_of_a_redone_epoch(tmp_path):
                    "1,0.25,700\n2,0.3,600\n")
     assert read_log(log) == {"epoch": [0, 1, 2], "accuracy": [0.1, 0.25, 0.3],
                              "relu_count": [900.0, 700.0, 600.0]}
+
+
+class _FixedLogits:
+    """Stands in for a model: ``predict`` returns the given logits."""
+
+    def __init__(self, logits):
+        self.logits = np.asarray(logits, dtype="float32")
+
+    def predict(self, dataset, verbose=0):
+        return self.logits
+
+
+def test_evaluate_counts_non_finite_logits_as_wrong():
+    logits = [[9, 1, 0, 0, 0, 0], [np.nan, 0, 0, 0, 0, 0],
+              [0, np.inf, 0, 0, 0, 0], [0, 1, 5, 4, 3, 2]]
+    labels = np.array([0, 0, 1, 3])
+    result = evaluate(_FixedLogits(logits), None, labels, top5=True)
+    assert result == {"top1": 0.25, "top5": 0.5, "non_finite": 2}
+    assert "2 examples with non-finite logits" in format_accuracy(result)
+    clean = evaluate(_FixedLogits(logits[:1]), None, labels[:1], top5=False)
+    assert clean == {"top1": 1.0}
 
 
 def recipe_command(dataset, *args):
