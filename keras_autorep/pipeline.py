@@ -440,8 +440,9 @@ def evaluate(model, dataset, labels, top5):
     when there are any.
     """
     logits = model.predict(dataset, verbose=0)
-    finite = np.all(np.isfinite(logits), axis=-1)
-    logits = np.where(np.isfinite(logits), logits, -np.inf)
+    finite_values = np.isfinite(logits)
+    finite = np.all(finite_values, axis=-1)
+    logits = np.where(finite_values, logits, -np.inf)
     correct = (np.argmax(logits, -1) == labels) & finite
     result = {"top1": float(np.mean(correct))}
     if top5:
@@ -627,13 +628,17 @@ class Recipe:
                       f"{self.run_dir} or pass another --run-name to run it "
                       "again.")
                 return json.loads((export_dir / "report.json").read_text())
+        report = self.run_stages()
+        write_json(result_file, {"export": report["export"]["dir"]})
+        return report
+
+    def run_stages(self):
+        """The stages, each resumed where it stopped; returns the report."""
         teacher, teacher_record = self.teacher_stage()
         student, search_record = self.search_stage(teacher)
         hardened, final = self.harden_stage(student)
-        report = self.export_stage(teacher, hardened, teacher_record,
-                                   search_record, final)
-        write_json(result_file, {"export": report["export"]["dir"]})
-        return report
+        return self.export_stage(teacher, hardened, teacher_record,
+                                 search_record, final)
 
     def _datasets(self):
         keras.utils.set_random_seed(self.settings.seed)
@@ -681,8 +686,23 @@ class Recipe:
                   verbose=self._verbose())
         return read_log(self.run_dir / stage / "log.csv")
 
+    def _save_trained(self, model, path, stages):
+        """Save the model a training stage produced (atomically) and drop
+        the backups of its phases ``stages``, which the model supersedes."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_atomic(model, path)
+        for stage in stages:
+            shutil.rmtree(self.run_dir / stage / "backup", ignore_errors=True)
+
     def _steps(self, epochs):
         return epochs * math.ceil(len(self.train[1]) / self.settings.batch_size)
+
+    @staticmethod
+    def _sgd(lr, steps):
+        """SGD with momentum, learning rate cosine-decayed from ``lr`` to 0
+        over ``steps``."""
+        schedule = keras.optimizers.schedules.CosineDecay(lr, steps)
+        return keras.optimizers.SGD(schedule, MOMENTUM)
 
     def _search_schedule(self, epochs):
         """Adam learning rate: cosine decay from ``--lr`` to ``FINAL_LR``
@@ -734,10 +754,9 @@ class Recipe:
               f"(SGD lr {s.teacher_lr:g}, momentum {MOMENTUM}, cosine "
               f"decay, weight decay {s.weight_decay:g})", flush=True)
         teacher = self.model
-        schedule = keras.optimizers.schedules.CosineDecay(
-            s.teacher_lr, self._steps(s.teacher_epochs))
-        teacher.compile(optimizer=keras.optimizers.SGD(schedule, MOMENTUM),
-                        **self._compile_args())
+        teacher.compile(
+            optimizer=self._sgd(s.teacher_lr, self._steps(s.teacher_epochs)),
+            **self._compile_args())
         history = self._fit("teacher", teacher, s.teacher_epochs)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_atomic(teacher, path)
@@ -769,11 +788,7 @@ class Recipe:
             train = {"autorep": self._train_autorep, "snl": self._train_snl,
                      "senet": self._train_senet}[s.method]
             student = train(teacher, counts)
-            student_path.parent.mkdir(parents=True, exist_ok=True)
-            save_atomic(student, student_path)
-            for phase in PHASES[s.method]:
-                shutil.rmtree(self.run_dir / phase / "backup",
-                              ignore_errors=True)
+            self._save_trained(student, student_path, PHASES[s.method])
         logs = [(phase, read_log(self.run_dir / phase / "log.csv"))
                 for phase in PHASES[s.method]]
         history = merge_phase_logs(logs) if len(logs) > 1 else logs[0][1]
@@ -910,21 +925,7 @@ class Recipe:
         """Export (TensorFlow only), report.json and plots; returns the
         report."""
         start = time.perf_counter()
-        backend = keras.backend.backend()
-        if backend == "tensorflow":
-            from keras_autorep.export import export_all  # imports TensorFlow
-
-            export_dir = Path(export_all(hardened, self.out, self.run_name))
-        else:
-            base = self.out / self.run_name
-            export_dir = base / str(next_version(base))
-            export_dir.mkdir(parents=True)
-            hardened.save(export_dir / "model.keras")
-            print(f"SavedModel and ONNX export skipped: they need the "
-                  f"TensorFlow backend, Keras runs on {backend}. Saved "
-                  f"{export_dir / 'model.keras'}; export it later with "
-                  "KERAS_BACKEND=tensorflow and "
-                  "keras_autorep.export.export_all.", flush=True)
+        export_dir = self._export(hardened)
         relus = final["relus"]
         plot_relus_per_layer(relus, export_dir / "relus_per_layer.png",
                              self.budget)
@@ -953,12 +954,42 @@ class Recipe:
             teacher=teacher_record,
             search=search_record,
             wall_seconds={**wall, "total": sum(wall.values())},
-            versions=library_versions(),
             pi_cost=cost_report(hardened, teacher).to_dict(),
+        )
+        return self._write_report(export_dir, report)
+
+    def _export(self, model):
+        """Export ``model`` to the next version folder of the run,
+        ``<out>/<run name>/<version>/``, and return the folder: everything
+        ``export_all`` writes on the TensorFlow backend, only ``model.keras``
+        (with a notice) on another."""
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
+            from keras_autorep.export import export_all  # imports TensorFlow
+
+            return Path(export_all(model, self.out, self.run_name))
+        base = self.out / self.run_name
+        export_dir = base / str(next_version(base))
+        export_dir.mkdir(parents=True)
+        model.save(export_dir / "model.keras")
+        print(f"SavedModel and ONNX export skipped: they need the "
+              f"TensorFlow backend, Keras runs on {backend}. Saved "
+              f"{export_dir / 'model.keras'}; export it later with "
+              "KERAS_BACKEND=tensorflow and "
+              "keras_autorep.export.export_all.", flush=True)
+        return export_dir
+
+    def _write_report(self, export_dir, report):
+        """``report`` with the fields every run reports (library versions,
+        exported files, settings), written to ``report.json`` in
+        ``export_dir``; returns it."""
+        report = dict(
+            report,
+            versions=library_versions(),
             export=dict(dir=str(export_dir.resolve()),
                         files=sorted(p.name for p in export_dir.iterdir())
                         + ["report.json"]),
-            settings=s.training_key(),
+            settings=self.settings.training_key(),
         )
         write_json(export_dir / "report.json", report)
         return report

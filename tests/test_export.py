@@ -176,14 +176,19 @@ def test_keras_file_round_trips(tiny, exported):
     )
 
 
-def test_saved_model_cli_show_and_run(exported):
-    show = subprocess.run(
-        [SAVED_MODEL_CLI, "show", "--dir", exported, "--all"],
+def run_tool(*command):
+    """Run a command-line tool quietly on the TensorFlow backend."""
+    return subprocess.run(
+        [str(part) for part in command],
         capture_output=True,
         text=True,
         env=SUBPROCESS_ENV,
         timeout=120,
     )
+
+
+def test_saved_model_cli_show_and_run(exported):
+    show = run_tool(SAVED_MODEL_CLI, "show", "--dir", exported, "--all")
     assert show.returncode == 0, show.stderr
     text = show.stdout
     assert "signature_def['serving_default']" in text
@@ -193,24 +198,18 @@ def test_saved_model_cli_show_and_run(exported):
         assert f"outputs['{output}']" in text
     assert "DT_INT64" in text
     assert "Method name is: tensorflow/serving/predict" in text
-    run = subprocess.run(
-        [
-            SAVED_MODEL_CLI,
-            "run",
-            "--dir",
-            exported,
-            "--tag_set",
-            "serve",
-            "--signature_def",
-            "serving_default",
-            # TF 2.21's saved_model_cli takes Python literals only (no np.*).
-            "--input_exprs",
-            f"image={np.full((1, 8, 8, 3), 128.0).tolist()}",
-        ],
-        capture_output=True,
-        text=True,
-        env=SUBPROCESS_ENV,
-        timeout=120,
+    run = run_tool(
+        SAVED_MODEL_CLI,
+        "run",
+        "--dir",
+        exported,
+        "--tag_set",
+        "serve",
+        "--signature_def",
+        "serving_default",
+        # TF 2.21's saved_model_cli takes Python literals only (no np.*).
+        "--input_exprs",
+        f"image={np.full((1, 8, 8, 3), 128.0).tolist()}",
     )
     assert run.returncode == 0, run.stderr
     assert "probabilities" in run.stdout and "class_id" in run.stdout
@@ -283,13 +282,7 @@ BAD_REQUESTS = textwrap.dedent(
 
 def test_bad_requests_raise_invalid_argument(exported):
     # In a subprocess: an unchecked bad conv input may abort the process.
-    result = subprocess.run(
-        [sys.executable, "-c", BAD_REQUESTS, str(exported)],
-        capture_output=True,
-        text=True,
-        env=SUBPROCESS_ENV,
-        timeout=120,
-    )
+    result = run_tool(sys.executable, "-c", BAD_REQUESTS, str(exported))
     assert result.returncode == 0, result.stderr[-2000:]
     errors = json.loads(result.stdout.strip().splitlines()[-1])
     assert errors == ["InvalidArgumentError"] * 12

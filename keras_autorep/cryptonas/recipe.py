@@ -19,15 +19,13 @@ resumed on a rerun of the same command (run folder
 
 Like the AutoReP recipes the model takes [0, 1] images and normalises them
 inside (``normalization_layer``); data loading, run-folder checks, the fit
-loop (logs, TensorBoard, backup/restore) and evaluation are those of
-``keras_autorep.pipeline.Recipe``.
+loop (logs, TensorBoard, backup/restore), evaluation, the export and the
+fields every report has are those of ``keras_autorep.pipeline.Recipe``.
 """
 
 import argparse
 import dataclasses
-import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -52,13 +50,9 @@ from keras_autorep.pipeline import (
     data_source,
     evaluate,
     format_accuracy,
-    library_versions,
-    next_version,
     one_line,
     read_log,
-    save_atomic,
     split_validation,
-    write_json,
 )
 from keras_autorep.pi import cost_report
 from keras_autorep.plots import plot_history, plot_relus_per_layer
@@ -213,7 +207,7 @@ def plot_search(trials, path, budget):
 
 class CryptoNASRecipe(Recipe):
     """One CryptoNAS run; reuses the AutoReP recipe's data loading, checks,
-    fit loop and evaluation.
+    fit loop, evaluation, export and report, and replaces its stages.
 
     ``CryptoNASRecipe(settings)`` checks everything that needs no training
     (data, budget against the smallest candidate, run folder) and raises
@@ -237,7 +231,7 @@ class CryptoNASRecipe(Recipe):
                 depths=settings.depths, stem_stride=settings.stem_stride,
                 weight_decay=settings.weight_decay / 2,
                 preprocessing=lambda: normalization_layer(self.info),
-                optimizer=lambda: self._sgd(steps))
+                optimizer=lambda: self._sgd(settings.lr, steps))
         except ValueError as e:
             raise UsageError(f"--budget: {one_line(e)}") from None
         self.run_name = check_run_name(settings.run_name or (
@@ -246,26 +240,12 @@ class CryptoNASRecipe(Recipe):
         self.run_dir = self.out / "runs" / self.run_name
         self._check_run_folder()
 
-    def _sgd(self, steps):
-        schedule = keras.optimizers.schedules.CosineDecay(self.settings.lr,
-                                                          steps)
-        return keras.optimizers.SGD(schedule, MOMENTUM)
-
-    def run(self):
-        """Run every unfinished stage; returns the report."""
-        result_file = self.run_dir / "result.json"
-        if result_file.is_file():
-            export_dir = Path(json.loads(result_file.read_text())["export"])
-            if (export_dir / "report.json").is_file():
-                print(f"Run {self.run_name!r} already finished; delete "
-                      f"{self.run_dir} or pass another --run-name to run it "
-                      "again.")
-                return json.loads((export_dir / "report.json").read_text())
+    def run_stages(self):
+        """Search, train and export, each resumed where it stopped; returns
+        the report."""
         best, search_record = self.architecture_search()
         model, train_record = self.train_best(best)
-        report = self.export(model, search_record, train_record)
-        write_json(result_file, {"export": report["export"]["dir"]})
-        return report
+        return self.export(model, search_record, train_record)
 
     def architecture_search(self):
         """The keras-tuner search; the best hyperparameters and a record."""
@@ -311,12 +291,10 @@ class CryptoNASRecipe(Recipe):
                   f"decay {s.weight_decay:g})", flush=True)
             keras.utils.set_random_seed(s.seed)
             model = self.hypermodel.network(best)
-            model.compile(optimizer=self._sgd(self._steps(s.epochs)),
+            model.compile(optimizer=self._sgd(s.lr, self._steps(s.epochs)),
                           **self._compile_args())
             self._fit("train", model, s.epochs)
-            save_atomic(model, path)
-            shutil.rmtree(self.run_dir / "train" / "backup",
-                          ignore_errors=True)
+            self._save_trained(model, path, ("train",))
         start = time.perf_counter()
         relus = count_relus(model)
         if relus.kept > s.budget:
@@ -336,21 +314,7 @@ class CryptoNASRecipe(Recipe):
         """Export, report.json and plots; returns the report."""
         s = self.settings
         start = time.perf_counter()
-        backend = keras.backend.backend()
-        if backend == "tensorflow":
-            from keras_autorep.export import export_all  # imports TensorFlow
-
-            export_dir = Path(export_all(model, self.out, self.run_name))
-        else:
-            base = self.out / self.run_name
-            export_dir = base / str(next_version(base))
-            export_dir.mkdir(parents=True)
-            model.save(export_dir / "model.keras")
-            print(f"SavedModel and ONNX export skipped: they need the "
-                  f"TensorFlow backend, Keras runs on {backend}. Saved "
-                  f"{export_dir / 'model.keras'}; export it later with "
-                  "KERAS_BACKEND=tensorflow and "
-                  "keras_autorep.export.export_all.", flush=True)
+        export_dir = self._export(model)
         relus, history = train_record["relus"], train_record["history"]
         plot_relus_per_layer(relus, export_dir / "relus_per_layer.png",
                              s.budget)
@@ -378,15 +342,9 @@ class CryptoNASRecipe(Recipe):
             search=search_record,
             train={k: v for k, v in train_record.items() if k != "relus"},
             wall_seconds={**wall, "total": sum(wall.values())},
-            versions=library_versions(),
             pi_cost=cost_report(model).to_dict(),
-            export=dict(dir=str(export_dir.resolve()),
-                        files=sorted(p.name for p in export_dir.iterdir())
-                        + ["report.json"]),
-            settings=s.training_key(),
         )
-        write_json(export_dir / "report.json", report)
-        return report
+        return self._write_report(export_dir, report)
 
 
 def print_summary(report):

@@ -27,10 +27,8 @@ from keras_autorep.export.saved_model import (
     OUTPUT_NAMES,
     SIGNATURE_KEY,
     ExportError,
-    check_tensorflow_backend,
     export_saved_model,
-    inference_model,
-    input_shape,
+    exportable_model,
     relu_elements,
     write_saved_model,
     write_version,
@@ -73,9 +71,7 @@ def export_all(
     Returns:
         ``pathlib.Path`` of the version folder.
     """
-    check_tensorflow_backend()
-    model = inference_model(model)
-    input_shape(model)
+    model = exportable_model(model)
 
     def write(directory):
         write_saved_model(model, directory, input_scale)
@@ -111,6 +107,7 @@ __all__ = [
     "export_all",
     "export_onnx",
     "export_saved_model",
+    "exportable_model",
     "onnx_relu_elements",
     "read_pi_spec",
     "relu_elements",

@@ -25,8 +25,7 @@ from keras_autorep.export.saved_model import (
     DEFAULT_INPUT_SCALE,
     INPUT_NAME,
     OUTPUT_NAMES,
-    check_tensorflow_backend,
-    inference_model,
+    exportable_model,
     serving_function,
 )
 
@@ -114,7 +113,7 @@ def export_onnx(
     """
     import tf2onnx
 
-    check_tensorflow_backend()
+    model = exportable_model(model)
     outputs = _check_outputs(outputs)
     if batch_size is not None and (
         isinstance(batch_size, bool)
@@ -124,7 +123,6 @@ def export_onnx(
         raise ValueError(
             f"batch_size must be None or an integer >= 1, got {batch_size!r}"
         )
-    model = inference_model(model)
     concrete = serving_function(
         model, input_scale, batch_size
     ).get_concrete_function()

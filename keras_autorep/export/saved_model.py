@@ -87,6 +87,17 @@ def inference_model(model):
     return model
 
 
+def exportable_model(model):
+    """The model to export, checked before anything is written: Keras runs
+    on the TensorFlow backend, ``model`` is hardened if it holds selectors
+    (``inference_model``) and has one fixed-shape input and a logits output
+    (``input_shape``)."""
+    check_tensorflow_backend()
+    model = inference_model(model)
+    input_shape(model)
+    return model
+
+
 def input_shape(model):
     """The fixed per-example input shape of a single-input logits model.
 
@@ -315,9 +326,7 @@ def export_saved_model(
         ExportError: the folder cannot be written or the version exists.
         RuntimeError: Keras does not run on the TensorFlow backend.
     """
-    check_tensorflow_backend()
-    model = inference_model(model)
-    input_shape(model)
+    model = exportable_model(model)
     return write_version(
         base_dir,
         name,

@@ -19,7 +19,6 @@ fused activation split by ``replace_relus``, a selector ``X_relu`` matches
 the teacher's layer ``X``.
 """
 
-
 import keras
 from keras import ops
 
