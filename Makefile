@@ -19,9 +19,11 @@ $(STAMP): requirements.txt setup.py
 
 install: $(STAMP)
 
-# The TensorFlow backend runs the whole suite; the layer and conversion tests
+# The import contracts (.importlinter) keep the pipeline's layers in order;
+# the TensorFlow backend runs the whole suite; the layer and conversion tests
 # run again under JAX so the code stays backend-agnostic.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 	KERAS_BACKEND=jax $(PY) -m pytest -q -m backend_agnostic tests
 

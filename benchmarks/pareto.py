@@ -47,20 +47,19 @@ import keras
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from keras_autorep import BudgetTrainer, count_relus, harden, replace_relus
-from keras_autorep.budget import parse_budget
-from keras_autorep.cryptonas import balanced_network, balanced_width
-from keras_autorep.data import load_dataset, make_datasets, normalization_layer
-from keras_autorep.methods import train_senet, train_snl
-from keras_autorep.models import get_model
-from keras_autorep.pipeline import (
-    DATASET_PRESETS,
-    FINAL_LR,
-    MOMENTUM,
-    QUICK_PRESET,
-    evaluate,
-    subset_argument,
+from keras_autorep import count_relus, harden, parse_budget
+from keras_autorep.budgets import check_budget_text
+from keras_autorep.architectures import (
+    balanced_network,
+    balanced_width,
+    get_model,
 )
+from keras_autorep.data import load_dataset, make_datasets, normalization_layer
+from keras_autorep.methods import train_autorep, train_senet, train_snl
+from keras_autorep.recipes.cli import subset_argument
+from keras_autorep.recipes.presets import DATASET_PRESETS, QUICK_PRESET
+from keras_autorep.recipes.reporting import evaluate
+from keras_autorep.training.schedules import cosine_adam_schedule, cosine_sgd
 
 METHODS = ("autorep", "snl", "senet", "cryptonas")
 FULL = dict(subset=(10_000, 10_000), teacher_epochs=10, epochs=6,
@@ -119,7 +118,7 @@ def parse_args(argv=None):
     args.budgets = [text.strip() for text in args.budgets.split(",")]
     for text in args.budgets:  # syntax only: percentages need the teacher
         try:
-            parse_budget(text, total=100 if text.endswith("%") else None)
+            check_budget_text(text)
         except ValueError as e:
             parser.error(f"--budgets: {e}")
     args.out = Path(args.out or ("runs/pareto_quick" if args.quick
@@ -130,10 +129,8 @@ def parse_args(argv=None):
 def train_from_scratch(model, train_ds, epochs, steps_per_epoch, lr,
                        verbose):
     """SGD with momentum and cosine decay to 0 (the teacher recipe)."""
-    schedule = keras.optimizers.schedules.CosineDecay(
-        lr, epochs * steps_per_epoch)
     model.compile(
-        optimizer=keras.optimizers.SGD(schedule, MOMENTUM),
+        optimizer=cosine_sgd(lr, epochs * steps_per_epoch),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"])
     model.fit(train_ds, epochs=epochs, verbose=verbose,
@@ -188,19 +185,11 @@ class Benchmark:
 
     def autorep(self, teacher, budget):
         a = self.args
-        student = replace_relus(teacher)
-        trainer = BudgetTrainer(
-            student, budget, teacher=teacher,
-            budget_weight=DATASET_PRESETS["cifar10"].budget_weight)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            a.lr, a.epochs * self.steps_per_epoch,
-            alpha=min(1.0, FINAL_LR / a.lr))
-        trainer.compile(
-            optimizer=keras.optimizers.Adam(schedule),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"])
-        trainer.fit(self.train_ds, epochs=a.epochs, verbose=self.verbose,
-                    shuffle=False)
+        student = train_autorep(
+            teacher, budget, self.train_ds, epochs=a.epochs,
+            lr=cosine_adam_schedule(a.lr, a.epochs * self.steps_per_epoch),
+            budget_weight=DATASET_PRESETS["cifar10"]["budget_weight"],
+            seed=a.seed, verbose=self.verbose)
         return harden(student, budget), f"{a.epochs} epochs"
 
     def _phases(self):

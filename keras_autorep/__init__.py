@@ -7,32 +7,39 @@ Public API::
         parse_budget, count_relus,                         # budgets
         replace_relus, harden,                             # conversion
         BudgetTrainer,                                     # AutoReP training
-        train_snl, train_senet, DistillationTrainer,       # peers
+        train_autorep, train_snl, train_senet,             # methods
         relu_sensitivity, allocate_by_sensitivity,         # SENet allocation
     )
 
-Sub-packages: ``keras_autorep.allocation`` (uniform / sensitivity /
-keras-tuner budget splits), ``keras_autorep.models``, ``keras_autorep.data``,
-``keras_autorep.export``, ``keras_autorep.pi``, ``keras_autorep.cryptonas``.
+The package, lowest layer first (imports only run downwards, checked by
+import-linter): ``budgets``, ``dapa`` -> ``layers`` -> ``graph`` ->
+``training`` -> ``allocation`` -> ``methods``; ``architectures``,
+``search``, ``data``; ``export`` -> ``pi`` -> ``recipes``.
 """
 
-from keras_autorep.budget import parse_budget
-from keras_autorep.conversion import final_masks, harden, replace_relus, selectors
-from keras_autorep.counting import ReLUCount, count_relus
+from keras_autorep.allocation import allocate_by_sensitivity, relu_sensitivity
+from keras_autorep.budgets import parse_budget
+from keras_autorep.graph import (
+    ReLUCount,
+    count_relus,
+    final_masks,
+    freeze_masks,
+    harden,
+    replace_relus,
+    selectors,
+)
 from keras_autorep.layers import (
     PartialReLU,
     PolynomialActivation,
     ReLUSelector,
     SoftReLUMask,
 )
-from keras_autorep.training import BudgetTrainer, distillation_loss
-from keras_autorep.methods import (
+from keras_autorep.methods import train_autorep, train_senet, train_snl
+from keras_autorep.training import (
+    BudgetTrainer,
     DistillationTrainer,
-    allocate_by_sensitivity,
-    freeze_masks,
-    relu_sensitivity,
-    train_senet,
-    train_snl,
+    StudentTrainer,
+    distillation_loss,
 )
 
 __version__ = "0.1.0"
@@ -45,6 +52,7 @@ __all__ = [
     "ReLUCount",
     "ReLUSelector",
     "SoftReLUMask",
+    "StudentTrainer",
     "allocate_by_sensitivity",
     "count_relus",
     "distillation_loss",
@@ -55,6 +63,7 @@ __all__ = [
     "relu_sensitivity",
     "replace_relus",
     "selectors",
+    "train_autorep",
     "train_senet",
     "train_snl",
 ]

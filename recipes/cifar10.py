@@ -7,7 +7,7 @@ See `python recipes/cifar10.py --help` and docs/recipes.md.
 
 import sys
 
-from keras_autorep.pipeline import main
+from keras_autorep.recipes.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(dataset="cifar10"))

@@ -7,7 +7,7 @@ See `python recipes/cryptonas.py --help` and docs/cryptonas.md.
 
 import sys
 
-from keras_autorep.cryptonas.recipe import main
+from keras_autorep.recipes.cli import cryptonas_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cryptonas_main())

@@ -7,10 +7,10 @@ the model's first layer, doing the per-channel mean/std normalisation.
 Importing this package does not import TensorFlow.
 """
 
-from keras_autorep.data.pipeline import ImageArrayDataset
-from keras_autorep.data.pipeline import make_datasets
-from keras_autorep.data.pipeline import make_tf_datasets
-from keras_autorep.data.pipeline import normalization_layer
+from keras_autorep.data.batching import ImageArrayDataset
+from keras_autorep.data.batching import make_datasets
+from keras_autorep.data.batching import make_tf_datasets
+from keras_autorep.data.batching import normalization_layer
 from keras_autorep.data.sources import DataUnavailableError
 from keras_autorep.data.sources import DatasetInfo
 from keras_autorep.data.sources import load_dataset

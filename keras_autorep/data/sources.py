@@ -20,10 +20,8 @@ the `tensorflow_datasets` source.
 
 import dataclasses
 import hashlib
-import json
 import os
 import re
-import socket
 from pathlib import Path
 
 import keras
@@ -31,16 +29,16 @@ import numpy as np
 from PIL import Image
 
 from keras_autorep.data import archives, layout
+from keras_autorep.data.cache import cache_path, read_cache, write_cache
+from keras_autorep.data.tfds_source import (
+    DataUnavailableError,
+    load_tfds,
+    no_data_message,
+)
 
 DEFAULT_CACHE_DIR = "~/.cache/keras_autorep"
 TFDS_NAMES = ("cifar10", "cifar100")
 KNOWN_NAMES = TFDS_NAMES + ("tiny_imagenet",)
-_DOWNLOAD_HOSTS = ("storage.googleapis.com", "www.cs.toronto.edu")
-_CACHE_FORMAT = 1
-
-
-class DataUnavailableError(RuntimeError):
-    """The dataset cannot be obtained (no local copy, no network)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,14 +101,14 @@ def load_dataset(name, data_dir=None, cache_dir=None, subset=None, seed=0,
     if data_dir is None:
         if name not in TFDS_NAMES:
             if name in KNOWN_NAMES:
-                raise DataUnavailableError(_no_data_message(
+                raise DataUnavailableError(no_data_message(
                     name, "it has no automatic download"))
             raise ValueError(
                 f"unknown dataset {name!r}: without data_dir the name must be "
                 f"one of {TFDS_NAMES}"
             )
         splits, class_names = _apply_selection(
-            *_load_tfds(name, cache_dir), classes, subset, seed)
+            *load_tfds(name, cache_dir), classes, subset, seed)
     else:
         splits, class_names = _load_files(
             name, Path(data_dir).expanduser(), cache_dir, classes, subset,
@@ -198,31 +196,6 @@ def _channel_stats(x, chunk=8192):
     return [float(m) for m in mean], [float(s) for s in np.sqrt(var)]
 
 
-# ---------------------------------------------------------------- cache
-
-
-def _cache_path(cache_dir, name, *key):
-    digest = hashlib.sha1(
-        json.dumps([_CACHE_FORMAT, name, *key]).encode()).hexdigest()
-    return Path(cache_dir) / f"{name}-{digest[:16]}.npz"
-
-
-def _read_cache(path):
-    with np.load(path) as f:
-        splits = [(f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])]
-        return splits, [str(c) for c in f["class_names"]]
-
-
-def _write_cache(path, splits, class_names):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    (x_train, y_train), (x_test, y_test) = splits
-    with open(tmp, "wb") as f:
-        np.savez(f, x_train=x_train, y_train=y_train, x_test=x_test,
-                 y_test=y_test, class_names=np.array(class_names))
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------- files
 
 
@@ -240,15 +213,15 @@ def _load_files(name, data_dir, cache_dir, classes, subset, seed, verbose):
             f".tar.gz/.tgz/.tar archive: {layout.LAYOUT_HELP}"
         )
 
-    full = _cache_path(cache_dir, name, source)
+    full = cache_path(cache_dir, name, source)
     if full.is_file():
-        return _apply_selection(*_read_cache(full), classes, subset, seed)
+        return _apply_selection(*read_cache(full), classes, subset, seed)
     selected = classes is not None or subset is not None
-    target = _cache_path(
+    target = cache_path(
         cache_dir, name, source, layout.classes_key(classes), subset, seed
     ) if selected else full
     if target.is_file():
-        return _read_cache(target)
+        return read_cache(target)
 
     if data_dir.is_dir():
         splits, class_names = _decode_tree(
@@ -261,7 +234,7 @@ def _load_files(name, data_dir, cache_dir, classes, subset, seed, verbose):
             splits, class_names = _decode_tree(
                 name, data_dir, reader.paths, reader.read_text, reader.open,
                 reader.offset, classes, subset, seed, verbose)
-    _write_cache(target, splits, class_names)
+    write_cache(target, splits, class_names)
     return splits, class_names
 
 
@@ -350,63 +323,3 @@ def _decode_images(files, open_file, sort_key, source, verbose):
         if progbar is not None and (count % 2000 == 0 or count == len(files)):
             progbar.update(count)
     return out
-
-
-# ---------------------------------------------------------------- tfds
-
-
-def _no_data_message(name, reason):
-    return (
-        f"cannot load {name!r}: {reason}. Pass --data-dir PATH (load_dataset"
-        f"(..., data_dir=PATH)): a folder with {{train,test}}/<class>/ images "
-        f"or a .tar.gz of one (e.g. ../shared/data/cifar10-images.tar.gz)."
-    )
-
-
-def _network_available(timeout=3.0):
-    """Whether one of the download hosts accepts a TCP connection."""
-    for host in _DOWNLOAD_HOSTS:
-        try:
-            socket.create_connection((host, 443), timeout=timeout).close()
-            return True
-        except OSError:
-            continue
-    return False
-
-
-def _load_tfds(name, cache_dir):
-    """Full CIFAR splits from tensorflow-datasets, cached as .npz."""
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as e:
-        raise DataUnavailableError(_no_data_message(
-            name, f"tensorflow_datasets is not importable ({e})")) from e
-    builder = tfds.builder(name)
-    prepared = builder.is_prepared()
-    cache = _cache_path(cache_dir, name, "tfds", str(builder.data_path))
-    if prepared and cache.is_file():
-        return _read_cache(cache)
-    if not prepared and not _network_available():
-        raise DataUnavailableError(_no_data_message(
-            name, f"it is not in the tensorflow-datasets folder "
-            f"{builder.data_dir} and the network is unreachable"))
-    try:
-        # Fixed-size batches rather than batch_size=-1, which batches by the
-        # split size recorded in the metadata and aborts the process when
-        # that is unknown (e.g. under tfds.testing.mock_data).
-        datasets = tfds.load(name, split=["train", "test"],
-                             as_supervised=True, batch_size=4096)
-        splits = []
-        for ds in datasets:
-            batches = list(tfds.as_numpy(ds))
-            splits.append(
-                (np.concatenate([x for x, _ in batches]).astype(np.uint8),
-                 np.concatenate([y for _, y in batches]).astype(np.int32)))
-    except Exception as e:  # download or TensorFlow failure, reported as one
-        raise DataUnavailableError(_no_data_message(
-            name, f"tensorflow_datasets failed: {type(e).__name__}: {e}"
-        )) from e
-    class_names = list(builder.info.features["label"].names)
-    if builder.is_prepared():
-        _write_cache(cache, splits, class_names)
-    return splits, class_names

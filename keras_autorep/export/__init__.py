@@ -1,43 +1,56 @@
-"""Export: TF-Serving SavedModel, ONNX, PI spec and cost report.
+"""Export: TF-Serving SavedModel, Keras file, ONNX and PI spec.
 
 ``export_all`` writes one version folder ``<base_dir>/<name>/<version>/``::
 
     saved_model.pb, variables/, assets/, fingerprint.pb   # TF-Serving
     model.keras        # the hardened Keras model
     model.onnx         # static batch 1, for PI frameworks
-    pi_spec.json       # non-linear sites (+ pi_spec.*.kept.npy if large)
-    pi_cost.txt        # cost report (python -m keras_autorep.report DIR)
+    pi_spec.json       # ReLU sites (+ pi_spec.*.kept.npy if large)
 
-TF-Serving reads only the SavedModel files and ignores the others.
+plus whatever ``extras`` writes (the recipes add the PI cost report, the
+run report and plots). TF-Serving reads only the SavedModel files and
+ignores the others. Export takes an inference model only: a model that
+still holds selectors raises ``TypeError`` (``harden`` it first).
+
+Importing this package does not import TensorFlow: the contract, version
+folders and PI spec work under any backend; the SavedModel and ONNX writers
+are loaded on first use.
 """
 
-from keras_autorep.export.onnx import (
-    DEFAULT_OPSET,
-    export_onnx,
-    onnx_relu_elements,
-)
-from keras_autorep.export.pi_spec import (
-    SPEC_FILENAME,
-    read_pi_spec,
-    write_pi_spec,
-)
-from keras_autorep.export.saved_model import (
+import importlib
+
+from keras_autorep.export.contract import (
     DEFAULT_INPUT_SCALE,
+    DEFAULT_OPSET,
     INPUT_NAME,
+    KERAS_FILENAME,
+    ONNX_FILENAME,
     OUTPUT_NAMES,
     SIGNATURE_KEY,
+    SPEC_FILENAME,
     ExportError,
-    export_saved_model,
     exportable_model,
-    relu_elements,
-    write_saved_model,
+    versions,
     write_version,
 )
-from keras_autorep.pi.cost import cost_report
+from keras_autorep.export.pi_spec import read_pi_spec, write_pi_spec
 
-KERAS_FILENAME = "model.keras"
-ONNX_FILENAME = "model.onnx"
-COST_FILENAME = "pi_cost.txt"
+# Names of the TensorFlow / tf2onnx modules, imported when first asked for.
+_LAZY = {
+    "export_saved_model": "saved_model",
+    "relu_elements": "saved_model",
+    "write_saved_model": "saved_model",
+    "export_onnx": "onnx",
+    "onnx_relu_elements": "onnx",
+    "write_onnx": "onnx",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(f"keras_autorep.export.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def export_all(
@@ -51,15 +64,16 @@ def export_all(
     with_onnx=True,
     onnx_batch_size=1,
     opset=DEFAULT_OPSET,
+    extras=None,
 ):
-    """Write SavedModel, ``.keras``, PI spec, ONNX and cost report together.
+    """Write SavedModel, ``.keras``, PI spec and ONNX together.
 
     Everything is written into a staging folder and moved into place at the
     end, so a failure leaves no partial version and earlier versions intact.
 
     Args:
-        model: Keras model taking images scaled to [0, 1] and returning
-            logits; hardened first (with a warning) if it holds selectors.
+        model: inference Keras model (hardened or plain) taking images
+            scaled to [0, 1] and returning logits.
         base_dir, name, version, overwrite, input_scale: as in
             ``export_saved_model``.
         counting_convention: as in ``write_pi_spec``.
@@ -67,34 +81,39 @@ def export_all(
         onnx_batch_size: batch size of the ONNX graph (1: fully static);
             ``None`` for a dynamic batch.
         opset: ONNX opset.
+        extras: optional ``extras(folder, version_dir)`` that writes more
+            files into the staging ``folder`` before it becomes
+            ``version_dir``.
 
     Returns:
         ``pathlib.Path`` of the version folder.
     """
+    from keras_autorep.export.onnx import write_onnx
+    from keras_autorep.export.saved_model import write_saved_model
+
     model = exportable_model(model)
 
-    def write(directory):
+    def write(directory, target):
         write_saved_model(model, directory, input_scale)
         model.save(directory / KERAS_FILENAME)
         write_pi_spec(
             model, directory / SPEC_FILENAME, counting_convention, input_scale
         )
         if with_onnx:
-            export_onnx(
+            write_onnx(
                 model,
                 directory / ONNX_FILENAME,
                 batch_size=onnx_batch_size,
                 input_scale=input_scale,
                 opset=opset,
             )
-        report = cost_report(read_pi_spec(directory / SPEC_FILENAME))
-        (directory / COST_FILENAME).write_text(report.text() + "\n")
+        if extras is not None:
+            extras(directory, target)
 
     return write_version(base_dir, name, version, overwrite, write)
 
 
 __all__ = [
-    "COST_FILENAME",
     "DEFAULT_INPUT_SCALE",
     "DEFAULT_OPSET",
     "ExportError",
@@ -111,5 +130,9 @@ __all__ = [
     "onnx_relu_elements",
     "read_pi_spec",
     "relu_elements",
+    "versions",
+    "write_onnx",
     "write_pi_spec",
+    "write_saved_model",
+    "write_version",
 ]

@@ -21,15 +21,15 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from keras_autorep.export.saved_model import (
+from keras_autorep.export.contract import (
     DEFAULT_INPUT_SCALE,
+    DEFAULT_OPSET,
     INPUT_NAME,
     OUTPUT_NAMES,
     exportable_model,
-    serving_function,
 )
+from keras_autorep.export.saved_model import serving_function
 
-DEFAULT_OPSET = 13
 ONNX_RELU_OP_TYPES = ("Relu", "LeakyRelu", "PRelu")
 
 _INTEGER_TYPES = {
@@ -97,8 +97,8 @@ def export_onnx(
     """Export a model to ONNX with tf2onnx.
 
     Args:
-        model: Keras model taking images scaled to [0, 1] and returning
-            logits; hardened first (with a warning) if it holds selectors.
+        model: inference Keras model (hardened or plain) taking images
+            scaled to [0, 1] and returning logits.
         path: the ``.onnx`` file to write (parent folders are created).
         batch_size: ``None`` for a dynamic batch axis; an integer (``1`` for
             PI frameworks) makes every shape in the graph static.
@@ -111,9 +111,22 @@ def export_onnx(
     Returns:
         ``pathlib.Path`` of the written file.
     """
+    return write_onnx(
+        exportable_model(model), path, batch_size, input_scale, opset, outputs
+    )
+
+
+def write_onnx(
+    model,
+    path,
+    batch_size=None,
+    input_scale=DEFAULT_INPUT_SCALE,
+    opset=DEFAULT_OPSET,
+    outputs=OUTPUT_NAMES,
+):
+    """``export_onnx`` of a model ``exportable_model`` has already checked."""
     import tf2onnx
 
-    model = exportable_model(model)
     outputs = _check_outputs(outputs)
     if batch_size is not None and (
         isinstance(batch_size, bool)

@@ -1,14 +1,14 @@
 """PI spec: the non-linear layers of an exported model, without Keras.
 
-``pi_spec.json`` tells a private-inference toolchain, for every non-linear
-site of the model (``PartialReLU``, plain ReLU including ``*_uncounted``
-ones, ``PolynomialActivation``), which elements go through ReLU and which
-through a polynomial, so it can rebuild those layers next to the ONNX graph.
+``pi_spec.json`` tells a private-inference toolchain, for every ReLU site of
+the model (``PartialReLU``, plain ReLU, ``PolynomialActivation``), which
+elements go through ReLU and which through a polynomial, so it can rebuild
+those layers next to the ONNX graph.
 
-Format (``format_version`` 1)::
+Format (``format_version`` 2)::
 
     {
-      "format": "keras_autorep.pi_spec", "format_version": 1,
+      "format": "keras_autorep.pi_spec", "format_version": 2,
       "model": "<model name>",
       "counting_convention": "<text from count_relus, or given>",
       "input": {"name": "image", "shape": [H, W, C], "layout": "NHWC",
@@ -17,7 +17,6 @@ Format (``format_version`` 1)::
         {"layer": "<keras layer name>",
          "kind": "PartialReLU" | "ReLU" | "PolynomialActivation",
          "fused": false,           # true: ReLU fused into a Conv/Dense layer
-         "counted": true,          # false for '*_uncounted' ReLUs
          "shape": [H, W, C],       # activation shape without batch
          "calls": 1,               # times the layer is applied
          "total": 256, "kept": 69, # elements per example, all calls
@@ -28,8 +27,7 @@ Format (``format_version`` 1)::
         ...
       ],
       "other": [{"layer", "kind", "shape", "elements"}],  # max-pool etc.
-      "totals": {"relu_total", "relu_kept", "polynomial",
-                 "uncounted_relus", "relus_computed"}
+      "totals": {"relu_total", "relu_kept", "polynomial"}
     }
 
 Semantics of a site, per example and per call: flatten the activation in
@@ -50,19 +48,19 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_autorep.counting import count_relus, iter_layers
-from keras_autorep.export.saved_model import (
+from keras_autorep.export.contract import (
     DEFAULT_INPUT_SCALE,
     INPUT_NAME,
-    inference_model,
+    SPEC_FILENAME,
+    check_inference_model,
     input_shape,
 )
+from keras_autorep.graph.counting import count_relus
+from keras_autorep.graph.sites import iter_layers
 from keras_autorep.layers import PartialReLU, PolynomialActivation
-from keras_autorep.pi.cost import count_totals
 
 FORMAT = "keras_autorep.pi_spec"
-FORMAT_VERSION = 1
-SPEC_FILENAME = "pi_spec.json"
+FORMAT_VERSION = 2
 DEFAULT_MAX_INLINE_INDICES = 4096
 
 
@@ -77,8 +75,7 @@ def _site(row, layer):
     site = {
         "layer": row.layer,
         "kind": "ReLU",
-        "fused": row.kind == "fused relu",
-        "counted": row.counted,
+        "fused": row.fused,
         "shape": shape,
         "calls": row.total // per_call,
         "total": row.total,
@@ -111,8 +108,7 @@ def write_pi_spec(
     """Write ``pi_spec.json`` (and companion ``.npy`` index files).
 
     Args:
-        model: the exported Keras model (hardened first, with a warning, if
-            it holds selectors).
+        model: the exported (hardened or plain) Keras model.
         path: the JSON file, or a folder to write ``pi_spec.json`` into.
         counting_convention: text describing the ReLU counting convention;
             defaults to the one ``count_relus`` reports.
@@ -122,7 +118,7 @@ def write_pi_spec(
     Returns:
         ``pathlib.Path`` of the JSON file.
     """
-    model = inference_model(model)
+    check_inference_model(model)
     count = count_relus(model)
     layers = {layer.name: layer for layer in iter_layers(model)}
     path = _spec_path(path)
@@ -160,7 +156,7 @@ def write_pi_spec(
             }
             for row in count.other
         ],
-        "totals": count_totals(count),
+        "totals": count.totals(),
     }
     path.write_text(json.dumps(spec, indent=1) + "\n")
     return path

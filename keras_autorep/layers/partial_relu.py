@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_autorep.polynomial import SUPPORTED_DEGREES, evaluate_polynomial
+from keras_autorep.dapa import SUPPORTED_DEGREES, evaluate_polynomial
 
 
 @keras.saving.register_keras_serializable(package="keras_autorep")

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_autorep.polynomial import (
+from keras_autorep.dapa import (
     SUPPORTED_DEGREES,
     dapa_coefficients,
     evaluate_polynomial,
@@ -22,7 +22,7 @@ class PolynomialActivation(keras.layers.Layer):
     deviation of its input (batch-norm statistics without affine terms) and,
     during the first ``refit_steps`` training steps, re-fits the coefficients
     every ``refit_every`` steps to the least-squares ReLU fit under
-    ``N(mean, std^2)`` (see ``keras_autorep.polynomial``). Afterwards the
+    ``N(mean, std^2)`` (see ``keras_autorep.dapa``). Afterwards the
     coefficients are ordinary trainable weights. ``fit="identity"`` gives the
     fixed ``p(x) = x`` used by SNL.
 

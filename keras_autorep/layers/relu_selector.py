@@ -7,14 +7,18 @@ from keras import ops
 from keras_autorep.layers.polynomial_activation import PolynomialActivation
 
 GRANULARITIES = ("pixel", "channel")
+POLYNOMIAL_OPTIONS = (
+    "degree", "fit", "refit_every", "refit_steps", "momentum", "epsilon",
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_autorep")
-class ReLUSelector(PolynomialActivation):
+class ReLUSelector(keras.layers.Layer):
     """Chooses, per position, between ReLU and a cheap polynomial.
 
     ``y = m * relu(x) + (1 - m) * p(x)`` where ``m`` is a binary mask and
-    ``p`` a per-channel polynomial (DaPa, see ``PolynomialActivation``).
+    ``p`` a per-channel polynomial: the selector holds a
+    ``PolynomialActivation`` (DaPa) as its ``polynomial`` sub-layer.
     The mask follows a trainable indicator ``alpha`` (initialised uniform in
     ``(0, 1)``) through a hysteresis rule applied at the start of every
     training forward pass, with threshold ``t``::
@@ -46,7 +50,13 @@ class ReLUSelector(PolynomialActivation):
     """
 
     def __init__(self, granularity="pixel", threshold=0.003, **kwargs):
+        polynomial_options = {
+            key: kwargs.pop(key) for key in POLYNOMIAL_OPTIONS if key in kwargs
+        }
         super().__init__(**kwargs)
+        self.polynomial = PolynomialActivation(
+            name="polynomial", **polynomial_options
+        )
         if granularity not in GRANULARITIES:
             raise ValueError(
                 f"granularity must be one of {GRANULARITIES}, "
@@ -58,7 +68,7 @@ class ReLUSelector(PolynomialActivation):
         self.threshold = float(threshold)
 
     def build(self, input_shape):
-        super().build(input_shape)
+        self.polynomial.build(input_shape)
         activation_shape = tuple(input_shape[1:])
         if any(dim is None for dim in activation_shape):
             raise ValueError(
@@ -82,6 +92,19 @@ class ReLUSelector(PolynomialActivation):
             initializer="ones",
             trainable=False,
         )
+
+    @property
+    def degree(self):
+        return self.polynomial.degree
+
+    @property
+    def fit(self):
+        return self.polynomial.fit
+
+    @property
+    def coefficients(self):
+        """The polynomial's ``(degree + 1, C)`` coefficients."""
+        return self.polynomial.coefficients
 
     @property
     def total_relus(self):
@@ -121,7 +144,7 @@ class ReLUSelector(PolynomialActivation):
     def call(self, inputs, training=False):
         if training:
             self.mask.assign(self.hysteresis_mask())
-        polynomial = super().call(inputs, training=training)
+        polynomial = self.polynomial(inputs, training=training)
         if training:
             mask = self.straight_through_mask()
         else:
@@ -129,7 +152,12 @@ class ReLUSelector(PolynomialActivation):
         mask = ops.cast(mask, inputs.dtype)
         return polynomial + mask * (ops.relu(inputs) - polynomial)
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def get_config(self):
         config = super().get_config()
+        polynomial = self.polynomial.get_config()
+        config.update({key: polynomial[key] for key in POLYNOMIAL_OPTIONS})
         config.update(granularity=self.granularity, threshold=self.threshold)
         return config

@@ -21,14 +21,16 @@ class SoftReLUMask(keras.layers.Layer):
     after every optimizer step). This is the search-time form of Selective
     Network Linearization (Cho et al., ICML 2022): an L1 penalty on ``m``
     drives positions to 0 (linear); a position counts as a ReLU while
-    ``m > threshold``. After the search the mask is binarised into a
-    ``ReLUSelector(fit="identity", degree=1)`` (see
+    ``m > threshold`` (``kept_relus``). After the search the mask is
+    binarised into a ``ReLUSelector(fit="identity", degree=1)`` (see
     ``keras_autorep.methods.snl``).
 
     Args:
         granularity: ``"pixel"`` (default: one mask value per element of the
             activation map, ``H x W x C``) or ``"channel"`` (one per
             channel).
+        threshold: mask value above which a position counts as a ReLU
+            (default 1e-2, as in the SNL reference code).
 
     Example:
 
@@ -39,14 +41,17 @@ class SoftReLUMask(keras.layers.Layer):
     ... ])
     """
 
-    def __init__(self, granularity="pixel", **kwargs):
+    def __init__(self, granularity="pixel", threshold=1e-2, **kwargs):
         super().__init__(**kwargs)
         if granularity not in GRANULARITIES:
             raise ValueError(
                 f"granularity must be one of {GRANULARITIES}, "
                 f"got {granularity!r}"
             )
+        if not 0.0 <= threshold < 1.0:
+            raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
         self.granularity = granularity
+        self.threshold = float(threshold)
 
     def build(self, input_shape):
         activation_shape = tuple(input_shape[1:])
@@ -69,10 +74,21 @@ class SoftReLUMask(keras.layers.Layer):
         )
 
     @property
+    def total_relus(self):
+        """ReLU elements of this site per example (``prod(H, W, C)``)."""
+        return int(np.prod(self.activation_shape))
+
+    @property
     def relus_per_indicator(self):
         """Activation elements that one mask value controls."""
-        total = int(np.prod(self.activation_shape))
-        return total // int(np.prod(self.mask.shape))
+        return self.total_relus // int(np.prod(self.mask.shape))
+
+    def kept_relus(self):
+        """ReLU elements per example with ``m > threshold`` (a tensor)."""
+        kept = ops.greater(self.mask, self.threshold)
+        return ops.sum(ops.cast(kept, "float32")) * float(
+            self.relus_per_indicator
+        )
 
     def call(self, inputs):
         mask = ops.cast(self.mask, inputs.dtype)
@@ -83,5 +99,5 @@ class SoftReLUMask(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(granularity=self.granularity)
+        config.update(granularity=self.granularity, threshold=self.threshold)
         return config

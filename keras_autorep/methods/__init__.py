@@ -1,45 +1,25 @@
-"""AutoReP's peers on the same counting, hardening and export: SNL, SENet.
+"""The ReLU-reduction methods, one function each, one signature:
+``train_X(teacher, budget, train_data, val_data=None, *, counts=None,
+epochs, lr, ..., callbacks, verbose) -> student``.
 
-Both return a ``replace_relus(teacher, fit="identity", degree=1)`` student
-with frozen masks, so ``harden(student, budget)`` works as for AutoReP.
-The mask helpers (``freeze_masks``, ``set_masks``, ``top_masks``, ...) are
-shared with ``keras_autorep.allocation``.
+* ``train_autorep``: AutoReP (selectors with DaPa polynomials, budget
+  loss);
+* ``train_snl``: SNL (L1 soft masks, binarised, fine-tuned);
+* ``train_senet``: SENet (sensitivity counts, mask identification,
+  fine-tuning with attention transfer).
+
+Each returns a student with ``ReLUSelector`` sites;
+``harden(student, budget)`` gives the inference model.
 """
 
-from keras_autorep.methods.distill import (
-    DistillationTrainer,
-    attention_map,
-    attention_transfer_loss,
-)
-from keras_autorep.methods.masks import (
-    current_masks,
-    freeze_masks,
-    random_masks,
-    selector_budget,
-    set_masks,
-    site_sizes,
-    top_masks,
-)
-from keras_autorep.methods.senet import (
-    allocate_by_sensitivity,
-    relu_sensitivity,
-    train_senet,
-)
+from keras_autorep.methods.autorep import train_autorep
+from keras_autorep.methods.senet import train_senet
 from keras_autorep.methods.snl import train_snl
 
-__all__ = [
-    "DistillationTrainer",
-    "allocate_by_sensitivity",
-    "attention_map",
-    "attention_transfer_loss",
-    "current_masks",
-    "freeze_masks",
-    "random_masks",
-    "relu_sensitivity",
-    "selector_budget",
-    "set_masks",
-    "site_sizes",
-    "top_masks",
-    "train_senet",
-    "train_snl",
-]
+METHODS = {
+    "autorep": train_autorep,
+    "snl": train_snl,
+    "senet": train_senet,
+}
+
+__all__ = ["METHODS", "train_autorep", "train_senet", "train_snl"]

@@ -27,22 +27,19 @@ import warnings
 import keras
 from keras import ops
 
-from keras_autorep.conversion import replace_relus
-from keras_autorep.layers import ReLUSelector
-from keras_autorep.layers.soft_relu_mask import SoftReLUMask
-from keras_autorep.methods.distill import (
-    DistillationTrainer,
-    fit_phase,
-)
-from keras_autorep.methods.masks import (
+from keras_autorep.graph import (
     check_counts,
+    replace_relus,
     selector_budget,
     set_masks,
     top_masks,
 )
+from keras_autorep.layers import ReLUSelector, SoftReLUMask
+from keras_autorep.training import DistillationTrainer, MaskL1
+from keras_autorep.training.fit import fit_phase
 
 
-def soft_mask_model(student):
+def soft_mask_model(student, threshold=1e-2):
     """A copy of ``student`` with ``SoftReLUMask`` in place of each selector.
 
     Layers keep their names; every other layer's weights are copied.
@@ -50,7 +47,10 @@ def soft_mask_model(student):
 
     def clone(layer):
         if isinstance(layer, ReLUSelector):
-            return SoftReLUMask(granularity=layer.granularity, name=layer.name)
+            return SoftReLUMask(
+                granularity=layer.granularity, threshold=threshold,
+                name=layer.name,
+            )
         return layer.__class__.from_config(layer.get_config())
 
     model = keras.models.clone_model(student, clone_function=clone)
@@ -65,69 +65,20 @@ def copy_weights(source, target):
             target.get_layer(layer.name).set_weights(layer.get_weights())
 
 
-class SNLSearchTrainer(DistillationTrainer):
-    """``DistillationTrainer`` plus SNL's ``lambda * ||m||_1`` on the masks.
-
-    Its ``relu_count`` counts the positions with ``m > threshold`` (plus
-    counted ReLUs outside the sites).
-
-    Args:
-        model: a model with ``SoftReLUMask`` layers (``soft_mask_model``).
-        teacher: optional all-ReLU teacher for distillation.
-        l1_weight: initial ``lambda``; a non-trainable variable that
-            ``SNLSchedule`` raises.
-        threshold: a position is a ReLU while its mask exceeds this.
-        **kwargs: passed to ``DistillationTrainer``.
-    """
-
-    def __init__(self, model, teacher=None, l1_weight=1e-5, threshold=1e-2,
-                 **kwargs):
-        super().__init__(model, teacher, **kwargs)
-        self.masks = [l for l in model.layers if isinstance(l, SoftReLUMask)]
-        if not self.masks:
-            raise ValueError(
-                f"model {model.name!r} has no SoftReLUMask layers"
-            )
-        self.threshold = float(threshold)
-        self.l1_weight = self.add_weight(
-            name="l1_weight",
-            shape=(),
-            initializer=keras.initializers.Constant(l1_weight),
-            trainable=False,
-        )
-
-    def kept_relus(self):
-        """ReLUs with ``m > threshold`` plus those outside the sites."""
-        kept = [
-            ops.sum(ops.cast(ops.greater(m.mask, self.threshold), "float32"))
-            * float(m.relus_per_indicator)
-            for m in self.masks
-        ]
-        return ops.sum(ops.stack(kept)) + float(self.fixed_relus)
-
-    def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
-        loss = super().compute_loss(
-            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
-            training=training,
-        )
-        l1 = ops.sum(ops.stack([ops.sum(ops.abs(m.mask)) for m in self.masks]))
-        return loss + ops.cast(self.l1_weight, l1.dtype) * l1
-
-
 class SNLSchedule(keras.callbacks.Callback):
     """Stops the search at the budget; raises ``lambda`` when it stalls.
 
     Args:
         budget: the model's ReLU budget (as counted by ``relu_count``).
+        l1: the search's ``MaskL1`` term, whose ``lambda`` grows.
         growth: factor on ``lambda`` after an epoch without a new lowest
             count.
     """
 
-    def __init__(self, budget, growth=1.1):
+    def __init__(self, budget, l1, growth=1.1):
         super().__init__()
         self.budget = budget
+        self.l1 = l1
         self.growth = float(growth)
         self.lowest = None
 
@@ -136,7 +87,7 @@ class SNLSchedule(keras.callbacks.Callback):
         if kept <= self.budget:
             self.model.stop_training = True
         elif self.lowest is not None and kept >= self.lowest:
-            weight = self.model.l1_weight
+            weight = self.l1.variable
             weight.assign(weight * self.growth)
         if self.lowest is None or kept < self.lowest:
             self.lowest = kept
@@ -207,17 +158,18 @@ def train_snl(
         callbacks=callbacks, metrics=metrics, batch_size=batch_size,
         verbose=verbose,
     )
-    search = soft_mask_model(student)
-    trainer = SNLSearchTrainer(
-        search, teacher, l1_weight=l1_weight, threshold=threshold,
-        distillation_weight=distillation_weight, temperature=temperature,
+    search = soft_mask_model(student, threshold)
+    l1 = MaskL1(l1_weight)
+    trainer = DistillationTrainer(
+        search, teacher, distillation_weight=distillation_weight,
+        temperature=temperature, terms=[l1],
     )
-    model_budget = site_budget + trainer.fixed_relus
+    model_budget = site_budget + trainer.relu_counter.fixed
     if trainer.count() > model_budget:
         fit_phase(
             trainer, train_data, val_data, epochs=epochs, lr=lr,
             phase="search",
-            extra_callbacks=[SNLSchedule(model_budget, l1_growth)],
+            extra_callbacks=[SNLSchedule(model_budget, l1, l1_growth)],
             **fit_options,
         )
     if trainer.count() > model_budget:
@@ -229,7 +181,7 @@ def train_snl(
             stacklevel=2,
         )
     copy_weights(search, student)
-    scores = {m.name: ops.convert_to_numpy(m.mask) for m in trainer.masks}
+    scores = {m.name: ops.convert_to_numpy(m.mask) for m in l1.masks}
     if counts is None:
         masks = top_masks(student, scores, budget=site_budget)
     else:

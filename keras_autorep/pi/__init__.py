@@ -1,4 +1,10 @@
-"""Private-inference cost model (see ``keras_autorep.pi.cost``)."""
+"""Private inference: the cost of an exported model.
+
+``cost_report(model_or_spec)`` prices the non-linear layers
+(``keras_autorep.pi.cost``); ``python -m keras_autorep.pi cost DIR``
+prints (or with ``--write`` saves as ``pi_cost.txt``) the report of an
+exported version folder.
+"""
 
 from keras_autorep.pi.cost import (
     GC_CLIENT_EVAL_MS_PER_RELU,
@@ -13,7 +19,6 @@ from keras_autorep.pi.cost import (
     CostReport,
     PICost,
     cost_report,
-    count_totals,
     estimate_cost,
 )
 
@@ -30,6 +35,5 @@ __all__ = [
     "CostReport",
     "PICost",
     "cost_report",
-    "count_totals",
     "estimate_cost",
 ]

@@ -22,6 +22,8 @@ Sources:
 
 import dataclasses
 
+from keras_autorep.graph.counting import count_relus
+
 # [1] Garimella et al., ASPLOS 2023, Delphi GC ReLU, single thread.
 GC_SERVER_GARBLE_MS_PER_RELU = 0.102  # AMD EPYC 7502, offline
 GC_SERVER_EVAL_MS_PER_RELU = 0.052  # AMD EPYC 7502, online
@@ -57,8 +59,7 @@ class PICost:
     """Estimated cost of the non-linear layers of one model, per example.
 
     Attributes:
-        relus: ReLU elements computed (kept, plus uncounted ones).
-        relus_counted: ReLU elements under the counting convention.
+        relus: ReLU elements computed.
         polynomials: elements through a polynomial instead of ReLU.
         online_ms: GC evaluation time of the ReLUs on the server CPU [1]
             plus the polynomials scaled by the PASNet ratio [2].
@@ -71,7 +72,6 @@ class PICost:
     """
 
     relus: int
-    relus_counted: int
     polynomials: int
     online_ms: float
     online_client_ms: tuple
@@ -79,14 +79,12 @@ class PICost:
     client_storage_bytes: int
 
 
-def estimate_cost(relus, polynomials=0, relus_counted=None):
+def estimate_cost(relus, polynomials=0):
     """Price ``relus`` GC ReLUs and ``polynomials`` polynomial elements.
 
     Args:
         relus: ReLU elements computed per example.
         polynomials: polynomial-activation elements per example.
-        relus_counted: ReLUs under the counting convention (default
-            ``relus``); shown, not priced.
 
     Returns:
         A ``PICost``.
@@ -104,7 +102,6 @@ def estimate_cost(relus, polynomials=0, relus_counted=None):
 
     return PICost(
         relus=relus,
-        relus_counted=relus if relus_counted is None else int(relus_counted),
         polynomials=polynomials,
         online_ms=online(GC_SERVER_EVAL_MS_PER_RELU),
         online_client_ms=tuple(
@@ -166,8 +163,7 @@ class CostReport:
         """The report as text."""
         exported, original = self.exported, self.original
         rows = [
-            ("ReLUs (counting convention)", "{:,}", "relus_counted"),
-            ("ReLUs computed (incl. uncounted)", "{:,}", "relus"),
+            ("ReLUs", "{:,}", "relus"),
             ("polynomial activations", "{:,}", "polynomials"),
             ("online latency, server EPYC 7502 [1,2] (ms)", "{:,.1f}",
              "online_ms"),
@@ -206,11 +202,9 @@ class CostReport:
             f"stored by the client; per polynomial element [2]: "
             f"{POLYNOMIAL_TO_RELU_RATIO:.5f} of a ReLU's online time"
         )
-        counted = _ratio(original.relus_counted, exported.relus_counted)
         if exported.relus:
             lines.append(
-                f"ratio: {counted:,.1f}x fewer counted ReLUs "
-                f"({self.relu_reduction:,.1f}x fewer computed), online "
+                f"ratio: {self.relu_reduction:,.1f}x fewer ReLUs, online "
                 f"{self.online_speedup:,.1f}x faster, communication "
                 f"{self.relu_reduction:,.1f}x smaller than all-ReLU"
             )
@@ -229,22 +223,9 @@ class CostReport:
         return self.text()
 
 
-def count_totals(count):
-    """The ``totals`` of a PI spec from a ``ReLUCount``."""
-    return {
-        "relu_total": count.total,
-        "relu_kept": count.kept,
-        "polynomial": count.polynomial,
-        "uncounted_relus": count.uncounted,
-        "relus_computed": count.kept + count.uncounted,
-    }
-
-
 def _counts_from_model(model):
-    from keras_autorep.counting import count_relus
-
     count = count_relus(model)
-    return count_totals(count), count.convention
+    return count.totals(), count.convention
 
 
 def cost_report(hardened_model, original_model=None):
@@ -255,7 +236,7 @@ def cost_report(hardened_model, original_model=None):
             (``read_pi_spec``), whose ``totals`` are used.
         original_model: optional Keras model to compare with; by default
             the all-ReLU version of ``hardened_model`` (every site a ReLU:
-            ``total`` counted ReLUs plus the uncounted ones).
+            ``total`` ReLUs).
 
     Returns:
         A ``CostReport``; ``print(report)`` shows the text.
@@ -265,18 +246,10 @@ def cost_report(hardened_model, original_model=None):
         convention = hardened_model["counting_convention"]
     else:
         totals, convention = _counts_from_model(hardened_model)
-    exported = estimate_cost(
-        totals["relus_computed"], totals["polynomial"], totals["relu_kept"]
-    )
+    exported = estimate_cost(totals["relu_kept"], totals["polynomial"])
     if original_model is None:
-        original = estimate_cost(
-            totals["relu_total"] + totals["uncounted_relus"],
-            0,
-            totals["relu_total"],
-        )
+        original = estimate_cost(totals["relu_total"])
     else:
         base, _ = _counts_from_model(original_model)
-        original = estimate_cost(
-            base["relus_computed"], base["polynomial"], base["relu_kept"]
-        )
+        original = estimate_cost(base["relu_kept"], base["polynomial"])
     return CostReport(exported, original, convention)

@@ -1,0 +1,32 @@
+"""The layer graph of a Keras functional model, read through Keras internals.
+
+Keras 3 has no public API for a model's nodes (which layer feeds which) or
+for the functional model class; these functions read them in one place.
+"""
+
+from keras.src.models.functional import Functional
+
+
+def is_functional(model):
+    """Whether ``model`` is a functional model (built from ``keras.Input``)."""
+    return isinstance(model, Functional)
+
+
+def call_nodes(layer):
+    """The nodes of every call of ``layer`` on symbolic tensors."""
+    return list(getattr(layer, "_inbound_nodes", []))
+
+
+def consumer_layers(layer):
+    """Layers called on an output of ``layer`` (one entry per call)."""
+    return [node.operation for node in getattr(layer, "_outbound_nodes", [])]
+
+
+def producer_layers(node):
+    """Layers whose outputs a node of a call consumes."""
+    return [parent.operation for parent in node.parent_nodes]
+
+
+def producing_layer(tensor):
+    """The layer (or ``InputLayer``) that computed a symbolic tensor."""
+    return tensor._keras_history.operation

@@ -1,0 +1,206 @@
+"""ReLU budgets as pure functions: parsing budget strings, splitting a
+budget across layers.
+
+Splitting: every split returns whole per-layer counts that sum to the budget
+exactly and never exceed a layer's size. The shared rule is *proportional
+water-filling*: layer ``l`` (``size_l`` ReLUs, weight ``w_l >= 0``) keeps
+the fraction ``f_l = min(1, c * w_l)`` of its ReLUs, with ``c`` chosen so
+that ``sum_l f_l * size_l = budget``. So a layer with twice the weight keeps
+twice the fraction until it is full, and full layers pass their share on to
+the others. Layers of weight 0 keep nothing unless every positive-weight
+layer is full; the rest of the budget is then spread uniformly over them.
+The real-valued targets are rounded by largest remainder.
+
+>>> parse_budget("12.9k")
+12900
+>>> split_budget({"a": 100, "b": 100}, {"a": 1.0, "b": 3.0}, 80)
+{'a': 20, 'b': 60}
+"""
+
+import math
+import re
+
+_SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM%]?)\s*$")
+
+
+def parse_budget(value, total=None):
+    """Turn a ReLU budget into a number of ReLU elements.
+
+    Accepts a non-negative int, or a string: ``"12900"``, ``"12.9k"`` /
+    ``"12.9K"`` (thousands), ``"1.2M"`` (millions), or a percentage such as
+    ``"2.5%"`` of ``total`` (the model's ReLU count; required for
+    percentages). Fractional results are rounded down, so the budget is never
+    exceeded.
+
+    Args:
+        value: the budget.
+        total: the model's total ReLU count, to resolve percentages and to
+            reject budgets larger than the model.
+
+    Returns:
+        The budget as an ``int``.
+
+    Raises:
+        ValueError: naming the bad value, for anything else.
+
+    >>> parse_budget("12.9k")
+    12900
+    >>> parse_budget("10%", total=491520)
+    49152
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"invalid ReLU budget {value!r}")
+    if isinstance(value, int):
+        budget = value
+    elif isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError(
+                f"invalid ReLU budget {value!r}: use a whole number of ReLUs"
+            )
+        budget = int(value)
+    elif isinstance(value, str):
+        budget = _parse_string(value, total)
+    else:
+        raise ValueError(
+            f"invalid ReLU budget {value!r}: expected an int or a string "
+            "like '12900', '12.9k', '1.2M' or '2.5%'"
+        )
+    if budget < 0:
+        raise ValueError(f"invalid ReLU budget {value!r}: must be >= 0")
+    if total is not None and budget > total:
+        raise ValueError(
+            f"ReLU budget {value!r} ({budget:,}) exceeds the model's "
+            f"{total:,} ReLUs"
+        )
+    return budget
+
+
+def _number_and_suffix(text):
+    """``(number, suffix)`` of a budget string; ``ValueError`` if malformed."""
+    match = _PATTERN.match(text)
+    if not match:
+        raise ValueError(
+            f"invalid ReLU budget {text!r}: expected a count like '12900', "
+            "'12.9k', '1.2M' or a percentage like '2.5%'"
+        )
+    number, suffix = float(match.group(1)), match.group(2).lower()
+    if suffix == "%" and number > 100:
+        raise ValueError(f"invalid ReLU budget {text!r}: above 100%")
+    return number, suffix
+
+
+def check_budget_text(text):
+    """``text`` stripped, if it is a well-formed budget (a count or a
+    percentage up to 100 %); ``ValueError`` naming the problem otherwise.
+    Resolving it needs the model's total (``parse_budget``)."""
+    _number_and_suffix(text)
+    return text.strip()
+
+
+def _parse_string(text, total):
+    number, suffix = _number_and_suffix(text)
+    if suffix == "%":
+        if total is None:
+            raise ValueError(
+                f"ReLU budget {text!r} is a percentage; the model's total "
+                "ReLU count is needed to resolve it"
+            )
+        return math.floor(total * number / 100 + 1e-9)
+    return math.floor(number * _SUFFIXES[suffix] + 1e-9)
+
+
+def _check_split(sizes, weights, budget):
+    if set(weights) != set(sizes):
+        raise ValueError(
+            f"weights must name the same layers as sizes: "
+            f"{sorted(set(weights) ^ set(sizes))} differ"
+        )
+    for name, size in sizes.items():
+        if int(size) != size or size < 0:
+            raise ValueError(
+                f"size of {name!r} must be an int >= 0, got {size!r}"
+            )
+    for name, weight in weights.items():
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(
+                f"weight of {name!r} must be finite and >= 0, got {weight!r}"
+            )
+    total = sum(int(size) for size in sizes.values())
+    if int(budget) != budget or not 0 <= budget <= total:
+        raise ValueError(
+            f"budget must be an int in [0, {total:,}] (the layers' total "
+            f"size), got {budget!r}"
+        )
+
+
+def _water_fill(sizes, weights, budget):
+    """Real targets ``min(size, c * w * size)`` summing to ``budget``.
+
+    Assumes every weight is > 0 and ``budget < sum(sizes)``.
+    """
+    full = set()
+    while True:
+        open_names = [n for n in sizes if n not in full]
+        remaining = budget - sum(sizes[n] for n in full)
+        c = remaining / sum(weights[n] * sizes[n] for n in open_names)
+        newly_full = {n for n in open_names if c * weights[n] >= 1.0}
+        if not newly_full:
+            break
+        full |= newly_full
+    return {
+        n: float(sizes[n]) if n in full else c * weights[n] * sizes[n]
+        for n in sizes
+    }
+
+
+def _round(targets, sizes, budget):
+    """Largest-remainder rounding of targets to ints summing to budget."""
+    counts = {
+        n: min(sizes[n], max(0, math.floor(t))) for n, t in targets.items()
+    }
+    order = sorted(
+        targets, key=lambda n: math.floor(targets[n]) - targets[n]
+    )
+    missing = budget - sum(counts.values())
+    while missing > 0:  # one pass in exact arithmetic; more absorb float error
+        for name in order:
+            if missing and counts[name] < sizes[name]:
+                counts[name] += 1
+                missing -= 1
+    return counts
+
+
+def split_budget(sizes, weights, budget):
+    """Split ``budget`` ReLUs across layers in proportion to their weights.
+
+    Args:
+        sizes: ``{layer: number of ReLUs}`` (ints >= 0), in graph order.
+        weights: ``{layer: weight >= 0}``; the kept fraction of a layer is
+            proportional to its weight (capped at 1, see the module doc).
+        budget: total ReLUs to keep, ``0 <= budget <= sum(sizes)``.
+
+    Returns:
+        ``{layer: count}`` in the order of ``sizes``, with
+        ``0 <= count <= size`` and ``sum(counts) == budget``.
+    """
+    _check_split(sizes, weights, budget)
+    sizes = {n: int(s) for n, s in sizes.items()}
+    if budget == 0:
+        return {n: 0 for n in sizes}
+    positive = {n: s for n, s in sizes.items() if s and weights[n] > 0}
+    capacity = sum(positive.values())
+    if budget >= capacity:
+        counts = dict(positive)
+        rest = {n: s for n, s in sizes.items() if n not in positive}
+        counts.update(uniform_split(rest, budget - capacity))
+    else:
+        targets = _water_fill(positive, weights, budget)
+        counts = _round(targets, positive, budget)
+    return {n: counts.get(n, 0) for n in sizes}
+
+
+def uniform_split(sizes, budget):
+    """The same kept fraction in every layer (``split_budget`` with equal
+    weights): ``{layer: count}`` summing to ``budget`` exactly."""
+    return split_budget(sizes, {n: 1.0 for n in sizes}, budget)

@@ -1,0 +1,66 @@
+"""The model graph: what a site is, counting, rewriting, conversion, masks.
+
+* ``sites``: the one definition of a non-linear site (``site_of``,
+  ``sites``, ``selectors``);
+* ``counting``: ``count_relus`` and ``LiveReLUCount`` (the count during
+  training);
+* ``rewrite``: ``GraphRewriter``, the rewrite every conversion uses;
+* ``convert``: ``replace_relus`` (ReLU -> selector), ``harden``
+  (selector -> ``PartialReLU``), ``final_masks``;
+* ``masks``: setting, choosing and freezing selector masks;
+* ``transforms``: CryptoNAS ReLU pruning and shuffling.
+"""
+
+from keras_autorep.graph.convert import final_masks, harden, replace_relus
+from keras_autorep.graph.counting import (
+    LiveReLUCount,
+    ReLUCount,
+    SiteCount,
+    count_relus,
+)
+from keras_autorep.graph.masks import (
+    check_counts,
+    current_masks,
+    freeze_masks,
+    random_masks,
+    selector_budget,
+    set_masks,
+    site_sizes,
+    top_masks,
+)
+from keras_autorep.graph.rewrite import GraphRewriter, check_rewritable
+from keras_autorep.graph.sites import Site, selectors, site_of, sites
+from keras_autorep.graph.transforms import (
+    prunable_relus,
+    prune_relus,
+    shufflable_relus,
+    shuffle_relus,
+)
+
+__all__ = [
+    "GraphRewriter",
+    "LiveReLUCount",
+    "ReLUCount",
+    "Site",
+    "SiteCount",
+    "check_counts",
+    "check_rewritable",
+    "count_relus",
+    "current_masks",
+    "final_masks",
+    "freeze_masks",
+    "harden",
+    "prunable_relus",
+    "prune_relus",
+    "random_masks",
+    "replace_relus",
+    "selector_budget",
+    "selectors",
+    "set_masks",
+    "shufflable_relus",
+    "shuffle_relus",
+    "site_of",
+    "site_sizes",
+    "sites",
+    "top_masks",
+]

@@ -1,0 +1,114 @@
+"""Rewriting the layer graph of a Sequential or functional model.
+
+``GraphRewriter(replace)`` rebuilds a model, letting ``replace(layer)`` swap
+a layer for a chain of layers; every other layer is copied with its
+weights. ``replace_relus``, ``harden`` and the CryptoNAS transforms are
+rewrites.
+"""
+
+import keras
+
+from keras_autorep.adapters.keras_graph import is_functional
+
+
+def check_rewritable(model):
+    """Raise ``TypeError`` unless ``model`` is a Sequential or functional
+    ``keras.Model`` (whose layer graph can be rewritten)."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"expected a keras.Model, got {model!r}")
+    if not isinstance(model, keras.Sequential) and not is_functional(model):
+        raise TypeError(
+            f"{type(model).__name__} is a subclassed model; keras_autorep can "
+            "convert only keras.Sequential and functional models (built with "
+            "keras.Input), whose layer graph it can rewrite. Rebuild the "
+            "model functionally, or put ReLUSelector layers in it yourself."
+        )
+
+
+class GraphRewriter:
+    """Rebuilds a model, letting ``replace(layer)`` swap layers out.
+
+    ``replace(layer)`` returns a list of layers to apply in sequence in place
+    of ``layer``, or ``None`` to keep a copy of it. ``clone(layer, ...)``
+    makes a copy (config overrides allowed) whose weights are carried over
+    once the new model is built; ``replace`` may use it for the layers it
+    returns.
+
+    Args:
+        replace: ``layer -> list of layers | None``.
+        is_target: ``layer -> bool``, without side effects: whether
+            ``replace`` would swap the layer (used to reject nested models
+            holding targets).
+
+    Example:
+
+    >>> rewriter = GraphRewriter(
+    ...     lambda layer: [keras.layers.Identity(name=layer.name)]
+    ...     if isinstance(layer, keras.layers.Dropout) else None,
+    ...     lambda layer: isinstance(layer, keras.layers.Dropout))
+    >>> without_dropout = rewriter.rebuild(model)
+    """
+
+    def __init__(self, replace, is_target):
+        self._replace = replace
+        self._is_target = is_target
+        self._weight_pairs = []
+        self._chains = {}
+
+    def clone(self, layer, **config_overrides):
+        """A copy of ``layer`` (weights carried over after ``rebuild``)."""
+        config = layer.get_config()
+        config.update(config_overrides)
+        copy = layer.__class__.from_config(config)
+        self._weight_pairs.append((layer, copy))
+        return copy
+
+    def _layers_for(self, layer):
+        if isinstance(layer, keras.Model) and any(
+            self._is_target(inner) for inner in layer.layers
+        ):
+            raise ValueError(
+                f"nested model {layer.name!r} contains layers to convert; "
+                "keras_autorep converts top-level layers only: flatten the "
+                "model (call the sub-model's layers directly) first"
+            )
+        chain = self._replace(layer)
+        return chain if chain is not None else [self.clone(layer)]
+
+    def rebuild(self, model):
+        """The rewritten model (Sequential stays Sequential)."""
+        check_rewritable(model)
+        if isinstance(model, keras.Sequential):
+            new_model = self._rebuild_sequential(model)
+        else:
+            new_model = self._rebuild_functional(model)
+        for original, copy in self._weight_pairs:
+            copy.set_weights(original.get_weights())
+        return new_model
+
+    def _rebuild_sequential(self, model):
+        if not model.built or not model.inputs:
+            raise ValueError(
+                "the Sequential model must be built with an input shape "
+                "(start it with keras.Input(shape)) before conversion"
+            )
+        layers = [keras.Input(batch_shape=model.inputs[0].shape)]
+        for layer in model.layers:
+            layers.extend(self._layers_for(layer))
+        return keras.Sequential(layers, name=model.name)
+
+    def _rebuild_functional(self, model):
+        def clone_function(layer):
+            chain = self._layers_for(layer)
+            self._chains[id(chain[0])] = chain[1:]
+            return chain[0]
+
+        def call_function(layer, *args, **kwargs):
+            outputs = layer(*args, **kwargs)
+            for follower in self._chains.get(id(layer), ()):
+                outputs = follower(outputs)
+            return outputs
+
+        return keras.models.clone_model(
+            model, clone_function=clone_function, call_function=call_function
+        )

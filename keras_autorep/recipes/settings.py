@@ -1,0 +1,214 @@
+"""Resolved recipe settings: what the user gave, filled from the presets and
+checked, before any data is loaded.
+
+``Settings.resolve(dataset, given)`` (AutoReP, SNL and SENet recipes) and
+``CryptoNASSettings.resolve(given)`` take a mapping of the values the user
+gave (``None`` = not given, as argparse leaves them) and raise
+``UsageError`` with a one-line message on bad input.
+"""
+
+import dataclasses
+import re
+from pathlib import Path
+
+from keras_autorep.recipes.presets import (
+    CRYPTONAS_DEFAULTS,
+    CRYPTONAS_QUICK,
+    DATASET_PRESETS,
+    DEFAULT_ALLOCATION,
+    DEFAULTS,
+    QUICK_FINETUNE_EPOCHS,
+    QUICK_PRESET,
+    QUICK_TUNER_TRIALS,
+    RESERVED_NAMES,
+    TUNER_TRIALS,
+)
+
+
+class UsageError(ValueError):
+    """Bad input found before training; reported like an argparse error."""
+
+
+def data_source(data_dir):
+    """Identity of the data: the resolved path, or tensorflow-datasets."""
+    return str(Path(data_dir).resolve()) if data_dir else "tensorflow-datasets"
+
+
+def check_run_name(name):
+    """``name`` if it can name a run folder and an export, else UsageError."""
+    if (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)
+            or name in RESERVED_NAMES):
+        raise UsageError(
+            f"--run-name {name!r}: use letters, digits, '.', '_' and '-', "
+            f"not {' or '.join(RESERVED_NAMES)}")
+    return name
+
+
+def _fill(given, defaults, keys):
+    """``given[key]`` where given, else ``defaults[key]``, for ``keys``."""
+    return {key: defaults[key] if given.get(key) is None else given[key]
+            for key in keys}
+
+
+def _flag(key):
+    return "--" + key.replace("_", "-")
+
+
+def _check_at_least(values, keys, minimum):
+    for key in keys:
+        if values[key] < minimum:
+            raise UsageError(f"{_flag(key)} must be >= {minimum}")
+
+
+def _common_key(settings):
+    """The settings that define a run's training (resume check)."""
+    key = dataclasses.asdict(settings)
+    for name in ("out", "cache_dir", "run_name"):
+        del key[name]
+    key["data_dir"] = data_source(settings.data_dir)
+    key["subset"] = list(settings.subset) if settings.subset else None
+    return key
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Settings of an AutoReP, SNL or SENet recipe run."""
+
+    dataset: str
+    budget: str
+    model: str
+    epochs: int
+    teacher_epochs: int
+    batch_size: int
+    lr: float
+    teacher_lr: float
+    weight_decay: float
+    budget_weight: float
+    method: str
+    allocation: str
+    finetune_epochs: int
+    tuner_trials: int
+    data_dir: str
+    cache_dir: str
+    subset: tuple
+    out: str
+    run_name: str
+    teacher: str
+    seed: int
+    quick: bool
+
+    @classmethod
+    def resolve(cls, dataset, given):
+        """Settings from the ``given`` values, the dataset's paper preset
+        and, with ``quick``, the quick preset (explicit values win)."""
+        quick = bool(given.get("quick"))
+        method = given.get("method") or "autorep"
+        defaults = {**DATASET_PRESETS[dataset], **DEFAULTS, "subset": None}
+        if quick:
+            defaults.update(QUICK_PRESET)
+        values = {key: given.get(key) for key in
+                  ("budget", "data_dir", "cache_dir", "run_name", "teacher")}
+        values.update(_fill(given, defaults, defaults))
+        values.update(method=method, quick=quick,
+                      out=given.get("out") or "saved_models",
+                      seed=given.get("seed") or 0)
+        values["allocation"] = (given.get("allocation")
+                                or DEFAULT_ALLOCATION[method])
+        if method == "senet" and values["allocation"] == "free":
+            raise UsageError("--method senet needs per-layer ReLU counts: "
+                             "--allocation sensitivity, uniform or tuned")
+        values.update(_fill(given, {
+            "finetune_epochs": (QUICK_FINETUNE_EPOCHS if quick
+                                else values["epochs"]),
+            "tuner_trials": QUICK_TUNER_TRIALS if quick else TUNER_TRIALS,
+        }, ("finetune_epochs", "tuner_trials")))
+        _check_at_least(values, ("epochs", "teacher_epochs", "batch_size",
+                                 "tuner_trials"), 1)
+        _check_at_least(values, ("finetune_epochs",), 0)
+        for key in ("lr", "teacher_lr"):
+            if not values[key] > 0:
+                raise UsageError(f"{_flag(key)} must be > 0")
+        if values["weight_decay"] < 0 or values["budget_weight"] < 0:
+            raise UsageError("--weight-decay and --lambda must be >= 0")
+        return cls(dataset=dataset, **values)
+
+    def training_key(self):
+        """The settings that define the run's training (resume check)."""
+        key = _common_key(self)
+        key["teacher"] = (str(Path(self.teacher).resolve())
+                          if self.teacher else None)
+        return key
+
+    def teacher_key(self):
+        """The settings that define a trained teacher (cache key)."""
+        full = self.training_key()
+        return {name: full[name] for name in
+                ("dataset", "data_dir", "subset", "seed", "model",
+                 "teacher_epochs", "batch_size", "teacher_lr",
+                 "weight_decay")}
+
+    def default_run_name(self, model_name):
+        """``<dataset>_<model>_<budget>[_<method>][_<allocation>][_quick]``,
+        e.g. cifar10_resnet18_12.9k or cifar10_resnet18_12.9k_snl_uniform;
+        the method and allocation appear when they are not the defaults."""
+        budget = self.budget.replace("%", "pct")
+        name = f"{self.dataset}_{model_name}_{budget}"
+        if self.method != "autorep":
+            name += f"_{self.method}"
+        if self.allocation != DEFAULT_ALLOCATION[self.method]:
+            name += f"_{self.allocation}"
+        return name + "_quick" if self.quick else name
+
+
+@dataclasses.dataclass(frozen=True)
+class CryptoNASSettings:
+    """Settings of a CryptoNAS recipe run."""
+
+    dataset: str
+    budget: int
+    depths: tuple
+    stem_stride: int
+    trials: int
+    search_epochs: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    data_dir: str
+    cache_dir: str
+    subset: tuple
+    out: str
+    run_name: str
+    seed: int
+    quick: bool
+
+    @classmethod
+    def resolve(cls, given):
+        """Settings from the ``given`` values and the CryptoNAS presets
+        (the quick one with ``quick``; explicit values win)."""
+        quick = bool(given.get("quick"))
+        defaults = dict(CRYPTONAS_DEFAULTS)
+        if quick:
+            defaults.update(CRYPTONAS_QUICK)
+        values = {key: given.get(key) for key in
+                  ("budget", "data_dir", "cache_dir", "run_name")}
+        values.update(_fill(given, defaults, defaults))
+        values.update(dataset=given.get("dataset") or "cifar10", quick=quick,
+                      out=given.get("out") or "saved_models",
+                      seed=given.get("seed") or 0)
+        _check_at_least(values, ("trials", "search_epochs", "epochs",
+                                 "batch_size"), 1)
+        if not values["lr"] > 0 or values["weight_decay"] < 0:
+            raise UsageError("--lr must be > 0 and --weight-decay >= 0")
+        return cls(**values)
+
+    def training_key(self):
+        """The settings that define the run (resume check)."""
+        key = _common_key(self)
+        key["depths"] = list(self.depths)
+        return key
+
+    def default_run_name(self):
+        """``<dataset>_cryptonas_<budget>[_quick]``."""
+        name = f"{self.dataset}_cryptonas_{self.budget}"
+        return name + "_quick" if self.quick else name

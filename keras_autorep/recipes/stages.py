@@ -1,0 +1,325 @@
+"""The AutoReP / SNL / SENet recipe as stage functions.
+
+``python recipes/cifar10.py --budget 12.9k`` resolves its settings, then
+``prepare(settings)`` checks everything that needs no training and
+``run_recipe(recipe)`` executes the stages, each skipped on a rerun once it
+has finished:
+
+1. **teacher** (``keras_autorep.recipes.teacher``): the all-ReLU model
+   (``keras.Input`` -> dataset normalisation -> backbone), trained with
+   SGD + momentum and cosine decay, or loaded with ``--teacher``; trained
+   teachers are cached in ``<out>/teachers/`` and reused by later runs.
+2. **allocation** (``--allocation``, optional): a per-layer split of the
+   budget (``keras_autorep.allocation``): it seeds AutoReP's masks, fixes
+   SNL's binarisation per layer and gives SENet its per-layer counts.
+3. **search** (``--method``): ``train_autorep``, ``train_snl`` or
+   ``train_senet`` from the teacher, Adam with cosine decay to 1e-5 in
+   every phase. The result is ``<run folder>/search/student.keras``.
+4. **harden**: ``harden(student, budget)`` (never above the budget) and test
+   accuracy (top-1, and top-5 with more than 10 classes).
+5. **export**: ``publish`` to ``<out>/<run name>/<version>/`` with
+   ``report.json`` and PNG plots in the same folder.
+"""
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_autorep.allocation import allocate
+from keras_autorep.architectures import get_model
+from keras_autorep.budgets import parse_budget
+from keras_autorep.data import make_datasets, normalization_layer
+from keras_autorep.graph import (
+    check_rewritable,
+    count_relus,
+    harden,
+    replace_relus,
+)
+from keras_autorep.methods import METHODS
+from keras_autorep.pi import cost_report
+from keras_autorep.recipes.plots import plot_history, plot_relus_per_layer
+from keras_autorep.recipes.presets import (
+    PHASES,
+    SENSITIVITY_STEPS,
+    VALIDATION_FRACTION,
+)
+from keras_autorep.recipes.reporting import format_accuracy, one_line, publish
+from keras_autorep.recipes.run import Run, load_run_data
+from keras_autorep.recipes.run_folder import RunFolder, write_json
+from keras_autorep.recipes.settings import UsageError, check_run_name
+from keras_autorep.recipes.teacher import load_teacher_file, teacher_stage
+from keras_autorep.training.schedules import FINAL_LR, cosine_adam_schedule
+
+
+@dataclasses.dataclass
+class Recipe:
+    """A prepared recipe run: the ``Run``, the model to start from (the
+    given teacher, or the freshly initialised one to train), the budget
+    and the model's total ReLUs."""
+
+    run: Run
+    model: keras.Model
+    budget: int
+    total_relus: int
+
+
+def split_validation(split, fraction, seed):
+    """``(fit, validation)``: a seeded random ``fraction`` of the
+    ``(x, y)`` arrays ``split`` held out for validation."""
+    x, y = split
+    order = np.random.default_rng(seed).permutation(len(y))
+    held_out = max(1, round(fraction * len(y)))
+    fit, validation = order[held_out:], order[:held_out]
+    return (x[fit], y[fit]), (x[validation], y[validation])
+
+
+def merge_phase_logs(logs):
+    """One history from the per-epoch logs of consecutive phases: epochs
+    numbered on, a ``phase`` entry per epoch, metrics a phase lacks left
+    out of that phase's epochs by ``None``."""
+    keys = dict.fromkeys(k for _, log in logs for k in log if k != "epoch")
+    merged = {"epoch": [], "phase": [], **{key: [] for key in keys}}
+    for phase, log in logs:
+        for i in range(len(log.get("epoch", []))):
+            merged["epoch"].append(len(merged["epoch"]))
+            merged["phase"].append(phase)
+            for key in keys:
+                merged[key].append(log[key][i] if key in log else None)
+    return merged
+
+
+# ------------------------------------------------------------------ checks
+
+
+def check_model(model, info, settings):
+    """``(budget, total ReLUs)`` of a model that fits the data and can be
+    converted; ``UsageError`` otherwise."""
+    expected = (None, *info.image_shape)
+    if (tuple(model.input_shape) != expected
+            or model.output_shape != (None, info.num_classes)):
+        raise UsageError(
+            f"--teacher {settings.teacher}: model maps "
+            f"{model.input_shape} to {model.output_shape}; this data "
+            f"needs {expected} -> (None, {info.num_classes})")
+    try:
+        check_rewritable(model)
+        total = count_relus(model).total
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"cannot convert model {model.name!r}: "
+                         f"{one_line(e)}") from None
+    try:
+        return parse_budget(settings.budget, total=total), total
+    except ValueError as e:
+        raise UsageError(f"--budget: {e}") from None
+
+
+def prepare(settings):
+    """Every check that needs no training (data, teacher file, budget
+    against the model, run folder); ``UsageError`` on bad input."""
+    s = settings
+    keras.utils.set_random_seed(s.seed)
+    given = load_teacher_file(s.teacher) if s.teacher is not None else None
+    data = load_run_data(s)
+    model = given or get_model(
+        s.model, input_shape=data.info.image_shape,
+        num_classes=data.info.num_classes, weight_decay=s.weight_decay / 2,
+        preprocessing=normalization_layer(data.info))
+    budget, total = check_model(model, data.info, s)
+    folder = RunFolder(s.out, check_run_name(
+        s.run_name or s.default_run_name(model.name)))
+    folder.check_settings(s.training_key())
+    return Recipe(Run(s, data, folder), model, budget, total)
+
+
+# ------------------------------------------------------------------ stages
+
+
+def allocation_stage(recipe, teacher):
+    """``--allocation``: ``{"method", "counts": {site: ReLUs},
+    "wall_seconds"}`` (kept in ``<run folder>/allocation.json``), or
+    ``None`` for ``free``."""
+    run, s = recipe.run, recipe.run.settings
+    if s.allocation == "free":
+        return None
+    path = run.folder.path / "allocation.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    print(f"Allocation: {s.allocation} split of {recipe.budget:,} ReLUs "
+          "across layers", flush=True)
+    start = time.perf_counter()
+    student = _student(s.method, teacher)
+    options = {}
+    if s.allocation == "sensitivity":
+        options = dict(train_data=run.datasets()[0],
+                       sensitivity_steps=SENSITIVITY_STEPS)
+    elif s.allocation == "tuned":
+        fit, validation = split_validation(run.train, VALIDATION_FRACTION,
+                                           s.seed)
+        train_ds, val_ds = make_datasets(fit, validation, run.info,
+                                         s.batch_size, seed=s.seed)
+        options = dict(train_data=train_ds, val_data=val_ds,
+                       run_dir=run.folder.path, max_trials=s.tuner_trials,
+                       epochs=1, lr=s.lr, seed=s.seed, verbose=run.verbose())
+    counts = allocate(s.allocation, student, recipe.budget, teacher=teacher,
+                      **options)
+    allocation = dict(method=s.allocation,
+                      counts={site: int(n) for site, n in counts.items()},
+                      wall_seconds=time.perf_counter() - start)
+    write_json(path, allocation)
+    return allocation
+
+
+def _student(method, teacher):
+    """The method's selector model of ``teacher``, to allocate for: DaPa
+    polynomials for AutoReP, identity (linear) replacement otherwise."""
+    if method == "autorep":
+        return replace_relus(teacher)
+    return replace_relus(teacher, fit="identity", degree=1)
+
+
+def _method_options(run):
+    """Arguments of the ``--method`` training function."""
+    s = run.settings
+    epochs = {"search": s.epochs, "identify": s.epochs,
+              "finetune": s.finetune_epochs}
+    longest = s.epochs if s.method == "autorep" else max(
+        s.epochs, s.finetune_epochs)
+    train_ds, test_ds = run.datasets()
+    options = dict(
+        train_data=train_ds, val_data=test_ds, epochs=s.epochs,
+        lr=cosine_adam_schedule(s.lr, run.steps(longest)),
+        metrics=run.metrics(), verbose=run.verbose(),
+        callbacks=run.callbacks(epochs))
+    if s.method == "autorep":
+        options.update(budget_weight=s.budget_weight, seed=s.seed)
+    else:
+        options.update(finetune_epochs=s.finetune_epochs)
+        if s.method == "senet":
+            options.update(seed=s.seed)
+    return options
+
+
+def search_stage(recipe, teacher):
+    """Remove ReLUs down to the budget with ``--method``; returns the
+    student (final masks) and the stage's record."""
+    run, s = recipe.run, recipe.run.settings
+    allocation = allocation_stage(recipe, teacher)
+
+    def search():
+        print(f"Search ({s.method}, allocation {s.allocation}): budget "
+              f"{recipe.budget:,} of {recipe.total_relus:,} ReLUs, Adam lr "
+              f"{s.lr:g} cosine to {FINAL_LR:g}", flush=True)
+        keras.utils.set_random_seed(s.seed)
+        return METHODS[s.method](
+            teacher, recipe.budget, counts=allocation and allocation["counts"],
+            **_method_options(run))
+
+    student = run.folder.trained_model(
+        run.folder.stage("search") / "student.keras", search,
+        PHASES[s.method], "Search")
+    logs = [(phase, run.folder.log(phase)) for phase in PHASES[s.method]]
+    history = merge_phase_logs(logs) if len(logs) > 1 else logs[0][1]
+    record = dict(
+        method=s.method, allocation=allocation or {"method": "free"},
+        epochs=s.epochs,
+        finetune_epochs=s.finetune_epochs if s.method != "autorep"
+        else None,
+        lr=s.lr, final_lr=FINAL_LR,
+        budget_weight=s.budget_weight if s.method == "autorep" else None,
+        batch_size=s.batch_size,
+        relu_count_after_search=count_relus(student).kept,
+        wall_seconds=sum(v for v in history.get("epoch_seconds", [])
+                         if v is not None),
+        history=history,
+    )
+    run.times["allocation"] = (allocation or {}).get("wall_seconds", 0.0)
+    run.times["search"] = record["wall_seconds"]
+    return student, record
+
+
+def harden_stage(recipe, student):
+    """Hardened model within the budget and its test accuracy."""
+    run, budget = recipe.run, recipe.budget
+    start = time.perf_counter()
+    searched = count_relus(student).kept
+    if searched > budget:
+        print(f"Note: the search ended with {searched:,} kept ReLUs, above "
+              f"the budget; hardening keeps the {budget:,} with the "
+              "largest indicators and switches the rest to polynomials "
+              "they were not trained with, which costs accuracy. More "
+              "--epochs (or a larger --lambda) let the search reach the "
+              "budget.", flush=True)
+    hardened = harden(student, budget)
+    count = count_relus(hardened)
+    if count.kept > budget:
+        raise AssertionError(
+            f"hardened model keeps {count.kept:,} ReLUs, above the "
+            f"budget {budget:,}")
+    accuracy = run.evaluate(hardened)
+    run.times["harden_evaluate"] = time.perf_counter() - start
+    print(f"Hardened: {count.kept:,} ReLUs (budget {budget:,}), "
+          f"test {format_accuracy(accuracy)}", flush=True)
+    return hardened, dict(test_accuracy=accuracy, relus=count)
+
+
+def export_stage(recipe, teacher, hardened, teacher_record, search_record,
+                 final):
+    """Publish the hardened model with report and plots; returns the
+    report."""
+    s, relus = recipe.run.settings, final["relus"]
+    report = dict(
+        run_name=recipe.run.folder.name,
+        dataset=s.dataset,
+        model=recipe.model.name,
+        quick=s.quick,
+        budget=recipe.budget,
+        budget_argument=s.budget,
+        total_relus=recipe.total_relus,
+        relu_count=relus.kept,
+        relus=relus.to_dict(),
+        final_test_accuracy=final["test_accuracy"],
+        teacher=teacher_record,
+        search=search_record,
+        pi_cost=cost_report(hardened, teacher).to_dict(),
+    )
+    plots = {
+        "relus_per_layer.png": lambda path: plot_relus_per_layer(
+            relus, path, recipe.budget),
+        "training.png": lambda path: plot_history(
+            search_record["history"], path, recipe.budget),
+    }
+    return publish(recipe.run, hardened, report, plots)
+
+
+def run_recipe(recipe):
+    """Run every unfinished stage; returns the report."""
+
+    def stages():
+        teacher, teacher_record = teacher_stage(recipe)
+        student, search_record = search_stage(recipe, teacher)
+        hardened, final = harden_stage(recipe, student)
+        return export_stage(recipe, teacher, hardened, teacher_record,
+                            search_record, final)
+
+    return recipe.run.folder.run_once(stages)
+
+
+def print_summary(report):
+    """The closing lines of a run: accuracy, ReLUs against budget, paths."""
+    budget, kept, total = (report["budget"], report["relu_count"],
+                           report["total_relus"])
+    print()
+    search = report["search"]
+    print(f"== {report['run_name']}: {report['model']} on "
+          f"{report['dataset']}, {search['method']} (allocation "
+          f"{search['allocation']['method']}) ==")
+    print(f"test accuracy   {format_accuracy(report['final_test_accuracy'])}"
+          f" (teacher {format_accuracy(report['teacher']['test_accuracy'])})")
+    print(f"ReLUs           {kept:,} kept, budget {budget:,}, model "
+          f"{total:,} ({kept / max(1, total):.2%})")
+    print(f"exported model  {report['export']['dir']}")
+    print(f"report          {Path(report['export']['dir']) / 'report.json'}")

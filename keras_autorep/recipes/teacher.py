@@ -1,0 +1,80 @@
+"""The teacher stage: the all-ReLU model, given, cached or trained.
+
+Trained teachers are cached in ``<out>/teachers/<model>_<dataset>_<hash>
+.keras`` (hash of the data and teacher settings, record beside it in
+``.json``) and reused by later runs.
+"""
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import keras
+
+from keras_autorep.recipes.reporting import format_accuracy, one_line
+from keras_autorep.recipes.run_folder import save_atomic, write_json
+from keras_autorep.recipes.settings import UsageError
+from keras_autorep.training.schedules import MOMENTUM, cosine_sgd
+
+
+def load_teacher_file(path):
+    """The ``--teacher`` model, or ``UsageError``."""
+    if not Path(path).is_file():
+        raise UsageError(f"--teacher {path}: no such file")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as e:  # any unreadable or non-Keras file
+        raise UsageError(
+            f"--teacher {path}: cannot load a Keras model from it "
+            f"({type(e).__name__}: {one_line(e)[:200]})") from None
+
+
+def teacher_stage(recipe):
+    """The all-ReLU teacher (given, cached, or trained now) and its
+    record."""
+    run, s = recipe.run, recipe.run.settings
+    if s.teacher is not None:
+        print(f"Teacher: {s.teacher}", flush=True)
+        start = time.perf_counter()
+        record = dict(source="given", path=str(Path(s.teacher).resolve()),
+                      test_accuracy=run.evaluate(recipe.model),
+                      wall_seconds=time.perf_counter() - start)
+        run.times["teacher"] = record["wall_seconds"]
+        return recipe.model, record
+    digest = hashlib.sha1(json.dumps(s.teacher_key(), sort_keys=True)
+                          .encode()).hexdigest()[:12]
+    path = run.out / "teachers" / f"{s.model}_{s.dataset}_{digest}.keras"
+    record_file = path.with_suffix(".json")
+    if path.is_file() and record_file.is_file():
+        print(f"Teacher: reusing {path}", flush=True)
+        record = json.loads(record_file.read_text())
+        record["source"] = "cached"
+    else:
+        record = _train_teacher(recipe, path)
+        write_json(record_file, record)
+        run.folder.drop_backups(("teacher",))
+    print(f"Teacher test accuracy: "
+          f"{format_accuracy(record['test_accuracy'])}", flush=True)
+    run.times["teacher"] = record["wall_seconds"]
+    return keras.saving.load_model(path, compile=False), record
+
+
+def _train_teacher(recipe, path):
+    run, s = recipe.run, recipe.run.settings
+    print(f"Teacher: training {s.model} for {s.teacher_epochs} epochs "
+          f"(SGD lr {s.teacher_lr:g}, momentum {MOMENTUM}, cosine "
+          f"decay, weight decay {s.weight_decay:g})", flush=True)
+    teacher = recipe.model
+    teacher.compile(
+        optimizer=cosine_sgd(s.teacher_lr, run.steps(s.teacher_epochs)),
+        **run.compile_args())
+    history = run.fit("teacher", teacher, s.teacher_epochs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_atomic(teacher, path)
+    return dict(
+        source="trained", path=str(path.resolve()),
+        settings=s.teacher_key(), test_accuracy=run.evaluate(teacher),
+        epochs=s.teacher_epochs,
+        wall_seconds=sum(history["epoch_seconds"]), history=history,
+    )

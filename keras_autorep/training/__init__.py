@@ -1,0 +1,42 @@
+"""Training students: one trainer, composable loss terms, fit helpers.
+
+* ``trainer``: ``StudentTrainer`` (and its AutoReP and distillation
+  configurations ``BudgetTrainer``, ``DistillationTrainer``);
+* ``losses``: the loss terms (distillation, attention transfer, budget
+  hinge, mask L1, activation mismatch);
+* ``fit``: ``fit_phase`` (compile with Adam + ``fit`` for one phase);
+* ``schedules``: the learning-rate schedules of the recipes;
+* ``callbacks``: epoch timing and resume notices.
+"""
+
+from keras_autorep.training.losses import (
+    ActivationMismatch,
+    AttentionTransfer,
+    BudgetHinge,
+    Distillation,
+    MaskL1,
+    attention_map,
+    attention_transfer_loss,
+    distillation_loss,
+)
+from keras_autorep.training.trainer import (
+    BudgetTrainer,
+    DistillationTrainer,
+    LastValue,
+    StudentTrainer,
+)
+
+__all__ = [
+    "ActivationMismatch",
+    "AttentionTransfer",
+    "BudgetHinge",
+    "BudgetTrainer",
+    "Distillation",
+    "DistillationTrainer",
+    "LastValue",
+    "MaskL1",
+    "StudentTrainer",
+    "attention_map",
+    "attention_transfer_loss",
+    "distillation_loss",
+]

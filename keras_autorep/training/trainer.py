@@ -1,0 +1,303 @@
+"""One trainer for every method: a student, a fixed teacher, loss terms.
+
+``StudentTrainer(student, teacher, terms)`` trains ``student`` with plain
+``compile``/``fit``: the compiled loss (cross-entropy on logits) plus the
+loss terms (``keras_autorep.training.losses``) in training steps. The kept
+ReLU count (``LiveReLUCount``, computed once per step for the whole model)
+appears in the progress bar and history as ``relu_count``
+(``val_relu_count`` on validation data); the budget term reads the same
+value.
+
+``BudgetTrainer`` (AutoReP) and ``DistillationTrainer`` (SNL, SENet) are
+``StudentTrainer`` with their terms chosen from arguments.
+"""
+
+import keras
+from keras import ops
+
+from keras_autorep.budgets import parse_budget
+from keras_autorep.graph.counting import LiveReLUCount
+from keras_autorep.graph.sites import selectors, sites
+from keras_autorep.training.losses import (
+    AttentionTransfer,
+    BudgetHinge,
+    Distillation,
+    Step,
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_autorep")
+class LastValue(keras.metrics.Metric):
+    """A metric that reports the most recent value it was given."""
+
+    def __init__(self, name="last_value", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.value = self.add_variable(
+            shape=(), initializer="zeros", name="value"
+        )
+
+    def update_state(self, value):
+        self.value.assign(ops.cast(value, self.value.dtype))
+
+    def result(self):
+        return ops.convert_to_tensor(self.value)
+
+    def reset_state(self):
+        self.value.assign(0.0)
+
+
+def _with_outputs(model, layers):
+    """A functional view of ``model`` returning ``[logits, *layer outputs]``
+    (shares the layers, adds no node to them)."""
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(
+        inputs, [model.outputs[0], *[layer.output for layer in layers]]
+    )
+
+
+def teacher_sites(teacher, student_sites):
+    """The teacher layers whose outputs match the student's selectors.
+
+    The student comes from ``replace_relus(teacher)``, so its selectors and
+    the teacher's convertible ReLU sites correspond one to one, in graph
+    order and with equal activation shapes.
+    """
+    candidates = [site.layer for site in sites(teacher) if site.convertible]
+    shapes_match = len(candidates) == len(student_sites) and all(
+        tuple(t.output.shape[1:]) == tuple(s.output.shape[1:])
+        for t, s in zip(candidates, student_sites)
+    )
+    if not shapes_match:
+        raise ValueError(
+            f"teacher {teacher.name!r} has {len(candidates)} ReLU sites that "
+            f"do not match the student's {len(student_sites)} selectors; the "
+            "student must come from replace_relus(teacher)"
+        )
+    return candidates
+
+
+def _distillation(teacher, weight, temperature):
+    """``[Distillation(weight, temperature)]`` when there is a teacher and a
+    weight, else ``[]`` (the arguments are checked either way)."""
+    term = Distillation(weight, temperature)
+    return [term] if teacher is not None and term.weight else []
+
+
+class StudentTrainer(keras.Model):
+    """Trains a student with a fixed teacher and loss terms via ``fit``.
+
+    The optimizer never sees the teacher's variables (they are listed as
+    non-trainable state of the trainer), yet the teacher is left as it was
+    given: its ``trainable`` flags are not touched, so a student built from
+    it later (``replace_relus(teacher)``) is as trainable as the first.
+
+    Args:
+        student: a built model that outputs logits.
+        teacher: optional model of the same architecture with all ReLUs
+            (logits); needed by the distillation and activation terms.
+        terms: loss terms (``keras_autorep.training.losses``), applied in
+            training steps.
+
+    Example:
+
+    >>> trainer = StudentTrainer(student, teacher, [Distillation(1.0)])
+    >>> trainer.compile(optimizer="adam",
+    ...                 loss=keras.losses.SparseCategoricalCrossentropy(
+    ...                     from_logits=True), metrics=["accuracy"])
+    >>> trainer.fit(x, y, epochs=3)   # logs relu_count every epoch
+    """
+
+    def __init__(self, student, teacher=None, terms=(), **kwargs):
+        super().__init__(**kwargs)
+        self.student = student
+        self.teacher = teacher
+        self.terms = list(terms)
+        if teacher is None and any(t.needs_teacher for t in self.terms):
+            raise ValueError(
+                "distillation, attention transfer and activation terms need "
+                "a teacher"
+            )
+        self.sites = selectors(student)
+        self.relu_counter = LiveReLUCount(student)
+        self.relu_count = LastValue(name="relu_count")
+        self._student_view = self._teacher_view = None
+        self._activations = ()
+        if any(t.needs_activations for t in self.terms):
+            self._student_view = _with_outputs(student, self.sites)
+            self._teacher_view = _with_outputs(
+                teacher, teacher_sites(teacher, self.sites)
+            )
+        for term in self.terms:
+            if hasattr(term, "build"):
+                term.build(self)
+        # The student is built and the trainer's own variables exist, so
+        # BackupAndRestore can restore it before the first batch.
+        self.built = True
+
+    def _teacher_variable_ids(self):
+        teacher = self.teacher
+        return set() if teacher is None else {id(v) for v in teacher.variables}
+
+    @property
+    def trainable_variables(self):
+        fixed = self._teacher_variable_ids()
+        return [v for v in super().trainable_variables if id(v) not in fixed]
+
+    @property
+    def non_trainable_variables(self):
+        trainable = {id(v) for v in self.trainable_variables}
+        return [v for v in self.variables if id(v) not in trainable]
+
+    @property
+    def trainable_weights(self):
+        fixed = self._teacher_variable_ids()
+        return [v for v in super().trainable_weights if id(v) not in fixed]
+
+    @property
+    def non_trainable_weights(self):
+        trainable = {id(v) for v in self.trainable_weights}
+        return [v for v in self.weights if id(v) not in trainable]
+
+    def call(self, inputs, training=False):
+        if training and self._student_view is not None:
+            logits, *self._activations = self._student_view(
+                inputs, training=True
+            )
+            return logits
+        return self.student(inputs, training=training)
+
+    def kept_relus(self):
+        """The student's kept ReLUs now, as a scalar tensor."""
+        return self.relu_counter()
+
+    def count(self):
+        """``kept_relus()`` as an int."""
+        return int(ops.convert_to_numpy(self.kept_relus()))
+
+    def _step(self, x, logits, kept):
+        step = Step(logits=logits, kept_relus=kept)
+        if self.teacher is None:
+            return step
+        if self._teacher_view is None:
+            teacher_logits = self.teacher(x, training=False)
+        else:
+            teacher_logits, *maps = self._teacher_view(x, training=False)
+            step.teacher_activations = [ops.stop_gradient(m) for m in maps]
+            step.activations = self._activations
+        step.teacher_logits = ops.stop_gradient(teacher_logits)
+        return step
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        loss = super().compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+            training=training,
+        )
+        kept = self.kept_relus()
+        self.relu_count.update_state(ops.stop_gradient(kept))
+        if not training or not self.terms:
+            return loss
+        step = self._step(x, y_pred, kept)
+        for term in self.terms:
+            loss = loss + term(step)
+        return loss
+
+
+class BudgetTrainer(StudentTrainer):
+    """AutoReP training: CE + distillation + budget hinge, via ``fit``.
+
+    Args:
+        student: a built model with ``ReLUSelector`` layers (see
+            ``replace_relus``); it outputs logits.
+        budget: the ReLU budget (anything ``parse_budget`` accepts).
+        teacher: optional all-ReLU model giving logits for distillation; it
+            is never trained (and left trainable: see ``StudentTrainer``).
+        budget_weight: ``lambda`` of the budget term (AutoReP's released
+            scripts use 80-240; default 10).
+        temperature: distillation temperature (default 4).
+        distillation_weight: weight of the distillation term relative to the
+            compiled loss (default 1).
+
+    Example:
+
+    >>> trainer = BudgetTrainer(replace_relus(model), budget="10%",
+    ...                         teacher=model)
+    >>> trainer.compile(optimizer="adam",
+    ...                 loss=keras.losses.SparseCategoricalCrossentropy(
+    ...                     from_logits=True), metrics=["accuracy"])
+    >>> trainer.fit(x, y, epochs=3)   # logs relu_count every epoch
+    """
+
+    def __init__(
+        self,
+        student,
+        budget,
+        teacher=None,
+        budget_weight=10.0,
+        temperature=4.0,
+        distillation_weight=1.0,
+        **kwargs,
+    ):
+        if not selectors(student):
+            raise ValueError(
+                f"model {student.name!r} has no ReLUSelector layers; convert "
+                "it with keras_autorep.replace_relus first"
+            )
+        counter = LiveReLUCount(student)
+        budget = parse_budget(budget, total=counter.total)
+        if counter.fixed > budget:
+            raise ValueError(
+                f"the model has {counter.fixed:,} ReLUs kept outside "
+                f"selectors, more than the budget of {budget:,}"
+            )
+        hinge = BudgetHinge(budget, counter.total, budget_weight)
+        terms = _distillation(teacher, distillation_weight, temperature)
+        super().__init__(student, teacher, [*terms, hinge], **kwargs)
+        self.hinge = hinge
+        self.budget = budget
+        self.total_relus = counter.total
+
+    def budget_penalty(self, kept):
+        """``lambda * max(0, kept / N - B / N)``."""
+        return self.hinge.penalty(kept)
+
+
+class DistillationTrainer(StudentTrainer):
+    """CE + knowledge distillation (+ attention transfer) via ``fit``.
+
+    Args:
+        student: a built model with ``ReLUSelector`` layers that outputs
+            logits.
+        teacher: optional all-ReLU model of the same architecture (logits);
+            it is never trained. Needed for the distillation and AT terms.
+        distillation_weight: weight of the distillation term (default 1).
+        temperature: distillation temperature (default 4).
+        attention_weight: weight of the attention-transfer term (default 0).
+        terms: further loss terms (e.g. ``MaskL1``,
+            ``ActivationMismatch``).
+
+    Example:
+
+    >>> trainer = DistillationTrainer(student, teacher, attention_weight=1.0)
+    >>> trainer.compile(optimizer="adam",
+    ...                 loss=keras.losses.SparseCategoricalCrossentropy(
+    ...                     from_logits=True), metrics=["accuracy"])
+    >>> trainer.fit(x, y, epochs=3)
+    """
+
+    def __init__(
+        self,
+        student,
+        teacher=None,
+        distillation_weight=1.0,
+        temperature=4.0,
+        attention_weight=0.0,
+        terms=(),
+        **kwargs,
+    ):
+        attention = AttentionTransfer(attention_weight)
+        chosen = _distillation(teacher, distillation_weight, temperature)
+        if attention.weight:
+            chosen.append(attention)
+        super().__init__(student, teacher, [*chosen, *terms], **kwargs)

@@ -1,0 +1,641 @@
+"""Export: SavedModel for TF-Serving, ONNX, ReLU-only-where-kept, PI spec,
+the export contract and the ``pi cost`` command on an export."""
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import tensorflow as tf
+
+import keras_autorep as ka
+from keras_autorep import export as export_package
+from keras_autorep.export import (
+    ExportError,
+    export_all,
+    export_onnx,
+    export_saved_model,
+    onnx_relu_elements,
+    read_pi_spec,
+    relu_elements,
+    write_pi_spec,
+)
+from keras_autorep.export import contract
+from keras_autorep.export.saved_model import serving_function
+from keras_autorep.pi.__main__ import main as pi_main
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="export needs the TensorFlow backend",
+)
+
+SAVED_MODEL_CLI = Path(sys.executable).parent / "saved_model_cli"
+SUBPROCESS_ENV = dict(
+    os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow"
+)
+
+
+def sequential_model():
+    """With the constant Normalization layer the recipe models have."""
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Normalization(mean=[0.5] * 3, variance=[0.06] * 3),
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(4, 3, padding="same"),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(5),
+        ]
+    )
+
+
+def residual_model():
+    """Functional, with a skip, a plain ReLU that hardening leaves as it is
+    (``stem_relu``, every element kept), selector sites and a polynomial
+    site."""
+    inputs = keras.Input((8, 8, 3))
+    stem = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    stem = keras.layers.ReLU(name="stem_relu")(stem)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(stem)
+    x = ka.ReLUSelector(name="conv_relu")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same")(x)
+    x = ka.ReLUSelector(name="add_relu")(keras.layers.Add()([x, stem]))
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same")(x)
+    x = ka.PolynomialActivation(name="poly")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(5)(x))
+    rng = np.random.default_rng(1)
+    poly = model.get_layer("poly")
+    poly.coefficients.assign(rng.normal(0.3, 0.1, poly.coefficients.shape))
+    return model
+
+
+def hardened(model, keep=0.3, seed=0):
+    """Selectors with random masks keeping about ``keep``, then harden
+    (a model without selectors gets them from ``replace_relus`` first)."""
+    rng = np.random.default_rng(seed)
+    selected = model if ka.selectors(model) else ka.replace_relus(model)
+    for selector in ka.selectors(selected):
+        mask = rng.random(selector.mask.shape) < keep
+        selector.mask.assign(mask.astype("float32"))
+        coefficients = rng.normal(0.3, 0.1, selector.coefficients.shape)
+        selector.coefficients.assign(coefficients)
+    return ka.harden(selected)
+
+
+def pixels(batch, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.random((batch, 8, 8, 3)) * 255).astype("float32")
+
+
+def keras_outputs(model, images):
+    logits = keras.ops.convert_to_numpy(model(images / 255.0))
+    return {
+        "logits": logits,
+        "probabilities": keras.ops.convert_to_numpy(
+            keras.ops.softmax(logits)
+        ),
+        "class_id": logits.argmax(-1),
+    }
+
+
+def assert_outputs_close(actual, expected):
+    for key in ("logits", "probabilities"):
+        np.testing.assert_allclose(actual[key], expected[key], atol=1e-4)
+    np.testing.assert_array_equal(actual["class_id"], expected["class_id"])
+
+
+def run_onnx(path, images):
+    session = onnxruntime.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"]
+    )
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(None, {"image": images})))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    plain = sequential_model()
+    return plain, hardened(plain)
+
+
+@pytest.fixture(scope="module")
+def exported(tiny, tmp_path_factory):
+    return export_all(tiny[1], tmp_path_factory.mktemp("saved"), "tiny")
+
+
+def copy_of(version_dir, tmp_path):
+    """A copy of an export's model folder (tests that write into an export
+    leave the shared one alone); returns the copied version folder."""
+    model_dir = tmp_path / version_dir.parent.name
+    shutil.copytree(version_dir.parent, model_dir)
+    return model_dir / version_dir.name
+
+
+def test_export_all_writes_one_version_folder(exported, tmp_path):
+    assert exported.name == "1"
+    names = {path.name for path in exported.iterdir()}
+    assert {
+        "saved_model.pb",
+        "variables",
+        "model.keras",
+        "model.onnx",
+        "pi_spec.json",
+    } <= names
+    # The PI cost report is no longer part of a plain export: the recipes
+    # add it (keras_autorep.recipes.reporting.publish), and
+    # ``python -m keras_autorep.pi cost DIR --write`` writes it.
+    assert "pi_cost.txt" not in names
+    assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")]
+    version = copy_of(exported, tmp_path)
+    assert pi_main(["cost", str(version), "--write"]) == 0
+    assert "Garimella" in (version / "pi_cost.txt").read_text()
+    # Modes follow the umask (a server may run as another user).
+    umask = os.umask(0)
+    os.umask(umask)
+    assert exported.stat().st_mode & 0o777 == 0o777 & ~umask
+    for name in ("saved_model.pb", "model.onnx", "pi_spec.json"):
+        assert (exported / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_report_command_on_export(tiny, exported, tmp_path, capsys):
+    spec = read_pi_spec(exported)
+    computed = spec["totals"]["relu_kept"]
+    assert computed == ka.count_relus(tiny[1]).kept
+    assert spec["totals"] == ka.count_relus(tiny[1]).totals()
+    assert relu_elements(exported) == computed
+    assert onnx_relu_elements(exported / "model.onnx") == computed
+    version = copy_of(exported, tmp_path)
+    assert pi_main(["cost", str(version.parent), "--write"]) == 0  # highest
+    text = capsys.readouterr().out
+    assert str(version / "pi_spec.json") in text
+    assert ka.count_relus(tiny[1]).table() in text
+    assert (version / "pi_cost.txt").read_text().strip() in text
+
+
+def test_keras_file_round_trips(tiny, exported):
+    reloaded = keras.saving.load_model(exported / "model.keras")
+    images = pixels(2)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(reloaded(images / 255.0)),
+        keras_outputs(tiny[1], images)["logits"],
+        atol=1e-6,
+    )
+
+
+def run_tool(*command):
+    """Run a command-line tool quietly on the TensorFlow backend."""
+    return subprocess.run(
+        [str(part) for part in command],
+        capture_output=True,
+        text=True,
+        env=SUBPROCESS_ENV,
+        timeout=120,
+    )
+
+
+def test_saved_model_cli_show_and_run(exported):
+    show = run_tool(SAVED_MODEL_CLI, "show", "--dir", exported, "--all")
+    assert show.returncode == 0, show.stderr
+    text = show.stdout
+    assert "signature_def['serving_default']" in text
+    assert "inputs['image']" in text
+    assert "shape: (-1, 8, 8, 3)" in text
+    for output in ("probabilities", "class_id", "logits"):
+        assert f"outputs['{output}']" in text
+    assert "DT_INT64" in text
+    assert "Method name is: tensorflow/serving/predict" in text
+    run = run_tool(
+        SAVED_MODEL_CLI,
+        "run",
+        "--dir",
+        exported,
+        "--tag_set",
+        "serve",
+        "--signature_def",
+        "serving_default",
+        # TF 2.21's saved_model_cli takes Python literals only (no np.*).
+        "--input_exprs",
+        f"image={np.full((1, 8, 8, 3), 128.0).tolist()}",
+    )
+    assert run.returncode == 0, run.stderr
+    assert "probabilities" in run.stdout and "class_id" in run.stdout
+
+
+def test_tf1_session_loader_matches_keras(tiny, exported):
+    images = pixels(3)
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        meta = tf.compat.v1.saved_model.loader.load(
+            session, ["serve"], str(exported)
+        )
+        signature = meta.signature_def["serving_default"]
+        assert signature.method_name == "tensorflow/serving/predict"
+        fetches = {
+            key: graph.get_tensor_by_name(info.name)
+            for key, info in signature.outputs.items()
+        }
+        image = graph.get_tensor_by_name(signature.inputs["image"].name)
+        outputs = session.run(fetches, {image: images})
+    assert_outputs_close(outputs, keras_outputs(tiny[1], images))
+
+
+def test_tf2_load_matches_keras(tiny, exported):
+    images = pixels(3, seed=1)
+    serve = tf.saved_model.load(str(exported)).signatures["serving_default"]
+    outputs = {k: v.numpy() for k, v in serve(image=images).items()}
+    assert outputs["class_id"].dtype == np.int64
+    assert_outputs_close(outputs, keras_outputs(tiny[1], images))
+
+
+BAD_REQUESTS = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    directory = sys.argv[1]
+    shapes = [(1, 9, 8, 3), (1, 16, 8, 3), (8, 8, 3), (1, 1, 8, 8, 3),
+              (1, 8, 8, 4)]
+    results = []
+
+    def attempt(run):
+        try:
+            run()
+            results.append("ok")
+        except Exception as error:
+            results.append(type(error).__name__)
+
+    serve = tf.saved_model.load(directory).signatures["serving_default"]
+    for shape in shapes:
+        attempt(lambda: serve(image=tf.zeros(shape)))
+    for dtype in (tf.float64, tf.uint8):
+        attempt(lambda: serve(image=tf.zeros((1, 8, 8, 3), dtype)))
+    # A session fed without the Python-side shape check, as in TF-Serving.
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        unchecked = tf.compat.v1.placeholder(tf.float32, None)
+        meta = tf.compat.v1.saved_model.loader.load(
+            session, ["serve"], directory,
+            input_map={"serving_default_image:0": unchecked})
+        name = meta.signature_def["serving_default"].outputs["logits"].name
+        logits = graph.get_tensor_by_name(name)
+        for shape in shapes:
+            attempt(lambda: session.run(logits, {unchecked: np.zeros(shape)}))
+    print(json.dumps(results))
+    """
+)
+
+
+def test_bad_requests_raise_invalid_argument(exported):
+    # In a subprocess: an unchecked bad conv input may abort the process.
+    result = run_tool(sys.executable, "-c", BAD_REQUESTS, str(exported))
+    assert result.returncode == 0, result.stderr[-2000:]
+    errors = json.loads(result.stdout.strip().splitlines()[-1])
+    assert errors == ["InvalidArgumentError"] * 12
+
+
+def test_relu_elements_counts_only_kept(tiny, exported, tmp_path):
+    plain, model = tiny
+    count = ka.count_relus(model)
+    assert 0 < count.kept < count.total
+    assert relu_elements(exported) == count.kept
+    assert relu_elements(serving_function(model)) == count.kept
+    plain_dir = export_saved_model(plain, tmp_path, "plain")
+    assert relu_elements(plain_dir) == ka.count_relus(plain).total == 512
+
+
+def test_onnx_static_batch_for_pi(tiny, exported):
+    model = tiny[1]
+    path = exported / "model.onnx"
+    images = pixels(1, seed=2)
+    outputs = run_onnx(path, images)
+    assert list(outputs) == ["logits", "probabilities", "class_id"]
+    assert_outputs_close(outputs, keras_outputs(model, images))
+    assert onnx_relu_elements(path) == ka.count_relus(model).kept
+    proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    graph = proto.graph
+    values = list(graph.value_info) + list(graph.input) + list(graph.output)
+    for value in values:
+        dims = value.type.tensor_type.shape.dim
+        assert all(dim.HasField("dim_value") for dim in dims), value.name
+    integer_types = (onnx.TensorProto.INT32, onnx.TensorProto.INT64)
+    assert not [t for t in graph.initializer if t.data_type in integer_types]
+
+
+def test_onnx_dynamic_batch_and_output_subset(tiny, tmp_path):
+    model = tiny[1]
+    path = export_onnx(model, tmp_path / "dynamic.onnx")
+    images = pixels(3, seed=3)
+    assert_outputs_close(run_onnx(path, images), keras_outputs(model, images))
+    logits_only = export_onnx(
+        model, tmp_path / "logits.onnx", batch_size=1, outputs=("logits",)
+    )
+    assert list(run_onnx(logits_only, images[:1])) == ["logits"]
+    with pytest.raises(ValueError, match="outputs"):
+        export_onnx(model, tmp_path / "x.onnx", outputs=("softmax",))
+
+
+def test_residual_model_with_a_plain_relu_and_polynomial(tmp_path):
+    model = hardened(residual_model(), keep=0.4, seed=4)
+    count = ka.count_relus(model)
+    # The plain ReLU left in the inference model is counted like the rest
+    # (there are no "uncounted" ReLUs): all its 256 elements are kept.
+    rows = {row.layer: row for row in count.rows}
+    assert (rows["stem_relu"].kind, rows["stem_relu"].kept) == ("ReLU", 256)
+    assert rows["stem_relu"].total == 256
+    assert 256 < count.kept < count.total
+    directory = export_saved_model(model, tmp_path, "residual")
+    onnx_path = export_onnx(model, tmp_path / "residual.onnx")
+    assert relu_elements(directory) == count.kept
+    assert onnx_relu_elements(onnx_path) == count.kept
+    images = pixels(2, seed=4)
+    expected = keras_outputs(model, images)
+    serve = tf.saved_model.load(str(directory)).signatures["serving_default"]
+    assert_outputs_close(
+        {k: v.numpy() for k, v in serve(image=images).items()}, expected
+    )
+    assert_outputs_close(run_onnx(onnx_path, images), expected)
+
+
+@pytest.mark.parametrize("keep", [0.0, 1.0], ids=["budget0", "all_kept"])
+def test_no_relu_kept_and_all_kept(keep, tmp_path):
+    model = hardened(sequential_model(), keep=keep)
+    count = ka.count_relus(model)
+    assert count.kept == (0 if keep == 0.0 else count.total)
+    onnx_path = export_onnx(model, tmp_path / "edge.onnx", batch_size=1)
+    assert relu_elements(serving_function(model)) == count.kept
+    assert onnx_relu_elements(onnx_path) == count.kept
+    images = pixels(1, seed=5)
+    expected = keras_outputs(model, images)
+    assert_outputs_close(run_onnx(onnx_path, images), expected)
+
+
+def test_versions_and_overwrite(tiny, tmp_path, monkeypatch):
+    model = tiny[1]
+    assert export_saved_model(model, tmp_path, "m").name == "1"
+    second = export_saved_model(model, tmp_path, "m")
+    assert second.name == "2"
+    marker = second / "marker"
+    marker.write_text("earlier export")
+    with pytest.raises(ExportError, match="already exists"):
+        export_saved_model(model, tmp_path, "m", version=2)
+
+    def failing_save(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tf.saved_model, "save", failing_save)
+        with pytest.raises(RuntimeError, match="disk full"):
+            export_saved_model(model, tmp_path, "m", version=2, overwrite=True)
+    assert marker.read_text() == "earlier export"
+    assert (second / "saved_model.pb").is_file()
+    assert export_saved_model(model, tmp_path, "m", version=2, overwrite=True)
+    assert not marker.exists() and (second / "saved_model.pb").is_file()
+    assert export_saved_model(model, tmp_path, "m", version=7).name == "7"
+    names = sorted(path.name for path in (tmp_path / "m").iterdir())
+    assert names == ["1", "2", "7"]
+
+
+def test_export_errors(tiny, tmp_path, monkeypatch):
+    model = tiny[1]
+    base_file = tmp_path / "file"
+    base_file.write_text("")
+    with pytest.raises(ExportError, match="not a folder"):
+        export_saved_model(model, base_file, "m")
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(ExportError, match="not a folder"):
+        export_saved_model(model, tmp_path, "taken")
+    assert issubclass(ExportError, OSError)
+    for name in ("", "..", "a/b", ".hidden"):
+        with pytest.raises(ValueError, match="name"):
+            export_saved_model(model, tmp_path, name)
+    with pytest.raises(ValueError, match="version"):
+        export_saved_model(model, tmp_path, "m", version=-1)
+    unknown = keras.Sequential(
+        [keras.Input((None, None, 3)), keras.layers.Conv2D(2, 3)]
+    )
+    with pytest.raises(ValueError, match="fixed input shape"):
+        export_saved_model(unknown, tmp_path, "m")
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(RuntimeError, match="TensorFlow backend"):
+        export_saved_model(model, tmp_path, "m")
+    assert not (tmp_path / "m").exists()
+
+
+@contextlib.contextmanager
+def without_write_permission(folder):
+    """``folder`` read-only; as root, also run as ``nobody`` meanwhile."""
+    mode = folder.stat().st_mode
+    folder.chmod(0o555)
+    root = os.geteuid() == 0
+    try:
+        if root:
+            os.seteuid(65534)  # root ignores permission bits
+        yield
+    finally:
+        if root:
+            os.seteuid(0)
+        folder.chmod(mode)
+
+
+def test_unwritable_folder_keeps_earlier_versions(tiny):
+    model = tiny[1]
+    # Not under pytest's tmp_path: it is private to the user running pytest.
+    with tempfile.TemporaryDirectory() as base:
+        base = Path(base)
+        base.chmod(0o755)
+        first = export_saved_model(model, base, "m")
+        before = sorted(p.relative_to(base) for p in base.rglob("*"))
+        with without_write_permission(base / "m"):
+            with pytest.raises(ExportError, match="not writable"):
+                export_saved_model(model, base, "m")
+            with pytest.raises(ExportError, match="not writable"):
+                export_all(model, base, "m", version=1, overwrite=True)
+        with without_write_permission(base):
+            with pytest.raises(ExportError, match="cannot create"):
+                export_saved_model(model, base, "other")
+        assert sorted(p.relative_to(base) for p in base.rglob("*")) == before
+        serve = tf.saved_model.load(str(first)).signatures["serving_default"]
+        images = pixels(1)
+        assert_outputs_close(
+            {k: v.numpy() for k, v in serve(image=images).items()},
+            keras_outputs(model, images),
+        )
+
+
+def test_selector_model_is_refused_until_hardened(tiny, tmp_path):
+    selected = ka.replace_relus(tiny[0])
+    for selector in ka.selectors(selected):
+        selector.mask.assign(np.zeros(selector.mask.shape, "float32"))
+    for export in (
+        lambda: export_saved_model(selected, tmp_path, "selected"),
+        lambda: export_all(selected, tmp_path, "selected"),
+        lambda: export_onnx(selected, tmp_path / "selected.onnx"),
+        lambda: write_pi_spec(selected, tmp_path / "spec"),
+    ):
+        with pytest.raises(TypeError, match=r"^harden\(\) first") as info:
+            export()
+        assert "ReLUSelector" in str(info.value)
+    assert not (tmp_path / "selected").exists()
+    assert not (tmp_path / "selected.onnx").exists()
+    assert not (tmp_path / "spec").exists()
+    search = keras.Sequential([keras.Input((4, 4, 2)), ka.SoftReLUMask(),
+                               keras.layers.Flatten(), keras.layers.Dense(2)])
+    with pytest.raises(TypeError, match=r"^harden\(\) first"):
+        contract.exportable_model(search)
+    directory = export_saved_model(ka.harden(selected), tmp_path, "selected")
+    assert relu_elements(directory) == 0
+
+
+class SpecActivation(keras.layers.Layer):
+    """A non-linear site rebuilt in NumPy from a PI spec entry alone."""
+
+    def __init__(self, site, **kwargs):
+        super().__init__(**kwargs)
+        self.site = site
+
+    def call(self, inputs):
+        x = keras.ops.convert_to_numpy(inputs).astype("float64")
+        flat = x.reshape(len(x), -1)
+        channels = self.site["shape"][-1]
+        if self.site["coefficients"] is None:
+            out = np.full_like(flat, np.nan)
+        else:
+            per_element = self.site["coefficients"][
+                :, np.arange(flat.shape[1]) % channels
+            ]
+            out = sum(c * flat**power for power, c in enumerate(per_element))
+        kept = self.site["kept_indices"]
+        out[:, kept] = np.maximum(flat[:, kept], 0.0)
+        assert not np.isnan(out).any()
+        return out.reshape(x.shape).astype("float32")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def rebuilt_from_spec(model, spec):
+    """``model`` with each spec site's layer replaced by ``SpecActivation``."""
+    sites = {site["layer"]: site for site in spec["sites"]}
+    assert not any(site["fused"] for site in sites.values())
+
+    def clone(layer):
+        if layer.name in sites:
+            return SpecActivation(sites.pop(layer.name))
+        return layer
+
+    rebuilt = keras.models.clone_model(model, clone_function=clone)
+    assert not sites
+    return rebuilt
+
+
+@pytest.mark.parametrize("which", ["sequential", "residual"])
+def test_pi_spec_alone_reproduces_outputs(which, tiny, exported, tmp_path):
+    if which == "sequential":
+        model, spec_path = tiny[1], exported / "pi_spec.json"
+    else:
+        model = hardened(residual_model(), keep=0.4, seed=6)
+        spec_path = write_pi_spec(model, tmp_path, max_inline_indices=50)
+        assert list(tmp_path.glob("pi_spec.*.kept.npy"))
+    raw = json.loads(spec_path.read_text())
+    assert raw["format_version"] == 2 and raw["input"]["shape"] == [8, 8, 3]
+    count = ka.count_relus(model)
+    assert raw["totals"]["relu_kept"] == count.kept
+    assert raw["totals"] == {"relu_total": count.total,
+                             "relu_kept": count.kept,
+                             "polynomial": count.total - count.kept}
+    assert all("counted" not in site for site in raw["sites"])
+    assert [site["fused"] for site in raw["sites"]] == [
+        row.fused for row in count.rows]
+    spec = read_pi_spec(spec_path)
+    kinds = {site["kind"] for site in spec["sites"]}
+    assert "PartialReLU" in kinds
+    if which == "residual":
+        assert kinds == {"PartialReLU", "ReLU", "PolynomialActivation"}
+    images = pixels(2, seed=7)
+    rebuilt = rebuilt_from_spec(model, spec)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(rebuilt(images / 255.0)),
+        keras_outputs(model, images)["logits"],
+        atol=1e-4,
+    )
+
+
+def test_read_pi_spec_rejects_other_json(tmp_path):
+    (tmp_path / "pi_spec.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="keras_autorep.pi_spec"):
+        read_pi_spec(tmp_path)
+    (tmp_path / "pi_spec.json").write_text(
+        '{"format": "keras_autorep.pi_spec", "format_version": 1}')
+    with pytest.raises(ValueError, match="version 2"):
+        read_pi_spec(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        read_pi_spec(tmp_path / "missing")
+
+
+def test_contract_is_re_exported_by_the_package(tiny):
+    for name in ("INPUT_NAME", "OUTPUT_NAMES", "SIGNATURE_KEY", "versions",
+                 "write_version", "exportable_model", "ExportError"):
+        assert getattr(export_package, name) is getattr(contract, name), name
+    assert contract.INPUT_NAME == "image"
+    assert contract.OUTPUT_NAMES == ("logits", "probabilities", "class_id")
+    assert contract.SIGNATURE_KEY == "serving_default"
+    assert contract.input_shape(tiny[1]) == (8, 8, 3)
+    assert contract.exportable_model(tiny[1]) is tiny[1]
+    assert export_package.relu_elements is relu_elements
+
+
+def test_write_version_passes_staging_and_version_folders(tmp_path):
+    calls = []
+
+    def write(staging, version_dir):
+        calls.append((staging, version_dir))
+        assert staging.is_dir() and staging.parent == tmp_path / "m"
+        assert staging.name.startswith(".") and not version_dir.exists()
+        (staging / "file.txt").write_text("content")
+
+    first = contract.write_version(tmp_path, "m", None, False, write)
+    assert first == tmp_path / "m" / "1" and calls[0][1] == first
+    assert (first / "file.txt").read_text() == "content"
+    assert contract.versions(tmp_path / "m") == [1]
+    assert contract.write_version(tmp_path, "m", 5, False, write).name == "5"
+    assert contract.versions(tmp_path / "m") == [1, 5]
+    with pytest.raises(ExportError, match="already exists"):
+        contract.write_version(tmp_path, "m", 5, False, write)
+
+    def failing(staging, version_dir):
+        (staging / "partial").write_text("")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        contract.write_version(tmp_path, "m", None, False, failing)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1", "5"]
+
+
+def test_export_all_extras_hook_writes_into_the_version(tiny, tmp_path):
+    seen = []
+
+    def extras(folder, version_dir):
+        seen.append((folder, version_dir))
+        assert (folder / "pi_spec.json").is_file()  # written before extras
+        (folder / "notes.txt").write_text("extra")
+
+    version = export_all(tiny[1], tmp_path, "extra", with_onnx=False,
+                         extras=extras)
+    ((folder, version_dir),) = seen
+    assert version_dir == version and folder != version
+    assert (version / "notes.txt").read_text() == "extra"
+    assert not (version / "model.onnx").exists()
+    assert not (version / "pi_cost.txt").exists()

@@ -1,0 +1,41 @@
+"""Small models with every kind of ReLU site, shared by the graph tests."""
+
+import keras
+import numpy as np
+
+
+def sequential_cnn():
+    """Fused, ``Activation("relu")``, ``ReLU()`` and fused-Dense ReLU sites
+    and a max-pool."""
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(6, 3, padding="same", activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Conv2D(6, 3, padding="same"),
+            keras.layers.Activation("relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(4, 3, padding="same"),
+            keras.layers.ReLU(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(12, activation="relu"),
+            keras.layers.Dense(5),
+        ]
+    )
+
+
+def residual_model():
+    inputs = keras.Input((8, 8, 4))
+    h = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(inputs)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.ReLU(name="block_relu1")(h)
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(h)
+    h = keras.layers.Add()([h, inputs])
+    h = keras.layers.ReLU(name="block_relu2")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, keras.layers.Dense(3)(h))
+
+
+def random_inputs(model, n=4, seed=0):
+    shape = (n,) + tuple(model.inputs[0].shape[1:])
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")

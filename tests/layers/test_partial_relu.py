@@ -1,0 +1,73 @@
+"""PartialReLU: the hardened layer, ReLU on its kept positions only."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_autorep import PartialReLU
+from keras_autorep.dapa import evaluate_polynomial
+from layer_contract import check_layer_contract
+
+pytestmark = pytest.mark.backend_agnostic
+
+RNG = np.random.default_rng(0)
+
+
+def masked_reference(x, mask, coefficients):
+    poly = evaluate_polynomial(x, coefficients)
+    return np.where(mask, np.maximum(x, 0), poly)
+
+
+def test_partial_relu_keeps_the_layer_contract(tmp_path):
+    coefficients = RNG.normal(size=(3, 4))
+    model, reloaded, _ = check_layer_contract(
+        lambda: PartialReLU(num_kept=3, kept_indices=[0, 7, 20],
+                            coefficients=coefficients),
+        (4, 4, 3), tmp_path,
+    )
+    again = reloaded.layers[-1]
+    assert again.num_kept == 3
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(again.kept_indices), [0, 7, 20])
+    np.testing.assert_array_equal(again.kept_mask(),
+                                  model.layers[-1].kept_mask())
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(again.coefficients), coefficients,
+        rtol=1e-6)
+
+
+@pytest.mark.parametrize("kept", [0, 5, 36])
+def test_partial_relu_matches_masked_formula(kept):
+    shape = (3, 3, 4)
+    indices = RNG.choice(36, size=kept, replace=False)
+    coefficients = RNG.normal(size=(3, 4)).astype("float32")
+    layer = PartialReLU(num_kept=kept, kept_indices=indices, coefficients=coefficients)
+    x = RNG.normal(size=(2,) + shape).astype("float32")
+    y = keras.ops.convert_to_numpy(layer(x))
+    mask = np.zeros(36, bool)
+    mask[indices] = True
+    np.testing.assert_allclose(
+        y, masked_reference(x, mask.reshape(shape), coefficients), atol=1e-5
+    )
+    np.testing.assert_array_equal(layer.kept_mask(), mask.reshape(shape))
+    assert not layer.trainable_weights
+
+
+def test_partial_relu_rejects_bad_positions():
+    layer = PartialReLU(num_kept=2)
+    layer.build((None, 2, 2, 1))
+    for bad in ([0], [1, 1], [0, 4], [-1, 2]):
+        with pytest.raises(ValueError):
+            layer.set_kept_positions(bad)
+    with pytest.raises(ValueError, match="exceeds"):
+        PartialReLU(num_kept=5).build((None, 2, 2, 1))
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [lambda: PartialReLU(num_kept=-1), lambda: PartialReLU(2, degree=3)],
+    ids=["num_kept", "degree"],
+)
+def test_bad_arguments_raise(factory):
+    with pytest.raises(ValueError):
+        factory()

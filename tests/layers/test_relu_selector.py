@@ -1,0 +1,191 @@
+"""ReLUSelector: build, call, gradients, hysteresis, its polynomial branch,
+serialisation."""
+
+import keras
+import numpy as np
+import pytest
+
+from backend_utils import gradient_wrt
+from keras_autorep import PolynomialActivation, ReLUSelector
+from keras_autorep.dapa import dapa_coefficients, evaluate_polynomial
+from layer_contract import check_layer_contract
+
+pytestmark = pytest.mark.backend_agnostic
+
+RNG = np.random.default_rng(0)
+
+
+def np_softplus(x):
+    return np.log1p(np.exp(x))
+
+
+@pytest.mark.parametrize(
+    "layer_fn",
+    [
+        lambda: ReLUSelector(),
+        lambda: ReLUSelector(granularity="channel", threshold=0.01, degree=1),
+        lambda: ReLUSelector(fit="identity", degree=1),
+    ],
+    ids=["default", "channel_degree1", "identity"],
+)
+def test_selector_keeps_the_layer_contract(layer_fn, tmp_path):
+    model, reloaded, _ = check_layer_contract(layer_fn, (4, 4, 3), tmp_path)
+    layer, again = model.layers[-1], reloaded.layers[-1]
+    # The state of the training step (masks, statistics) is what reloads.
+    for name in ("alpha", "mask"):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(getattr(again, name)),
+            keras.ops.convert_to_numpy(getattr(layer, name)),
+        )
+    for name in ("coefficients", "moving_mean", "moving_std", "steps"):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(getattr(again.polynomial, name)),
+            keras.ops.convert_to_numpy(getattr(layer.polynomial, name)),
+        )
+
+
+def test_selector_holds_a_polynomial_and_keeps_its_config():
+    layer = ReLUSelector(granularity="channel", threshold=0.01, degree=1,
+                         fit="dapa", refit_every=5, refit_steps=50,
+                         momentum=0.8, epsilon=1e-4, name="site")
+    assert not isinstance(layer, PolynomialActivation)
+    assert isinstance(layer.polynomial, PolynomialActivation)
+    assert (layer.degree, layer.fit) == (1, "dapa")
+    config = layer.get_config()
+    assert {key: config[key] for key in (
+        "granularity", "threshold", "degree", "fit", "refit_every",
+        "refit_steps", "momentum", "epsilon", "name")} == dict(
+        granularity="channel", threshold=0.01, degree=1, fit="dapa",
+        refit_every=5, refit_steps=50, momentum=0.8, epsilon=1e-4,
+        name="site")
+    assert ReLUSelector.from_config(config).get_config() == config
+    layer.build((None, 3, 3, 2))
+    assert layer.coefficients is layer.polynomial.coefficients
+
+
+def test_selector_works_after_dense():
+    layer = ReLUSelector()
+    y = layer(RNG.normal(size=(8, 6)).astype("float32"))
+    assert y.shape == (8, 6)
+    assert layer.alpha.shape == (6,)
+    assert layer.coefficients.shape == (3, 6)
+
+
+def test_selector_shapes_and_initial_state():
+    layer = ReLUSelector()
+    layer.build((None, 5, 5, 4))
+    alpha = keras.ops.convert_to_numpy(layer.alpha)
+    assert alpha.shape == (5, 5, 4)
+    assert 0.0 <= alpha.min() and alpha.max() <= 1.0
+    assert np.all(keras.ops.convert_to_numpy(layer.mask) == 1)
+    assert layer.total_relus == 100 and layer.relus_per_indicator == 1
+    channel = ReLUSelector(granularity="channel")
+    channel.build((None, 5, 5, 4))
+    assert channel.alpha.shape == (4,) and channel.relus_per_indicator == 25
+
+
+def test_all_ones_mask_is_relu_and_all_zeros_is_polynomial():
+    layer = ReLUSelector()
+    x = RNG.normal(size=(3, 4, 4, 2)).astype("float32")
+    np.testing.assert_allclose(layer(x), np.maximum(x, 0), atol=1e-6)
+    layer.mask.assign(np.zeros(layer.mask.shape, "float32"))
+    expected = evaluate_polynomial(x, keras.ops.convert_to_numpy(layer.coefficients))
+    np.testing.assert_allclose(layer(x), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("granularity", ["pixel", "channel"])
+def test_straight_through_gradient_is_softplus_times_mask_gradient(granularity):
+    layer = ReLUSelector(granularity=granularity, refit_steps=0)
+    x = RNG.normal(size=(4, 3, 3, 2)).astype("float32")
+    layer.build(x.shape)
+    layer.alpha.assign(RNG.uniform(0.1, 1.0, size=layer.alpha.shape))
+    weights = RNG.normal(size=x.shape).astype("float32")
+
+    def loss():
+        return keras.ops.sum(layer(x, training=True) * weights)
+
+    grad_alpha = gradient_wrt(layer.alpha, loss)
+
+    # dL/dm numerically: central differences on each mask entry (inference
+    # mode uses the stored mask, so L is a function of m alone).
+    mask = keras.ops.convert_to_numpy(layer.mask)
+    mask_grad = np.zeros_like(mask)
+    eps = 1e-2
+    for index in np.ndindex(mask.shape):
+        values = []
+        for sign in (1, -1):
+            shifted = mask.copy()
+            shifted[index] += sign * eps
+            layer.mask.assign(shifted)
+            values.append(float(np.sum(keras.ops.convert_to_numpy(layer(x)) * weights)))
+        mask_grad[index] = (values[0] - values[1]) / (2 * eps)
+    layer.mask.assign(mask)
+    alpha = keras.ops.convert_to_numpy(layer.alpha)
+    np.testing.assert_allclose(grad_alpha, np_softplus(alpha) * mask_grad, rtol=1e-3, atol=1e-3)
+    assert np.abs(mask_grad).max() > 0.1  # the check is not vacuous
+
+
+def test_hysteresis_transitions_at_threshold():
+    t = 0.003
+    layer = ReLUSelector(threshold=t, granularity="channel")
+    layer.build((None, 2, 2, 6))
+    alpha = np.array([-0.01, -0.0031, -0.002, 0.002, 0.0031, 0.01], "float32")
+    layer.alpha.assign(alpha)
+    x = np.ones((1, 2, 2, 6), "float32")
+
+    layer.mask.assign(np.ones(6, "float32"))  # on: turns off below -t only
+    layer(x, training=True)
+    assert keras.ops.convert_to_numpy(layer.mask).tolist() == [0, 0, 1, 1, 1, 1]
+
+    layer.mask.assign(np.zeros(6, "float32"))  # off: turns on above +t only
+    layer(x, training=True)
+    assert keras.ops.convert_to_numpy(layer.mask).tolist() == [0, 0, 0, 0, 1, 1]
+
+    layer.mask.assign(np.ones(6, "float32"))
+    layer(x, training=False)  # inference never changes the mask
+    assert keras.ops.convert_to_numpy(layer.mask).tolist() == [1] * 6
+
+
+def test_selector_polynomial_refits_to_running_statistics():
+    layer = ReLUSelector(refit_every=2, refit_steps=4, momentum=0.5)
+    x = np.random.default_rng(2).normal(2.0, 3.0, size=(64, 4, 4, 3)).astype("float32")
+    layer(x, training=True)  # step 0: stats := batch stats, refit
+    polynomial = layer.polynomial
+    mean = keras.ops.convert_to_numpy(polynomial.moving_mean)
+    std = keras.ops.convert_to_numpy(polynomial.moving_std)
+    np.testing.assert_allclose(mean, x.mean(axis=(0, 1, 2)), atol=1e-4)
+    np.testing.assert_allclose(std, np.sqrt(x.var(axis=(0, 1, 2)) + 1e-3), rtol=1e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer.coefficients),
+        keras.ops.convert_to_numpy(dapa_coefficients(mean, std)),
+        rtol=1e-5,
+    )
+    assert float(keras.ops.convert_to_numpy(polynomial.steps)) == 1.0
+    layer(x, training=False)  # inference: no statistics, no step
+    assert float(keras.ops.convert_to_numpy(polynomial.steps)) == 1.0
+
+
+def test_identity_fit_is_x_and_not_trainable():
+    layer = ReLUSelector(fit="identity", degree=1)
+    x = RNG.normal(size=(2, 3, 3, 2)).astype("float32")
+    layer.build(x.shape)
+    layer.mask.assign(np.zeros(layer.mask.shape, "float32"))
+    layer.alpha.assign(np.full(layer.alpha.shape, -1.0, "float32"))
+    np.testing.assert_allclose(layer(x, training=True), x, atol=1e-6)
+    assert all(w.name != "coefficients" for w in layer.trainable_weights)
+    assert [w.name for w in layer.trainable_weights] == ["alpha"]
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda: ReLUSelector(granularity="row"),
+        lambda: ReLUSelector(threshold=-1),
+        lambda: ReLUSelector(degree=3),
+        lambda: ReLUSelector(fit="chebyshev"),
+    ],
+    ids=["granularity", "threshold", "degree", "fit"],
+)
+def test_bad_arguments_raise(factory):
+    with pytest.raises(ValueError):
+        factory()

@@ -1,0 +1,102 @@
+"""AutoReP (keras_autorep.methods.train_autorep): selectors trained
+towards the budget, optionally starting from an allocation."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_autorep
+from keras_autorep import ReLUSelector, count_relus, harden, replace_relus
+from keras_autorep.graph import current_masks, random_masks, selectors
+from keras_autorep.methods import METHODS, train_autorep
+from tiny_models import LOSS, all_trainable, tiny_data, trained_teacher
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_data()
+
+
+@pytest.fixture(scope="module")
+def teacher(data):
+    return trained_teacher(data)
+
+
+def test_train_autorep_moves_towards_the_budget_and_hardens(data, teacher,
+                                                           tmp_path):
+    x, y = data
+    budget = 100
+    teacher_weights = [w.copy() for w in teacher.get_weights()]
+    phases, logs = [], []
+
+    def callbacks(phase):
+        phases.append(phase)
+        return [keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, log: logs.append(log["relu_count"]))]
+
+    keras.utils.set_random_seed(0)
+    student = train_autorep(
+        teacher, budget, data, (x[:64], y[:64]), epochs=4, lr=2e-2,
+        budget_weight=50.0, batch_size=32, callbacks=callbacks, verbose=0,
+    )
+    assert phases == ["search"]
+    assert len(logs) == 4 and logs[-1] < logs[0] < 512
+    assert logs[-1] == count_relus(student).kept
+    sites = selectors(student)
+    assert [s.name for s in sites] == ["conv1_relu", "relu2"]
+    for site in sites:
+        assert isinstance(site, ReLUSelector)
+        assert (site.fit, site.degree, site.granularity) == (
+            "dapa", 2, "pixel")
+        assert site.alpha.trainable
+    # The teacher is not trained and left as it was given.
+    for before, after in zip(teacher_weights, teacher.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert all_trainable(teacher)
+    student.save(tmp_path / "student.keras")
+    reloaded = keras.saving.load_model(tmp_path / "student.keras")
+    hardened = harden(reloaded, budget)
+    assert count_relus(hardened).kept <= budget
+    assert not selectors(hardened)
+    hardened.compile(loss=LOSS, metrics=["accuracy"])
+    accuracy = hardened.evaluate(x, y, verbose=0)[1]
+    assert 0.0 <= accuracy <= 1.0
+
+
+def test_train_autorep_starts_from_the_allocation(data, teacher):
+    counts = {"conv1_relu": 20, "relu2": 60}
+    student = train_autorep(teacher, 80, data, counts=counts, epochs=0,
+                            lr=1e-3, budget_weight=10.0, seed=5, verbose=0)
+    expected = random_masks(replace_relus(teacher), counts, seed=5)
+    masks = current_masks(student)
+    assert all(np.array_equal(masks[n], expected[n]) for n in counts)
+    assert {row.layer: row.kept for row in count_relus(student).rows} \
+        == counts
+    for site in selectors(student):  # free to move: AutoReP's search
+        assert site.alpha.trainable
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(site.hysteresis_mask()) > 0.5,
+            masks[site.name])
+    # With a learning rate of 0 the indicators stay: so do the masks.
+    still = train_autorep(teacher, 80, data, counts=counts, epochs=1,
+                          lr=0.0, budget_weight=10.0, seed=5,
+                          batch_size=64, verbose=0)
+    assert count_relus(still).kept == 80
+    masks = current_masks(still)
+    assert all(np.array_equal(masks[n], expected[n]) for n in counts)
+    with pytest.raises(ValueError, match="outside"):
+        train_autorep(teacher, 80, data, counts={"conv1_relu": 300,
+                                                 "relu2": 0}, epochs=0)
+
+
+def test_train_autorep_options_reach_the_selectors(data, teacher):
+    student = train_autorep(teacher, "50%", data, epochs=0,
+                            granularity="channel", verbose=0)
+    assert all(s.granularity == "channel" for s in selectors(student))
+    assert count_relus(student).kept == 512  # untrained: all ReLUs
+    assert count_relus(harden(student, "50%")).kept == 256
+
+
+def test_methods_share_one_signature():
+    assert METHODS["autorep"] is train_autorep is keras_autorep.train_autorep
+    assert set(METHODS) == {"autorep", "snl", "senet"}

@@ -1,0 +1,125 @@
+"""The CryptoNAS recipe end to end (``recipes/cryptonas.py``,
+``keras_autorep.recipes.cli.cryptonas_main``) and the Pareto benchmark."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_autorep import count_relus
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_recipe_script_rejects_a_bad_budget_with_exit_code_2():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "recipes" / "cryptonas.py"),
+         "--budget", "abc"],
+        capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines()
+              if ": error: " in line]
+    assert len(errors) == 1, result.stderr
+    assert "invalid ReLU budget 'abc'" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "10%"], "invalid ReLU budget '10%'"),
+    (["--budget", "86k", "--data-dir", "/no/such/cifar10"],
+     "--data-dir /no/such/cifar10: no such file or folder"),
+    (["--budget", "86k", "--trials", "0"], "--trials must be >= 1"),
+])
+def test_recipe_rejects_bad_input_with_exit_code_2(args, message, tmp_path,
+                                                    capsys):
+    from keras_autorep.recipes.cli import cryptonas_main as main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines()
+              if ": error: " in line]
+    assert len(errors) == 1 and message in errors[0], errors
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_recipe_rejects_a_budget_below_the_smallest_network(
+        cifar10_archive, data_cache_dir, tmp_path, capsys):
+    from keras_autorep.recipes.cli import cryptonas_main as main
+
+    # depth 1, 3 stages at 32x32: at least 3 * 32 * 32 = 3,072 ReLUs.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--budget", "3000", "--depths", "1", "--subset", "100,50",
+              "--data-dir", str(cifar10_archive),
+              "--cache-dir", str(data_cache_dir), "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--budget: ReLU budget 3,000 is below 3,072" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_recipe_searches_trains_and_exports_within_budget(
+        cifar10_archive, data_cache_dir, tmp_path, capsys):
+    from keras_autorep.recipes.cli import cryptonas_main as main
+
+    argv = ["--budget", "6144", "--quick", "--subset", "200,100",
+            "--trials", "2", "--epochs", "1", "--depths", "1",
+            "--data-dir", str(cifar10_archive),
+            "--cache-dir", str(data_cache_dir), "--out", str(tmp_path)]
+    assert main(argv) == 0
+    export_dir = tmp_path / "cifar10_cryptonas_6144_quick" / "1"
+    report = json.loads((export_dir / "report.json").read_text())
+    assert report["relu_count"] <= 6144
+    assert len(report["search"]["trials"]) == 2
+    # publish adds the PI cost report to what export_all writes.
+    for name in ("saved_model.pb", "model.keras", "search.png",
+                 "training.png", "pi_spec.json", "pi_cost.txt",
+                 "relus_per_layer.png"):
+        assert (export_dir / name).exists(), name
+    exported = keras.saving.load_model(export_dir / "model.keras")
+    assert count_relus(exported).total == report["relu_count"]
+    images = np.full((2, 32, 32, 3), 0.5, "float32")  # [0, 1] input
+    assert exported.predict(images, verbose=0).shape == (2, 10)
+    # Rerunning the same command finds the finished run.
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "already finished" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ benchmark
+
+
+def test_pareto_benchmark_writes_table_and_plot(cifar10_archive,
+                                                data_cache_dir, tmp_path):
+    import csv
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "pareto", REPO / "benchmarks" / "pareto.py")
+    pareto = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pareto)
+    pareto.main(["--data-dir", str(cifar10_archive),
+                 "--cache-dir", str(data_cache_dir), "--subset", "256,128",
+                 "--teacher-epochs", "1", "--epochs", "1",
+                 "--budgets", "10%,2.6%", "--methods", "autorep,cryptonas",
+                 "--out", str(tmp_path)])
+    with open(tmp_path / "pareto.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["method"], r["budget"]) for r in rows] == [
+        ("teacher (all ReLU)", ""),
+        ("autorep", "7372"), ("cryptonas", "7372"),
+        ("autorep", "1916"), ("cryptonas", "1916"),
+    ]
+    assert rows[0]["relu_count"] == "73728"
+    for row in rows[1:]:
+        assert 0 < int(row["relu_count"]) <= int(row["budget"])
+        assert 0.0 <= float(row["accuracy"]) <= 1.0
+    # Below the smallest full-resolution balanced network the CryptoNAS
+    # network gets a strided linear stem (ReLUs per channel / 4 or / 16).
+    assert "stem stride 2" in rows[2]["notes"]
+    assert "stem stride 4" in rows[4]["notes"]
+    assert "| autorep | 7,372 |" in (tmp_path / "pareto.md").read_text()
+    assert (tmp_path / "pareto.png").stat().st_size > 10_000

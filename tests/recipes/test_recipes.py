@@ -1,0 +1,369 @@
+"""The recipes end to end, as subprocesses on small slices of real data."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_autorep.recipes.cli import build_parser
+from keras_autorep.recipes.reporting import evaluate, format_accuracy
+from keras_autorep.recipes.run_folder import read_log
+from keras_autorep.recipes.settings import Settings, UsageError
+from keras_autorep.recipes.stages import merge_phase_logs, split_validation
+
+REPO = Path(__file__).resolve().parents[2]
+BUDGET = 12_900
+# Small enough for CI: a 512/256-image slice, 1 teacher epoch.
+SMALL = ["--quick", "--subset", "512,256", "--teacher-epochs", "1"]
+
+
+def test_quick_preset_fills_unset_flags_only():
+    parser = build_parser("cifar10")
+    args = parser.parse_args(["--budget", "12.9k", "--quick", "--epochs", "2"])
+    settings = Settings.resolve("cifar10", vars(args))
+    assert settings.model == "resnet_small"
+    assert settings.subset == (10_000, 2_000)
+    assert settings.epochs == 2  # explicit flag wins
+    assert settings.teacher_epochs == 4 and settings.lr == 4e-3
+    paper = Settings.resolve("cifar10",
+                             vars(parser.parse_args(["--budget", "1%"])))
+    assert (paper.model, paper.epochs, paper.teacher_epochs, paper.lr,
+            paper.batch_size, paper.budget_weight) == (
+                "resnet18", 200, 400, 1e-3, 128, 100.0)
+
+
+def test_read_log_keeps_the_last_row_of_a_redone_epoch(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,accuracy,relu_count\n0,0.1,900\n1,0.2,800\n"
+                   "1,0.25,700\n2,0.3,600\n")
+    assert read_log(log) == {"epoch": [0, 1, 2], "accuracy": [0.1, 0.25, 0.3],
+                             "relu_count": [900.0, 700.0, 600.0]}
+
+
+def test_settings_reject_bad_values_before_any_data():
+    parser = build_parser("cifar10")
+
+    def resolve(*argv):
+        return Settings.resolve("cifar10", vars(parser.parse_args(
+            ["--budget", "1k", *argv])))
+
+    with pytest.raises(UsageError, match="--epochs must be >= 1"):
+        resolve("--epochs", "0")
+    with pytest.raises(UsageError, match="--lr must be > 0"):
+        resolve("--lr", "0")
+    with pytest.raises(UsageError, match="needs per-layer ReLU counts"):
+        resolve("--method", "senet", "--allocation", "free")
+    senet = resolve("--method", "senet", "--quick")
+    assert (senet.allocation, senet.finetune_epochs) == ("sensitivity", 2)
+    assert senet.default_run_name("resnet_small").startswith(
+        "cifar10_resnet_small_1k_senet")
+
+
+def test_phase_logs_merge_and_validation_split():
+    merged = merge_phase_logs([
+        ("search", {"epoch": [0, 1], "loss": [2.0, 1.5], "relu_count":
+                    [900.0, 800.0]}),
+        ("finetune", {"epoch": [0], "loss": [1.0]}),
+    ])
+    assert merged == {"epoch": [0, 1, 2],
+                      "phase": ["search", "search", "finetune"],
+                      "loss": [2.0, 1.5, 1.0],
+                      "relu_count": [900.0, 800.0, None]}
+    x, y = np.arange(20).reshape(10, 2), np.arange(10)
+    (x_fit, y_fit), (x_val, y_val) = split_validation((x, y), 0.2, seed=0)
+    assert len(y_val) == 2 and len(y_fit) == 8
+    assert sorted(np.concatenate([y_fit, y_val]).tolist()) == list(range(10))
+    np.testing.assert_array_equal(x_val[:, 0] // 2, y_val)
+    again = split_validation((x, y), 0.2, seed=0)[1][1]
+    np.testing.assert_array_equal(again, y_val)
+
+
+class _FixedLogits:
+    """Stands in for a model: ``predict`` returns the given logits."""
+
+    def __init__(self, logits):
+        self.logits = np.asarray(logits, dtype="float32")
+
+    def predict(self, dataset, verbose=0):
+        return self.logits
+
+
+def test_evaluate_counts_non_finite_logits_as_wrong():
+    logits = [[9, 1, 0, 0, 0, 0], [np.nan, 0, 0, 0, 0, 0],
+              [0, np.inf, 0, 0, 0, 0], [0, 1, 5, 4, 3, 2]]
+    labels = np.array([0, 0, 1, 3])
+    result = evaluate(_FixedLogits(logits), None, labels, top5=True)
+    assert result == {"top1": 0.25, "top5": 0.5, "non_finite": 2}
+    assert "2 examples with non-finite logits" in format_accuracy(result)
+    clean = evaluate(_FixedLogits(logits[:1]), None, labels[:1], top5=False)
+    assert clean == {"top1": 1.0}
+
+
+def recipe_command(dataset, *args):
+    return [sys.executable, str(REPO / "recipes" / f"{dataset}.py"), *args]
+
+
+# The export needs the TensorFlow backend, whatever the suite runs under.
+TF_ENV = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+
+
+def run_recipe(dataset, *args, env=TF_ENV, timeout=300):
+    return subprocess.run(
+        recipe_command(dataset, *args), cwd=REPO, env=env, timeout=timeout,
+        capture_output=True, text=True)
+
+
+def check_finished(result):
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("data_cache")
+
+
+@pytest.fixture(scope="module")
+def resumed_run(cifar10_archive, cache_dir, tmp_path_factory):
+    """A quick CIFAR-10 run killed after its first search epoch, then run
+    again with the same command until it finishes."""
+    out = tmp_path_factory.mktemp("recipe_out")
+    args = [*SMALL, "--epochs", "4", "--budget", "12.9k", "--data-dir",
+            str(cifar10_archive), "--out", str(out), "--cache-dir",
+            str(cache_dir)]
+    metadata = (out / "runs" / "cifar10_resnet_small_12.9k_quick" / "search"
+                / "backup" / "training_metadata.json")
+    with open(out / "first_run.log", "w+") as log:
+        first = subprocess.Popen(recipe_command("cifar10", *args), cwd=REPO,
+                                 env=TF_ENV, stdout=log,
+                                 stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 240
+        while first.poll() is None and time.monotonic() < deadline:
+            try:
+                if json.loads(metadata.read_text())["epoch"] >= 1:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        log.seek(0)
+        assert first.returncode == -signal.SIGKILL, (
+            "the first run ended before it could be killed:\n" + log.read())
+    second = check_finished(run_recipe("cifar10", *args))
+    third = check_finished(run_recipe("cifar10", *args))
+    return out, second, third
+
+
+def test_quick_run_exports_model_and_report(resumed_run):
+    out, stdout, _ = resumed_run
+    versions = list((out / "cifar10_resnet_small_12.9k_quick").iterdir())
+    assert [v.name for v in versions] == ["1"]
+    export = versions[0]
+    for name in ("saved_model.pb", "model.keras", "pi_spec.json",
+                 "model.onnx", "pi_cost.txt", "report.json",
+                 "relus_per_layer.png", "training.png"):
+        assert (export / name).exists(), name
+    report = json.loads((export / "report.json").read_text())
+    assert report["budget"] == BUDGET
+    assert report["relu_count"] == report["relus"]["kept"] <= BUDGET
+    assert report["total_relus"] == report["relus"]["total"] == 73_728
+    assert 0.0 <= report["final_test_accuracy"]["top1"] <= 1.0
+    assert "top5" not in report["final_test_accuracy"]
+    assert set(report["wall_seconds"]) >= {"teacher", "search", "export",
+                                           "total"}
+    assert report["versions"]["keras_backend"] == "tensorflow"
+    assert report["pi_cost"]
+    assert report["search"]["history"]["epoch"] == [0, 1, 2, 3]
+    # The exported ONNX graph (batch 1, raw pixels in) computes the model.
+    import keras
+    import onnxruntime
+
+    from keras_autorep.export import onnx_relu_elements
+
+    session = onnxruntime.InferenceSession(
+        str(export / "model.onnx"), providers=["CPUExecutionProvider"])
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3))
+    logits = session.run(["logits"], {"image": pixels.astype("float32")})[0]
+    model = keras.saving.load_model(export / "model.keras", compile=False)
+    # Relative: a 1-epoch teacher on 512 images can give logits ~1e5.
+    np.testing.assert_allclose(logits, model.predict(pixels / 255, verbose=0),
+                               rtol=1e-4, atol=1e-4)
+    # Every ReLU the graph computes is counted (no "uncounted" stem ReLUs).
+    assert "uncounted" not in report["relus"]
+    assert onnx_relu_elements(export / "model.onnx") == report["relu_count"]
+    run_dir = out / "runs" / "cifar10_resnet_small_12.9k_quick"
+    if importlib.util.find_spec("tensorboard"):
+        for stage in ("teacher", "search"):
+            assert list((run_dir / "tensorboard" / stage).rglob(
+                "events.out.tfevents.*")), stage
+    summary = stdout.splitlines()[-5:]
+    assert any(str(export.resolve()) in line for line in summary)
+    assert any("test accuracy" in line for line in summary)
+    assert any(f"budget {BUDGET:,}" in line for line in summary)
+
+
+def test_killed_run_resumes_from_last_epoch(resumed_run):
+    out, stdout, third = resumed_run
+    assert "Teacher: reusing" in stdout
+    resumed = [line for line in stdout.splitlines()
+               if line.startswith("Resuming the search stage after epoch")]
+    assert resumed, stdout
+    restored = int(resumed[0].split("after epoch ")[1].split("/")[0])
+    assert 1 <= restored < 4
+    steps_per_epoch = 8  # 512 images, batch 64 (--quick)
+    assert f"optimizer step {restored * steps_per_epoch}," in resumed[0]
+    log = (out / "runs" / "cifar10_resnet_small_12.9k_quick" / "search"
+           / "log.csv").read_text().splitlines()
+    assert len(log) >= 1 + 4  # header, one row per epoch (+ redone ones)
+    assert "already finished" in third
+
+
+def write_image_folder(root, classes, per_class):
+    """A {train,test}/<class>/*.png tree of random 32x32 images."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("test", 1)):
+        for c in range(classes):
+            folder = root / split / f"class{c:03d}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+
+
+def test_cifar100_recipe_trains_under_jax_without_tensorflow(tmp_path,
+                                                             cache_dir):
+    data = tmp_path / "data"
+    write_image_folder(data, classes=100, per_class=2)
+    blocker = tmp_path / "no_tensorflow" / "tensorflow"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text(
+        "raise ImportError('TensorFlow is hidden for this test')\n")
+    env = {**os.environ, "KERAS_BACKEND": "jax",
+           "PYTHONPATH": str(blocker.parent)}
+    out = tmp_path / "out"
+    stdout = check_finished(run_recipe(
+        "cifar100", "--quick", "--budget", "0", "--epochs", "1",
+        "--teacher-epochs", "1", "--data-dir", str(data), "--out", str(out),
+        "--cache-dir", str(cache_dir), env=env))
+    assert "export skipped" in stdout
+    export = out / "cifar100_resnet_small_0_quick" / "1"
+    assert (export / "model.keras").is_file()
+    assert not (export / "saved_model.pb").exists()
+    report = json.loads((export / "report.json").read_text())
+    assert report["versions"]["keras_backend"] == "jax"
+    assert report["versions"]["tensorflow"] is None
+    assert report["relu_count"] == 0
+    assert set(report["final_test_accuracy"]) == {"top1", "top5"}
+    # One name for the compiled top-5 metric in every stage.
+    for stage in ("teacher", "search"):
+        history = report[stage]["history"]
+        assert "sparse_top_k_categorical_accuracy" in history, stage
+        assert "val_sparse_top_k_categorical_accuracy" in history, stage
+
+
+def test_bad_input_stops_before_training(tmp_path, cifar10_archive,
+                                         cache_dir):
+    bad_teacher = tmp_path / "teacher.keras"
+    bad_teacher.write_bytes(b"not a keras file")
+    common = ["--quick", "--subset", "512,256", "--data-dir",
+              str(cifar10_archive), "--cache-dir", str(cache_dir), "--out",
+              str(tmp_path / "out")]
+    cases = {
+        "invalid ReLU budget 'abc'": ("cifar10", "--budget", "abc"),
+        "exceeds the model's 73,728 ReLUs": ("cifar10", *common, "--budget",
+                                             "1M"),
+        "invalid choice: 'nope'": ("cifar10", "--budget", "1k", "--model",
+                                   "nope"),
+        "--data-dir /no/such/data: no such file": (
+            "cifar10", "--budget", "1k", "--data-dir", "/no/such/data"),
+        f"--teacher {bad_teacher}: cannot load a Keras model": (
+            "cifar10", *common, "--budget", "1k", "--teacher",
+            str(bad_teacher)),
+        "--method senet needs per-layer ReLU counts": (
+            "cifar10", "--budget", "1k", "--method", "senet",
+            "--allocation", "free"),
+        "cannot load 'tiny_imagenet'": ("tiny_imagenet", "--budget", "55k",
+                                      "--cache-dir", str(cache_dir)),
+    }
+    procs = {message: subprocess.Popen(
+        recipe_command(*args), cwd=REPO, env=TF_ENV, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for message, args in cases.items()}
+    for message, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=180)
+        assert proc.returncode == 2, (message, stdout, stderr)
+        errors = [line for line in stderr.splitlines() if ": error: " in line]
+        assert len(errors) == 1 and message in errors[0], (message, stderr)
+        assert "Traceback" not in stderr and "Epoch" not in stdout
+
+
+@pytest.fixture(scope="module")
+def method_runs(cifar10_archive, cache_dir, tmp_path_factory):
+    """SNL, SENet and AutoReP with a tuned allocation on one 256-image
+    slice, sharing one cached teacher."""
+    out = tmp_path_factory.mktemp("methods_out")
+    common = ["--quick", "--subset", "256,128", "--teacher-epochs", "1",
+              "--epochs", "1", "--budget", "5%", "--data-dir",
+              str(cifar10_archive), "--out", str(out), "--cache-dir",
+              str(cache_dir)]
+    runs = {
+        "snl": ["--method", "snl", "--finetune-epochs", "1"],
+        "senet": ["--method", "senet", "--finetune-epochs", "1"],
+        "autorep_tuned": ["--allocation", "tuned", "--tuner-trials", "2"],
+    }
+    reports = {}
+    for name, args in runs.items():
+        stdout = check_finished(run_recipe("cifar10", *common, *args))
+        export = Path(stdout.splitlines()[-2].split()[-1])
+        reports[name] = json.loads((export / "report.json").read_text())
+    return out, reports
+
+
+BUDGET_5PCT = round(0.05 * 73_728)
+
+
+@pytest.mark.parametrize("method,phases", [("snl", ["search", "finetune"]),
+                                           ("senet", ["identify", "finetune"])])
+def test_peer_methods_run_end_to_end(method_runs, method, phases):
+    out, reports = method_runs
+    report = reports[method]
+    assert report["run_name"] == f"cifar10_resnet_small_5pct_{method}_quick"
+    assert report["search"]["method"] == method
+    assert report["budget"] == BUDGET_5PCT
+    assert report["relu_count"] <= BUDGET_5PCT
+    history = report["search"]["history"]
+    assert [p for p in history["phase"] if p == "finetune"] == ["finetune"]
+    assert set(history["phase"]) == set(phases)
+    assert "saved_model.pb" in report["export"]["files"]
+    for phase in phases:  # backups are removed once the search finished
+        assert (out / "runs" / report["run_name"] / phase / "log.csv").is_file()
+        assert not (out / "runs" / report["run_name"] / phase
+                    / "backup").exists()
+
+
+def test_senet_defaults_to_sensitivity_counts_summing_to_budget(method_runs):
+    allocation = method_runs[1]["senet"]["search"]["allocation"]
+    assert allocation["method"] == "sensitivity"
+    assert sum(allocation["counts"].values()) == BUDGET_5PCT
+    assert method_runs[1]["snl"]["search"]["allocation"] == {"method": "free"}
+
+
+def test_tuned_allocation_seeds_autorep_and_keeps_trials(method_runs):
+    out, reports = method_runs
+    report = reports["autorep_tuned"]
+    assert report["run_name"] == "cifar10_resnet_small_5pct_tuned_quick"
+    allocation = report["search"]["allocation"]
+    assert allocation["method"] == "tuned"
+    assert sum(allocation["counts"].values()) == BUDGET_5PCT
+    trials = list((out / "runs" / report["run_name"] / "allocation")
+                  .glob("trial_*/trial.json"))
+    assert len(trials) == 2
+    assert report["relu_count"] <= BUDGET_5PCT
