@@ -4,9 +4,9 @@ One all-ReLU ``resnet_small`` teacher (73,728 ReLUs at 32x32) is trained
 and shared; then at every budget (default 50%, 10% and 2.6% of the
 teacher's ReLUs):
 
-* **AutoReP**: ``replace_relus(teacher)`` trained with ``BudgetTrainer``
-  (CE + KD + budget loss, lambda as the CIFAR recipe), Adam with cosine
-  decay to 1e-5, then ``harden(student, budget)``;
+* **AutoReP**: ``keras_autorep.methods.train_autorep`` (selectors trained
+  with CE + KD + budget loss, lambda as the CIFAR recipe, landed on the
+  budget and fine-tuned), Adam with cosine decay to 1e-5;
 * **SNL**: ``keras_autorep.methods.train_snl`` (mask search, binarise,
   fine-tune), Adam;
 * **SENet**: ``keras_autorep.methods.train_senet`` (sensitivity allocation,
@@ -16,22 +16,29 @@ teacher's ReLUs):
   1, 2, 4 that gives a first-stage width of at least 8 channels (at 2.6%
   the budget is below the smallest full-resolution balanced network).
 
-Every teacher-based method gets ``--epochs`` epochs (SNL and SENet split
-them between their two phases: ``max(1, E // 2)`` search / identification,
-the rest fine-tuning). CryptoNAS has no teacher to start from and trains
-``--teacher-epochs + --epochs`` epochs, the same number of epochs behind
-every final model. Accuracy is top-1 on the test split; wall time is each
-method's own training (+ hardening), the shared teacher apart.
+Every teacher-based method gets ``--epochs`` epochs, split between its
+two phases: ``max(1, E // 2)`` search / identification, the rest
+fine-tuning with the masks landed on the budget and frozen. CryptoNAS has
+no teacher to start from and trains ``--teacher-epochs + --epochs``
+epochs, the same number of epochs behind every final model. Two baselines
+frame the table: **budget 0** (AutoReP with no ReLU kept: every site a
+polynomial, the floor any method must beat) and the **teacher trained for
+the same total epochs** as each student (the ceiling). The ReLU count
+column is the final model's; ``searched`` is the count after the search
+phase, before landing. Accuracy is top-1 on the test split; wall time is
+each method's own training (+ hardening), the shared teacher apart.
 
-Writes ``pareto.csv``, ``pareto.md`` and ``pareto.png`` to ``--out``.
+Writes ``pareto.csv``, ``pareto.md`` and ``pareto.png`` to ``--out``; every
+finished cell is kept in ``--out/cells.jsonl`` and the teacher in
+``--out/teacher.keras``, so a killed run resumes where it stopped.
 
     python benchmarks/pareto.py --data-dir ../shared/data/cifar10-images.tar.gz --quick
     python benchmarks/pareto.py --data-dir ../shared/data/cifar10-images.tar.gz
 
-Default ("full") setting, about 30 minutes on 2 CPU cores: 10,000
+Default ("full") setting, about an hour on 2 CPU cores: 10,000
 class-balanced training images and the whole 10,000-image test split,
-teacher 10 epochs, 6 epochs per method (CryptoNAS 16), batch 64, Adam lr
-4e-3 (the AutoReP quick recipe's). ``--quick``: 5,000 / 1,000 images,
+teacher 15 epochs, 8 epochs per method (CryptoNAS and the same-epochs
+teacher 23), batch 64, Adam lr 4e-3 (the AutoReP quick recipe's). ``--quick``: 5,000 / 1,000 images,
 teacher 3 epochs, 2 per method, same batch and learning rate. Explicit
 flags (``--subset``, ``--teacher-epochs``, ``--epochs``, ``--batch-size``,
 ``--lr``) override either preset, e.g. for a paper-length run on a GPU.
@@ -39,6 +46,7 @@ flags (``--subset``, ``--teacher-epochs``, ``--epochs``, ``--batch-size``,
 
 import argparse
 import csv
+import json
 import math
 import time
 from pathlib import Path
@@ -57,12 +65,18 @@ from keras_autorep.architectures import (
 from keras_autorep.data import load_dataset, make_datasets, normalization_layer
 from keras_autorep.methods import train_autorep, train_senet, train_snl
 from keras_autorep.recipes.cli import subset_argument
-from keras_autorep.recipes.presets import DATASET_PRESETS, QUICK_PRESET
+from keras_autorep.recipes.presets import (
+    AUTOREP_FINETUNE_LR_FRACTION,
+    DATASET_PRESETS,
+    QUICK_PRESET,
+)
 from keras_autorep.recipes.reporting import evaluate
 from keras_autorep.training.schedules import cosine_adam_schedule, cosine_sgd
 
 METHODS = ("autorep", "snl", "senet", "cryptonas")
-FULL = dict(subset=(10_000, 10_000), teacher_epochs=10, epochs=6,
+BUDGET_0 = "budget 0 (all polynomial)"
+TEACHER_SAME_EPOCHS = "teacher, same total epochs"
+FULL = dict(subset=(10_000, 10_000), teacher_epochs=15, epochs=8,
             batch_size=64, lr=QUICK_PRESET["lr"])
 QUICK = dict(subset=(5_000, 1_000), teacher_epochs=3, epochs=2,
              batch_size=64, lr=QUICK_PRESET["lr"])
@@ -172,48 +186,93 @@ class Benchmark:
     def accuracy(self, model):
         return evaluate(model, self.test_ds, self.test[1], top5=False)["top1"]
 
-    def teacher(self):
+    def teacher(self, epochs):
+        """An all-ReLU ``resnet_small`` trained from scratch for
+        ``epochs``."""
         a = self.args
         keras.utils.set_random_seed(a.seed)
         model = get_model("resnet_small", input_shape=self.info.image_shape,
                           num_classes=self.info.num_classes,
                           weight_decay=a.weight_decay / 2,
                           preprocessing=normalization_layer(self.info))
-        return train_from_scratch(model, self.train_ds, a.teacher_epochs,
+        return train_from_scratch(model, self.train_ds, epochs,
                                   self.steps_per_epoch, a.teacher_lr,
                                   self.verbose)
 
-    def autorep(self, teacher, budget):
-        a = self.args
-        student = train_autorep(
-            teacher, budget, self.train_ds, epochs=a.epochs,
-            lr=cosine_adam_schedule(a.lr, a.epochs * self.steps_per_epoch),
-            budget_weight=DATASET_PRESETS["cifar10"]["budget_weight"],
-            seed=a.seed, verbose=self.verbose)
-        return harden(student, budget), f"{a.epochs} epochs"
+    def shared_teacher(self):
+        """The teacher every method starts from, trained once and kept in
+        ``--out/teacher.keras``."""
+        path = self.args.out / "teacher.keras"
+        if path.is_file():
+            return keras.saving.load_model(path), 0.0
+        start = time.perf_counter()
+        teacher = self.teacher(self.args.teacher_epochs)
+        teacher.save(path)
+        return teacher, time.perf_counter() - start
+
+    def teacher_same_epochs(self, teacher, budget):
+        """The ceiling: the teacher trained for as many epochs as teacher
+        + student together."""
+        epochs = self.args.teacher_epochs + self.args.epochs
+        return self.teacher(epochs), f"all ReLU, {epochs} epochs from scratch"
+
+    def budget0(self, teacher, budget):
+        """The floor: AutoReP keeping no ReLU (every site a polynomial)."""
+        model, notes = self.autorep(teacher, 0)
+        return model, f"AutoReP at budget 0, {notes}"
 
     def _phases(self):
         search = max(1, self.args.epochs // 2)
         return search, self.args.epochs - search
 
-    def snl(self, teacher, budget):
+    def _method_options(self):
+        """Arguments the three methods share; the callbacks record the
+        count at the end of the search phase."""
         search, finetune = self._phases()
-        student = train_snl(teacher, budget, self.train_ds, epochs=search,
-                            finetune_epochs=finetune, lr=self.args.lr,
-                            verbose=self.verbose)
-        return (harden(student, budget),
-                f"<= {search} search + {finetune} fine-tune epochs")
+        self.searched = None
+
+        def callbacks(phase):
+            if phase == "finetune":
+                return []
+            return [keras.callbacks.LambdaCallback(on_epoch_end=lambda _, log:
+                    setattr(self, "searched", log.get("relu_count")))]
+
+        return dict(epochs=search, finetune_epochs=finetune,
+                    lr=self.args.lr, callbacks=callbacks,
+                    verbose=self.verbose)
+
+    def autorep(self, teacher, budget):
+        a = self.args
+        options = self._method_options()
+        options["lr"] = cosine_adam_schedule(
+            a.lr, options["epochs"] * self.steps_per_epoch)
+        options["finetune_lr"] = cosine_adam_schedule(
+            a.lr * AUTOREP_FINETUNE_LR_FRACTION,
+            max(1, options["finetune_epochs"]) * self.steps_per_epoch)
+        student = train_autorep(
+            teacher, budget, self.train_ds,
+            budget_weight=DATASET_PRESETS["cifar10"]["budget_weight"],
+            seed=a.seed, **options)
+        return harden(student, budget), (
+            f"{options['epochs']} search + {options['finetune_epochs']} "
+            "fine-tune epochs")
+
+    def snl(self, teacher, budget):
+        options = self._method_options()
+        student = train_snl(teacher, budget, self.train_ds, **options)
+        return harden(student, budget), (
+            f"<= {options['epochs']} search + {options['finetune_epochs']} "
+            "fine-tune epochs")
 
     def senet(self, teacher, budget):
-        search, finetune = self._phases()
+        options = self._method_options()
         student = train_senet(
-            teacher, budget, self.train_ds, epochs=search,
-            finetune_epochs=finetune, lr=self.args.lr,
+            teacher, budget, self.train_ds,
             sensitivity_data=self.sensitivity_data,
-            batch_size=self.args.batch_size, seed=self.args.seed,
-            verbose=self.verbose)
-        return (harden(student, budget),
-                f"{search} identification + {finetune} fine-tune epochs")
+            batch_size=self.args.batch_size, seed=self.args.seed, **options)
+        return harden(student, budget), (
+            f"{options['epochs']} identification + "
+            f"{options['finetune_epochs']} fine-tune epochs")
 
     def cryptonas(self, teacher, budget):
         a = self.args
@@ -235,40 +294,54 @@ class Benchmark:
 
 def write_table(rows, out):
     """``pareto.csv`` and ``pareto.md``."""
-    fields = ["method", "budget", "relu_count", "accuracy", "wall_seconds",
-              "notes"]
+    fields = ["method", "budget", "searched", "relu_count", "accuracy",
+              "wall_seconds", "notes"]
     with open(out / "pareto.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fields)
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| method | budget | ReLU count | accuracy | wall time (s) | "
-             "notes |", "|---|---:|---:|---:|---:|---|"]
+
+    def number(value):
+        return "-" if value in ("", None) else f"{int(value):,}"
+
+    lines = ["| method | budget | searched | ReLU count | accuracy | wall "
+             "time (s) | notes |", "|---|---:|---:|---:|---:|---:|---|"]
     for row in rows:
-        budget = f"{row['budget']:,}" if row["budget"] != "" else "-"
         lines.append(
-            f"| {row['method']} | {budget} | {row['relu_count']:,} | "
+            f"| {row['method']} | {number(row['budget'])} | "
+            f"{number(row['searched'])} | {row['relu_count']:,} | "
             f"{row['accuracy']:.2%} | {row['wall_seconds']:.0f} | "
             f"{row['notes']} |")
     lines.append("")
-    lines.append("Wall time: each method's own training and hardening; the "
-                 "teacher row is the shared teacher, which AutoReP, SNL and "
-                 "SENet start from (CryptoNAS trains from scratch).")
+    lines.append("searched: the ReLU count after the search phase, before "
+                 "the masks landed on the budget. Wall time: each method's "
+                 "own training and hardening; the teacher row is the shared "
+                 "teacher, which AutoReP, SNL and SENet start from "
+                 "(CryptoNAS and the same-epochs teacher train from "
+                 "scratch).")
     (out / "pareto.md").write_text("\n".join(lines) + "\n")
     return "\n".join(lines)
 
 
 def plot(rows, out, title):
-    """Accuracy against ReLU count, one line per method (log x axis)."""
+    """Accuracy against ReLU count, one line per method (log x axis); the
+    teachers as stars, the budget-0 floor as a dashed line."""
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    teacher = rows[0]
-    for method in dict.fromkeys(r["method"] for r in rows[1:]):
-        points = sorted((r["relu_count"], r["accuracy"]) for r in rows
-                        if r["method"] == method)
+    for method in dict.fromkeys(r["method"] for r in rows
+                                if r["method"] in METHODS):
+        points = sorted((max(1, r["relu_count"]), r["accuracy"])
+                        for r in rows if r["method"] == method)
         ax.plot(*zip(*points), marker="o", label=method)
-    ax.scatter([teacher["relu_count"]], [teacher["accuracy"]], marker="*",
-               s=150, color="black", label=teacher["method"], zorder=3)
-    ax.axhline(teacher["accuracy"], color="black", linestyle=":", alpha=0.5)
+    for row, marker in zip([r for r in rows if r["method"].startswith(
+            "teacher")], ("*", "P")):
+        ax.scatter([row["relu_count"]], [row["accuracy"]], marker=marker,
+                   s=150, color="black", label=row["method"], zorder=3)
+        ax.axhline(row["accuracy"], color="black", linestyle=":", alpha=0.5)
+    for row in rows:
+        if row["method"] == BUDGET_0:
+            ax.axhline(row["accuracy"], color="grey", linestyle="--",
+                       label=f"{BUDGET_0} (floor)")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -281,35 +354,64 @@ def plot(rows, out, title):
     fig.savefig(out / "pareto.png", dpi=120)
 
 
+def finished_cells(out):
+    """``{(method, budget): row}`` of the cells a previous run finished."""
+    path = out / "cells.jsonl"
+    if not path.is_file():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines()
+            if line.strip()]
+    return {(row["method"], row["budget"]): row for row in rows}
+
+
+def run_cell(bench, done, method, budget, train, earlier_seconds=0.0):
+    """One row of the table: from a previous run, or trained now and
+    recorded in ``cells.jsonl`` (``earlier_seconds`` of training done
+    before ``train()`` count towards its wall time)."""
+    if (method, budget) in done:
+        row = done[(method, budget)]
+        print(f"{method} @ {budget or '-'}: from the previous run", flush=True)
+        return row
+    keras.utils.set_random_seed(bench.args.seed)
+    bench.searched = None
+    start = time.perf_counter()
+    model, notes = train()
+    wall = time.perf_counter() - start + earlier_seconds
+    kept = count_relus(model).kept
+    if budget != "" and kept > budget:
+        raise AssertionError(f"{method} keeps {kept:,} ReLUs, over the "
+                             f"budget {budget:,}")
+    searched = None if bench.searched is None else int(bench.searched)
+    row = dict(method=method, budget=budget, searched=searched,
+               relu_count=kept, accuracy=bench.accuracy(model),
+               wall_seconds=wall, notes=notes)
+    with open(bench.args.out / "cells.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(f"{method} @ {budget or '-'}: {kept:,} ReLUs, accuracy "
+          f"{row['accuracy']:.2%}, {wall:.0f} s", flush=True)
+    return row
+
+
 def main(argv=None):
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     bench = Benchmark(args)
-    start = time.perf_counter()
-    teacher = bench.teacher()
+    done = finished_cells(args.out)
+    teacher, wall = bench.shared_teacher()
     total = count_relus(teacher).total
-    rows = [dict(method="teacher (all ReLU)", budget="", relu_count=total,
-                 accuracy=bench.accuracy(teacher),
-                 wall_seconds=time.perf_counter() - start,
-                 notes=f"resnet_small, {args.teacher_epochs} epochs")]
-    print(f"Teacher: {total:,} ReLUs, accuracy {rows[0]['accuracy']:.2%}",
-          flush=True)
+    rows = [run_cell(bench, done, "teacher (all ReLU)", "", lambda: (
+        teacher, f"resnet_small, {args.teacher_epochs} epochs"), wall)]
+    rows.append(run_cell(
+        bench, done, TEACHER_SAME_EPOCHS, "",
+        lambda: bench.teacher_same_epochs(teacher, None)))
+    rows.append(run_cell(bench, done, BUDGET_0, 0,
+                         lambda: bench.budget0(teacher, 0)))
     for text in args.budgets:
         budget = parse_budget(text, total=total)
         for method in args.methods:
-            keras.utils.set_random_seed(args.seed)
-            start = time.perf_counter()
-            model, notes = getattr(bench, method)(teacher, budget)
-            wall = time.perf_counter() - start
-            kept = count_relus(model).kept
-            if kept > budget:
-                raise AssertionError(f"{method} keeps {kept:,} ReLUs, over "
-                                     f"the budget {budget:,}")
-            rows.append(dict(method=method, budget=budget, relu_count=kept,
-                             accuracy=bench.accuracy(model),
-                             wall_seconds=wall, notes=notes))
-            print(f"{method} @ {budget:,}: {kept:,} ReLUs, accuracy "
-                  f"{rows[-1]['accuracy']:.2%}, {wall:.0f} s", flush=True)
+            rows.append(run_cell(
+                bench, done, method, budget,
+                lambda: getattr(bench, method)(teacher, budget)))
     images = f"{len(bench.train[1]):,}/{len(bench.test[1]):,} images"
     print(write_table(rows, args.out))
     plot(rows, args.out, f"CIFAR-10 ({images}), resnet_small teacher")

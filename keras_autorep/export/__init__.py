@@ -10,7 +10,11 @@
 plus whatever ``extras`` writes (the recipes add the PI cost report, the
 run report and plots). TF-Serving reads only the SavedModel files and
 ignores the others. Export takes an inference model only: a model that
-still holds selectors raises ``TypeError`` (``harden`` it first).
+still holds selectors raises ``TypeError`` (``harden`` it first). With a
+``Calibration`` the model must give finite, bounded logits on real images
+first (``UnstableModelError``), and the written graphs must compute the
+ReLUs the spec claims (``ExportMismatchError``): nothing is published
+otherwise.
 
 Importing this package does not import TensorFlow: the contract, version
 folders and PI spec work under any backend; the SavedModel and ONNX writers
@@ -33,7 +37,15 @@ from keras_autorep.export.contract import (
     versions,
     write_version,
 )
+from keras_autorep.export.checks import (
+    Calibration,
+    ExportMismatchError,
+    UnstableModelError,
+    check_exported_relus,
+    check_outputs,
+)
 from keras_autorep.export.pi_spec import read_pi_spec, write_pi_spec
+from keras_autorep.graph.counting import count_relus
 
 # Names of the TensorFlow / tf2onnx modules, imported when first asked for.
 _LAZY = {
@@ -64,6 +76,7 @@ def export_all(
     with_onnx=True,
     onnx_batch_size=1,
     opset=DEFAULT_OPSET,
+    calibration=None,
     extras=None,
 ):
     """Write SavedModel, ``.keras``, PI spec and ONNX together.
@@ -81,17 +94,27 @@ def export_all(
         onnx_batch_size: batch size of the ONNX graph (1: fully static);
             ``None`` for a dynamic batch.
         opset: ONNX opset.
+        calibration: optional ``Calibration`` (real images and a logit
+            bound) the model must pass before anything is written.
         extras: optional ``extras(folder, version_dir)`` that writes more
             files into the staging ``folder`` before it becomes
             ``version_dir``.
 
     Returns:
         ``pathlib.Path`` of the version folder.
+
+    Raises:
+        UnstableModelError: the model fails the calibration check.
+        ExportMismatchError: a written graph computes other ReLUs than
+            ``count_relus(model)`` claims.
     """
     from keras_autorep.export.onnx import write_onnx
     from keras_autorep.export.saved_model import write_saved_model
 
     model = exportable_model(model)
+    if calibration is not None:
+        check_outputs(model, calibration)
+    count = count_relus(model)
 
     def write(directory, target):
         write_saved_model(model, directory, input_scale)
@@ -107,6 +130,7 @@ def export_all(
                 input_scale=input_scale,
                 opset=opset,
             )
+        check_exported_relus(directory, count, with_onnx)
         if extras is not None:
             extras(directory, target)
 
@@ -114,15 +138,19 @@ def export_all(
 
 
 __all__ = [
+    "Calibration",
     "DEFAULT_INPUT_SCALE",
     "DEFAULT_OPSET",
     "ExportError",
+    "ExportMismatchError",
     "INPUT_NAME",
     "KERAS_FILENAME",
     "ONNX_FILENAME",
     "OUTPUT_NAMES",
     "SIGNATURE_KEY",
     "SPEC_FILENAME",
+    "UnstableModelError",
+    "check_outputs",
     "export_all",
     "export_onnx",
     "export_saved_model",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from keras_autorep.export.contract import (
     DEFAULT_INPUT_SCALE,
@@ -30,7 +30,6 @@ from keras_autorep.export.contract import (
 )
 from keras_autorep.export.saved_model import serving_function
 
-ONNX_RELU_OP_TYPES = ("Relu", "LeakyRelu", "PRelu")
 
 _INTEGER_TYPES = {
     onnx.TensorProto.INT8,
@@ -189,13 +188,19 @@ def _static_shapes(graph):
     return shapes
 
 
+def _is_zero_constant(name, constants):
+    value = constants.get(name)
+    return value is not None and not np.any(value)
+
+
 def onnx_relu_elements(model):
     """ReLU elements per example computed by an ONNX graph.
 
-    Runs ONNX shape inference and sums, over ``Relu``, ``LeakyRelu`` and
-    ``PRelu`` nodes, the number of elements of their input without the
-    first (batch) axis. (tf2onnx turns ``Relu6`` into ``Clip``, which is not
-    counted.)
+    Runs ONNX shape inference and sums, over ``Relu`` nodes and ``Max``
+    nodes with a zero constant operand (``max(x, 0)``), the number of
+    elements of their output without the first (batch) axis. Other
+    comparisons (``LeakyRelu``, ``Clip`` for relu6, ``MaxPool``) are not
+    ReLUs.
 
     Args:
         model: path of an ``.onnx`` file, or an ``onnx.ModelProto``.
@@ -214,16 +219,29 @@ def onnx_relu_elements(model):
                 "onnx_relu_elements supports straight-line graphs only"
             )
     shapes = _static_shapes(graph)
+    constants = {
+        tensor.name: numpy_helper.to_array(tensor)
+        for tensor in graph.initializer
+    }
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attribute in node.attribute:
+                if attribute.name == "value":
+                    constants[node.output[0]] = numpy_helper.to_array(
+                        attribute.t)
     total = 0
     for node in graph.node:
-        if node.op_type not in ONNX_RELU_OP_TYPES:
+        is_relu = node.op_type == "Relu" or (
+            node.op_type == "Max"
+            and any(_is_zero_constant(name, constants) for name in node.input)
+        )
+        if not is_relu:
             continue
-        shape = shapes.get(node.input[0])
+        shape = shapes.get(node.output[0])
         if shape is None or not shape or None in shape[1:]:
             raise ValueError(
                 f"{node.op_type} node {node.name!r}: the per-example size of "
-                f"its input {node.input[0]!r} is unknown (shape {shape})"
+                f"its output {node.output[0]!r} is unknown (shape {shape})"
             )
         total += int(np.prod(shape[1:]))
     return total
-

@@ -5,10 +5,10 @@ the model (``PartialReLU``, plain ReLU, ``PolynomialActivation``), which
 elements go through ReLU and which through a polynomial, so it can rebuild
 those layers next to the ONNX graph.
 
-Format (``format_version`` 2)::
+Format (``format_version`` 3)::
 
     {
-      "format": "keras_autorep.pi_spec", "format_version": 2,
+      "format": "keras_autorep.pi_spec", "format_version": 3,
       "model": "<model name>",
       "counting_convention": "<text from count_relus, or given>",
       "input": {"name": "image", "shape": [H, W, C], "layout": "NHWC",
@@ -26,8 +26,10 @@ Format (``format_version`` 2)::
          "coefficients": [[c0 per channel], [c1 ...], [c2 ...]]},
         ...
       ],
-      "other": [{"layer", "kind", "shape", "elements"}],  # max-pool etc.
-      "totals": {"relu_total", "relu_kept", "polynomial"}
+      "traced": [{"layer", "kind", "shape", "comparisons", "not_relu"}],
+      "other": [{"layer", "kind", "shape", "elements", "comparisons"}],
+      "totals": {"relu_total", "relu_kept", "polynomial",
+                 "max_comparisons", "other_comparisons"}
     }
 
 Semantics of a site, per example and per call: flatten the activation in
@@ -39,6 +41,14 @@ powers). Plain ReLU sites keep every index and have no coefficients;
 ``max_inline_indices`` entries go to a companion ``.npy`` file (1-D int32,
 beside the JSON) named in ``kept_indices_file``. ``read_pi_spec`` resolves
 both forms to NumPy arrays. The model computes on ``image * scale``.
+
+``traced`` lists comparisons the traced graph computes outside any site (a
+custom layer's or a ``keras.ops`` node's ReLUs, see
+``keras_autorep.graph.counting``): they are in the ONNX graph as they are,
+always computed, and counted in ``relu_total`` and ``relu_kept``.
+``other`` lists comparison-based layers that are not ReLUs (max-pooling,
+relu6, ...) with their ReLU-equivalent comparisons per example;
+``max_comparisons`` totals those of max-pooling.
 """
 
 import json
@@ -60,7 +70,7 @@ from keras_autorep.graph.sites import iter_layers
 from keras_autorep.layers import PartialReLU, PolynomialActivation
 
 FORMAT = "keras_autorep.pi_spec"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 DEFAULT_MAX_INLINE_INDICES = 4096
 
 
@@ -124,7 +134,8 @@ def write_pi_spec(
     path = _spec_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sites = []
-    for number, row in enumerate(count.rows):
+    site_rows = [row for row in count.rows if row not in count.traced]
+    for number, row in enumerate(site_rows):
         site, kept = _site(row, layers[row.layer])
         if kept.size > max_inline_indices:
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", row.layer)
@@ -147,12 +158,23 @@ def write_pi_spec(
             "scale": float(input_scale),
         },
         "sites": sites,
+        "traced": [
+            {
+                "layer": row.layer,
+                "kind": row.kind,
+                "shape": [int(dim) for dim in row.shape],
+                "comparisons": row.kept,
+                "not_relu": row.comparisons,
+            }
+            for row in count.traced
+        ],
         "other": [
             {
                 "layer": row.layer,
                 "kind": row.kind,
                 "shape": [int(dim) for dim in row.shape],
                 "elements": row.total,
+                "comparisons": row.comparisons,
             }
             for row in count.other
         ],

@@ -22,7 +22,6 @@ the runtime before the function starts.
 
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from keras_autorep.adapters.tensorflow_graph import frozen_graph_def
@@ -36,9 +35,7 @@ from keras_autorep.export.contract import (
     input_shape,
     write_version,
 )
-
-RELU_OP_TYPES = ("Relu", "Relu6", "LeakyRelu")
-
+from keras_autorep.graph.tracing import RELU, tf_graph_comparisons
 
 def serving_function(model, input_scale=DEFAULT_INPUT_SCALE, batch_size=None):
     """The ``tf.function`` served as ``serving_default``.
@@ -153,9 +150,10 @@ def relu_elements(source, signature=SIGNATURE_KEY):
     The function is frozen the way the TF runtime and tf2onnx see it
     (variables become constants, every nested function of the library is
     inlined at each call site, so a function called twice counts twice) and
-    re-imported for static shape inference. Then the number of elements of
-    the input of every ``Relu``, ``Relu6`` and ``LeakyRelu`` op, without the
-    batch axis, is summed.
+    re-imported for static shape inference. Then the ReLU ops whose input
+    depends on the served input (``Relu``, ``Maximum`` with a zero
+    constant; see ``keras_autorep.graph.tracing``) are summed, without the
+    batch axis.
 
     Args:
         source: a SavedModel folder, a ``ConcreteFunction``, or a
@@ -163,7 +161,8 @@ def relu_elements(source, signature=SIGNATURE_KEY):
         signature: the signature to inspect in a SavedModel.
 
     Returns:
-        ``int``; for a hardened model it equals ``count_relus(model).kept``.
+        ``int``; for a hardened model it equals
+        ``count_relus(model).graph_relus``.
     """
     function, _owner = _concrete_function(source, signature)
     graph_def = frozen_graph_def(function)
@@ -176,15 +175,7 @@ def relu_elements(source, signature=SIGNATURE_KEY):
     graph = tf.Graph()
     with graph.as_default():
         tf.graph_util.import_graph_def(graph_def, name="")
-    total = 0
-    for op in graph.get_operations():
-        if op.type not in RELU_OP_TYPES:
-            continue
-        shape = op.inputs[0].shape
-        if shape.rank is None or not shape[1:].is_fully_defined():
-            raise ValueError(
-                f"{op.type} op {op.name!r} has input shape {shape}: the "
-                "per-example size must be known"
-            )
-        total += int(np.prod(shape[1:].as_list()))
-    return total
+    inputs = [op.outputs[0] for op in graph.get_operations()
+              if op.type == "Placeholder"]
+    return sum(op.comparisons for op in tf_graph_comparisons(graph, inputs)
+               if op.kind == RELU)

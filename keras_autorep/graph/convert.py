@@ -6,17 +6,40 @@ keeps at most the budgeted number of ReLUs. Both return new models and carry
 the weights of all other layers over.
 """
 
+import warnings
+
 import keras
 import numpy as np
 
 from keras_autorep.budgets import parse_budget
 from keras_autorep.graph.counting import count_relus
+from keras_autorep.graph.masks import (
+    current_masks,
+    land_masks,
+    selector_budget,
+)
 from keras_autorep.graph.rewrite import GraphRewriter
 from keras_autorep.graph.sites import STANDALONE_RELU, selectors, site_of
 from keras_autorep.layers import PartialReLU, ReLUSelector
 
 
-def replace_relus(model, **selector_options):
+_AVERAGE_OF = {
+    keras.layers.MaxPooling1D: keras.layers.AveragePooling1D,
+    keras.layers.MaxPooling2D: keras.layers.AveragePooling2D,
+    keras.layers.MaxPooling3D: keras.layers.AveragePooling3D,
+    keras.layers.GlobalMaxPooling1D: keras.layers.GlobalAveragePooling1D,
+    keras.layers.GlobalMaxPooling2D: keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling3D: keras.layers.GlobalAveragePooling3D,
+}
+MAXPOOL_OPTIONS = ("keep", "average")
+
+
+def _average_pooling(layer):
+    """The average-pooling twin of a max-pooling layer (same config)."""
+    return _AVERAGE_OF[type(layer)].from_config(layer.get_config())
+
+
+def replace_relus(model, maxpool="keep", **selector_options):
     """Return a copy of ``model`` with every ReLU replaced by a selector.
 
     Replaced: ``ReLU()`` layers, ``Activation("relu")`` and fused
@@ -28,19 +51,32 @@ def replace_relus(model, **selector_options):
 
     Args:
         model: a built ``keras.Sequential`` or functional model.
+        maxpool: ``"keep"`` (default) or ``"average"``: replace every
+            max-pooling layer (a comparison per window element in private
+            inference) by average pooling with the same configuration, as
+            CryptoNAS and DeepReDuce do; the function changes, so train.
         **selector_options: passed to every ``ReLUSelector`` (e.g.
             ``granularity="channel"``, ``degree=1``, ``fit="identity"``).
 
     Returns:
         A new model of the same kind (Sequential stays Sequential).
     """
+    if maxpool not in MAXPOOL_OPTIONS:
+        raise ValueError(
+            f"maxpool must be one of {MAXPOOL_OPTIONS}, got {maxpool!r}"
+        )
     ReLUSelector(**selector_options)  # validate options before any cloning
+
+    def is_pool(layer):
+        return maxpool == "average" and type(layer) in _AVERAGE_OF
 
     def is_target(layer):
         site = site_of(layer)
-        return site is not None and site.convertible
+        return site is not None and site.convertible or is_pool(layer)
 
     def replace(layer):
+        if is_pool(layer):
+            return [_average_pooling(layer)]
         if not is_target(layer):
             return None
         if site_of(layer).kind == STANDALONE_RELU:
@@ -54,39 +90,27 @@ def replace_relus(model, **selector_options):
     return rewriter.rebuild(model)
 
 
-def _expanded(selector, values):
-    """Broadcast per-indicator values to the full activation shape."""
-    return np.broadcast_to(
-        keras.ops.convert_to_numpy(values), selector.activation_shape
-    ).ravel()
+def _expanded(selector, mask):
+    """Broadcast a per-indicator mask to the full activation shape."""
+    return np.broadcast_to(mask, selector.activation_shape).ravel()
 
 
 def final_masks(model, budget=None):
     """The flat kept-position masks that hardening will use, per selector.
 
-    The masks as trained; if they keep more than ``budget`` ReLUs, only the
-    ``budget`` kept positions with the largest indicator values survive.
+    The masks as trained; if they keep more than ``budget`` ReLUs (with the
+    ReLUs kept outside selectors, and every call of a shared selector),
+    only the kept positions with the largest indicators that fit survive
+    (``land_masks(..., fill=False)``).
 
     Returns:
         ``{selector name: boolean array of H*W*C}``.
     """
-    sites = selectors(model)
-    masks = {s.name: _expanded(s, s.mask) > 0.5 for s in sites}
-    kept = sum(int(mask.sum()) for mask in masks.values())
-    if budget is None or kept <= budget:
-        return masks
-    scores = np.concatenate(
-        [np.where(masks[s.name], _expanded(s, s.alpha), -np.inf) for s in sites]
-    )
-    survivors = np.zeros(scores.size, dtype=bool)
-    if budget > 0:
-        survivors[np.argsort(-scores, kind="stable")[:budget]] = True
-    offset = 0
-    for site in sites:
-        size = masks[site.name].size
-        masks[site.name] = survivors[offset : offset + size]
-        offset += size
-    return masks
+    if budget is None:
+        masks = current_masks(model)
+    else:
+        masks = land_masks(model, budget, fill=False)
+    return {s.name: _expanded(s, masks[s.name]) for s in selectors(model)}
 
 
 def harden(model, budget=None):
@@ -94,16 +118,35 @@ def harden(model, budget=None):
 
     Indicators and statistics are dropped; the binary masks and per-channel
     polynomial coefficients are frozen. The result never keeps more than
-    ``budget`` ReLUs (see ``final_masks``); where no trimming was needed its
-    outputs equal the selector model's inference outputs.
+    ``budget`` ReLUs, counting every call of a shared selector and the ReLUs
+    kept outside selectors (plain ReLU layers, and traced ReLUs of custom
+    layers or ``keras.ops`` nodes, which stay and are warned about); see
+    ``final_masks``. Where no trimming was needed its outputs equal the
+    selector model's inference outputs.
 
     Args:
-        model: a model with ``ReLUSelector`` layers (from ``replace_relus``).
+        model: a Sequential or functional model, usually with
+            ``ReLUSelector`` layers (from ``replace_relus``).
         budget: optional ReLU budget (anything ``parse_budget`` accepts;
             percentages refer to the model's total ReLUs).
+
+    Raises:
+        ValueError: the ReLUs kept outside selectors alone exceed the
+            budget; the message names where they are.
     """
+    count = count_relus(model)
+    if count.traced:
+        warnings.warn(
+            f"{sum(row.kept for row in count.traced):,} ReLUs computed "
+            "outside any ReLU layer ("
+            + ", ".join(repr(row.layer) for row in count.traced)
+            + ") are counted as fixed ReLUs: they stay in the hardened "
+            "model and take their share of the budget",
+            stacklevel=2,
+        )
     if budget is not None:
-        budget = parse_budget(budget, total=count_relus(model).total)
+        budget = parse_budget(budget, total=count.total)
+        selector_budget(model, budget)  # the fixed ReLUs must fit
     masks = final_masks(model, budget)
 
     def replace(layer):

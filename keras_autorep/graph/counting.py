@@ -2,32 +2,49 @@
 
 Convention: one ReLU is one element of one activation map passed through
 ReLU, per input example, counted at every call of a layer. Every ReLU site
-(``keras_autorep.graph.sites``) is counted: plain ReLU layers, fused
-``activation="relu"``, ``ReLUSelector`` (kept = mask sum), ``SoftReLUMask``
-(kept = mask above its threshold), ``PartialReLU`` (kept = its kept
-positions) and ``PolynomialActivation`` (nothing kept).
+(``keras_autorep.graph.sites``) is a row: plain ReLU layers, fused
+``activation="relu"``, ``ReLUSelector`` (kept = mask sum, the count
+``harden`` keeps), ``SoftReLUMask`` (kept = mask above its threshold),
+``PartialReLU`` (kept = its kept positions) and ``PolynomialActivation``
+(nothing kept).
 
-Other comparison-based sites (relu6, leaky ReLU, max-pooling, ...) also cost
-comparisons in private inference but are not ReLUs: they are listed in
-``ReLUCount.other`` with their output element count and left out of the
-totals.
+The table is checked against the model's real computation
+(``keras_autorep.graph.tracing``): every comparison-based op of a traced
+inference call that no row accounts for (a ReLU inside a custom layer, a
+``keras.ops.relu`` node, a ``Lambda``) becomes a *traced* row, counted as a
+ReLU that is always kept, so the count is never below what the graph
+computes. Other comparison-based sites (relu6, leaky ReLU, max-pooling,
+...) are not ReLUs: they are listed in ``ReLUCount.other`` with their traced
+comparisons, and max-pooling comparisons (``window - 1`` per output) are
+totalled apart in ``ReLUCount.max_comparisons``.
 """
 
+import collections
 import dataclasses
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_autorep.adapters.keras_graph import call_nodes
 from keras_autorep.graph.sites import SELECTOR, SOFT_MASK, sites
+from keras_autorep.graph.tracing import MAX, RELU, trace_model
+
+# Sites whose traced graph applies ReLU to every element whatever the mask
+# (their training-time masked form; the count is what hardening keeps).
+_MASKED_FORM = (SELECTOR, SOFT_MASK)
+TRACED = "traced"
 
 CONVENTION = "every ReLU element counted, per example and per call"
 
 
 @dataclasses.dataclass(frozen=True)
 class SiteCount:
-    """One row of the ReLU table (elements per example, all calls)."""
+    """One row of the ReLU table (per example, all calls).
+
+    ``total`` and ``kept`` are ReLU elements; ``comparisons`` the traced
+    ReLU-equivalent comparisons of an ``other`` row, and of a traced row
+    the part that is not a ``max(x, 0)``.
+    """
 
     layer: str
     kind: str
@@ -35,6 +52,7 @@ class SiteCount:
     total: int
     kept: int
     fused: bool = False
+    comparisons: int = 0
 
     @property
     def calls(self):
@@ -50,9 +68,13 @@ class ReLUCount:
         total: ReLU elements per example the model would have with every
             ReLU site a ReLU (the ``N`` of the budget loss).
         kept: ReLU elements per example actually computed.
-        rows: one ``SiteCount`` per ReLU site.
+        rows: one ``SiteCount`` per ReLU site, then one per traced
+            computation no site accounts for (kind ``"traced ..."``,
+            always kept).
         other: ``SiteCount`` rows of other comparison-based sites.
         convention: the counting convention, in words.
+        max_comparisons: max-pooling comparisons per example.
+        other_comparisons: comparisons of the other non-pooling sites.
     """
 
     total: int
@@ -60,6 +82,20 @@ class ReLUCount:
     rows: tuple
     other: tuple
     convention: str = CONVENTION
+    max_comparisons: int = 0
+    other_comparisons: int = 0
+
+    @property
+    def traced(self):
+        """The rows of computations only the traced graph shows."""
+        return tuple(row for row in self.rows if row.kind.startswith(TRACED))
+
+    @property
+    def graph_relus(self):
+        """The ``max(x, 0)`` elements an inference graph of this model
+        computes (what ``relu_elements`` finds in its export): ``kept``
+        without the traced comparisons that are not ReLUs."""
+        return self.kept - sum(row.comparisons for row in self.traced)
 
     @property
     def polynomial(self):
@@ -67,31 +103,45 @@ class ReLUCount:
         return self.total - self.kept
 
     def totals(self):
-        """``{"relu_total", "relu_kept", "polynomial"}``."""
+        """``{"relu_total", "relu_kept", "polynomial", "max_comparisons",
+        "other_comparisons"}``."""
         return {
             "relu_total": self.total,
             "relu_kept": self.kept,
             "polynomial": self.polynomial,
+            "max_comparisons": self.max_comparisons,
+            "other_comparisons": self.other_comparisons,
         }
 
     def table(self):
         """The per-layer table as text."""
         lines = [
             f"{'layer':<34} {'kind':<22} {'shape':<16} {'total':>10} "
-            f"{'kept':>10}"
+            f"{'kept':>10} {'compar.':>10}"
         ]
-        for row in self.rows + self.other:
+        for row in self.rows:
             lines.append(
                 f"{row.layer:<34} {row.kind:<22} {str(row.shape):<16} "
-                f"{row.total:>10,} {row.kept:>10,}"
+                f"{row.total:>10,} {row.kept:>10,} {'':>10}"
             )
-        lines.append(f"{'TOTAL':<74} {self.total:>10,} {self.kept:>10,}")
-        lines.append(f"convention: {self.convention}")
+        for row in self.other:
+            lines.append(
+                f"{row.layer:<34} {row.kind:<22} {str(row.shape):<16} "
+                f"{'':>10} {'':>10} {row.comparisons:>10,}"
+            )
+        lines.append(f"{'TOTAL ReLUs':<74} {self.total:>10,} {self.kept:>10,}")
         if self.other:
             lines.append(
-                "other comparison-based layers are listed but not counted "
-                "as ReLUs"
+                f"max comparisons (max-pooling): {self.max_comparisons:,}; "
+                f"other comparisons: {self.other_comparisons:,} (not ReLUs, "
+                "not in the budget)"
             )
+        if self.traced:
+            lines.append(
+                "traced rows: ReLUs the traced graph computes outside any "
+                "site (custom layers, keras.ops nodes); counted, always kept"
+            )
+        lines.append(f"convention: {self.convention}")
         return "\n".join(lines)
 
     def __str__(self):
@@ -103,31 +153,17 @@ class ReLUCount:
             "total": self.total,
             "kept": self.kept,
             "polynomial": self.polynomial,
+            "max_comparisons": self.max_comparisons,
+            "other_comparisons": self.other_comparisons,
             "convention": self.convention,
             "layers": [dataclasses.asdict(r) for r in self.rows],
             "other": [dataclasses.asdict(r) for r in self.other],
         }
 
 
-def output_shapes(layer):
-    """Per-call output shapes (without batch) of a layer in a graph."""
-    shapes = []
-    for node in call_nodes(layer):
-        outputs = keras.tree.flatten(node.output_tensors)
-        if outputs:
-            shapes.append(tuple(outputs[0].shape[1:]))
-    return shapes
-
-
-def _row(site):
-    shapes = output_shapes(site.layer)
+def _row(site, shapes, traced_ops):
+    """The site's row from its calls' output shapes in the trace."""
     name = site.layer.name
-    if not shapes:
-        raise ValueError(
-            f"layer {name!r} was never called on symbolic inputs; "
-            "count_relus needs a functional or Sequential model with an "
-            "Input"
-        )
     if any(None in shape for shape in shapes):
         raise ValueError(
             f"layer {name!r} has an activation shape with unknown "
@@ -137,10 +173,38 @@ def _row(site):
     kept = site.kept_per_call()
     kept = per_call if kept is None else kept
     calls = len(shapes)
+    comparisons = sum(op.comparisons for op in traced_ops)
     return SiteCount(
         name, site.label, shapes[0], per_call * calls, int(kept) * calls,
-        site.fused,
+        site.fused, 0 if site.is_relu else comparisons,
     )
+
+
+def _unaccounted(site, row, traced_ops):
+    """The traced ops of a ReLU site beyond what its row accounts for: its
+    ReLU elements (all of them in the masked training form, the kept ones
+    otherwise) and nothing else."""
+    expected = row.total if site.kind in _MASKED_FORM else row.kept
+    relus = [op for op in traced_ops if op.kind == RELU]
+    others = [op for op in traced_ops if op.kind != RELU]
+    surplus = sum(op.comparisons for op in relus) - expected
+    return others + (relus if surplus > 0 else [])
+
+
+def _traced_rows(ops_by_scope):
+    """One always-kept row per layer (or node) with unaccounted ops."""
+    rows = []
+    for scope, traced_ops in ops_by_scope.items():
+        comparisons = sum(op.comparisons for op in traced_ops)
+        kinds = "+".join(sorted({op.kind for op in traced_ops}))
+        where = "layer" if traced_ops[0].layer is not None else "op node"
+        not_relu = sum(op.comparisons for op in traced_ops
+                       if op.kind != RELU)
+        rows.append(SiteCount(
+            scope, f"{TRACED} {kinds} ({where})", traced_ops[0].shape,
+            comparisons, comparisons, comparisons=not_relu,
+        ))
+    return rows
 
 
 def _check_model(model):
@@ -154,7 +218,8 @@ def _check_model(model):
 
 
 def count_relus(model):
-    """Count the ReLUs of a built Keras model, per layer.
+    """Count the ReLUs of a built Keras model, per layer, checked against
+    its traced graph.
 
     Args:
         model: a built functional or Sequential model (nested models are
@@ -162,18 +227,46 @@ def count_relus(model):
 
     Returns:
         A ``ReLUCount``: ``.total``, ``.kept``, ``.rows`` (layer, kind,
-        activation shape, total, kept), ``.other`` and ``.convention``;
+        activation shape, total, kept; traced rows last), ``.other``,
+        ``.max_comparisons``, ``.other_comparisons`` and ``.convention``;
         ``print(count)`` shows the table.
     """
     _check_model(model)
-    rows, other = [], []
+    trace = trace_model(model)
+    ops_by_layer = collections.defaultdict(list)
+    for op in trace.ops:
+        ops_by_layer[op.layer].append(op)
+    rows, other, unaccounted = [], [], collections.defaultdict(list)
+    max_comparisons = other_comparisons = 0
     for site in sites(model):
-        (rows if site.is_relu else other).append(_row(site))
+        traced_ops = ops_by_layer.pop(site.layer.name, [])
+        shapes = trace.calls.get(site.layer.name)
+        if not shapes:
+            continue  # a layer the model never calls
+        row = _row(site, shapes, traced_ops)
+        if site.is_relu:
+            rows.append(row)
+            extra = _unaccounted(site, row, traced_ops)
+            if extra:
+                unaccounted[site.layer.name].extend(extra)
+            continue
+        other.append(row)
+        for op in traced_ops:
+            if op.kind == MAX:
+                max_comparisons += op.comparisons
+            else:
+                other_comparisons += op.comparisons
+    for layer, traced_ops in ops_by_layer.items():
+        for op in traced_ops:
+            unaccounted[layer if layer is not None else op.node].append(op)
+    rows.extend(_traced_rows(unaccounted))
     return ReLUCount(
         total=sum(row.total for row in rows),
         kept=sum(row.kept for row in rows),
         rows=tuple(rows),
         other=tuple(other),
+        max_comparisons=max_comparisons,
+        other_comparisons=other_comparisons,
     )
 
 
@@ -182,8 +275,9 @@ class LiveReLUCount:
 
     Selector sites count their straight-through masks (so the count is
     differentiable with respect to the indicators), ``SoftReLUMask`` sites
-    their positions above the threshold; every other ReLU site is a
-    constant (``fixed``). Each site counts once per call of its layer.
+    their positions above the threshold; every other ReLU, traced rows
+    included, is a constant (``fixed``). Each site counts once per call of
+    its layer.
 
     Args:
         model: a built model.
@@ -191,14 +285,15 @@ class LiveReLUCount:
 
     def __init__(self, model):
         count = count_relus(model)
-        calls = {row.layer: row.calls for row in count.rows}
-        live = sites(model, (SELECTOR, SOFT_MASK))
+        live_names = {site.layer.name for site in sites(model, _MASKED_FORM)}
+        live_rows = [row for row in count.rows
+                     if row.layer in live_names and row not in count.traced]
         self.total = count.total
-        self.sites = [(site.layer, calls[site.layer.name]) for site in live]
-        live_names = {layer.name for layer, _ in self.sites}
-        self.fixed = sum(
-            row.kept for row in count.rows if row.layer not in live_names
-        )
+        self.sites = [
+            (site.layer, row.calls)
+            for site, row in zip(sites(model, _MASKED_FORM), live_rows)
+        ]
+        self.fixed = count.kept - sum(row.kept for row in live_rows)
 
     def __call__(self):
         terms = [

@@ -1,9 +1,11 @@
 """Setting, choosing and freezing the binary masks of ``ReLUSelector`` sites.
 
-Shared by SNL, SENet and budget allocation. Masks are given per site in the
-shape of the site's indicator (``H x W x C`` per pixel, ``C`` per channel),
-or flat; counts and budgets are always in ReLU elements, so one channel
-indicator of an ``H x W x C`` site costs ``H * W`` ReLUs.
+Shared by hardening, the recipes' landing, SNL, SENet and budget
+allocation. Masks are given per site in the shape of the site's indicator
+(``H x W x C`` per pixel, ``C`` per channel), or flat; counts and budgets
+are always in ReLU elements per example, so one channel indicator of an
+``H x W x C`` site costs ``H * W`` ReLUs, and every indicator of a selector
+called twice costs twice.
 
 A *frozen* site has ``alpha = +1`` where its mask is 1 and ``-1`` where it
 is 0, and ``alpha`` excluded from training, so the hysteresis rule of
@@ -16,7 +18,7 @@ import keras
 import numpy as np
 
 from keras_autorep.budgets import parse_budget
-from keras_autorep.graph.counting import LiveReLUCount
+from keras_autorep.graph.counting import LiveReLUCount, count_relus
 from keras_autorep.graph.sites import selectors
 
 
@@ -30,9 +32,24 @@ def _sites(model):
     return sites
 
 
+def _costs(model):
+    """``{selector name: ReLU elements one indicator costs}`` (per example,
+    all calls of the layer)."""
+    return {
+        layer.name: layer.relus_per_indicator * calls
+        for layer, calls in LiveReLUCount(model).sites
+    }
+
+
 def site_sizes(model):
-    """``{selector name: ReLU elements per example}``, in graph order."""
-    return {site.name: site.total_relus for site in _sites(model)}
+    """``{selector name: ReLU elements per example}`` (all calls), in graph
+    order."""
+    costs = _costs(model)
+    return {
+        site.name: site.total_relus // site.relus_per_indicator
+        * costs[site.name]
+        for site in _sites(model)
+    }
 
 
 def selector_budget(model, budget):
@@ -42,20 +59,38 @@ def selector_budget(model, budget):
     always computed, so they come off the budget first.
 
     Args:
-        model: a model with ``ReLUSelector`` layers.
+        model: a built model (usually with ``ReLUSelector`` layers).
         budget: anything ``parse_budget`` accepts (percentages of the
             model's total ReLUs).
+
+    Raises:
+        ValueError: the ReLUs kept outside selectors exceed the budget
+            (the message says where they are).
     """
-    _sites(model)
     count = LiveReLUCount(model)
     budget = parse_budget(budget, total=count.total)
-    fixed = count.fixed
-    if fixed > budget:
+    if count.fixed > budget:
         raise ValueError(
-            f"the model has {fixed:,} ReLUs kept outside selectors, more "
-            f"than the budget of {budget:,}"
+            f"the model has {count.fixed:,} ReLUs kept outside selectors, "
+            f"more than the budget of {budget:,} (at "
+            f"{fixed_relu_sources(model)}): replace_relus turns plain ReLU "
+            "layers into selectors; traced ReLUs of custom layers or "
+            "keras.ops nodes stay, so rewrite those with ReLU layers"
         )
-    return budget - fixed
+    return budget - count.fixed
+
+
+def fixed_relu_sources(model, limit=4):
+    """Where a model keeps ReLUs outside selectors, in words (the largest
+    ``limit`` rows)."""
+    count = count_relus(model)
+    rows = [row for row in count.rows
+            if row.kept and row.kind not in ("ReLUSelector", "SoftReLUMask")]
+    rows.sort(key=lambda row: -row.kept)
+    text = ", ".join(f"{row.layer!r} ({row.kind}) {row.kept:,}"
+                     for row in rows[:limit])
+    return text + (f" and {len(rows) - limit} more" if len(rows) > limit
+                   else "")
 
 
 def check_counts(model, counts, budget=None):
@@ -78,9 +113,9 @@ def check_counts(model, counts, budget=None):
         )
 
 
-def _units(site, count):
-    """Indicators one site can keep within ``count`` ReLU elements."""
-    return int(count) // site.relus_per_indicator
+def _units(cost, count):
+    """Indicators of ``cost`` ReLUs each that fit in ``count`` ReLUs."""
+    return int(count) // cost
 
 
 def random_masks(model, counts, seed=None):
@@ -98,12 +133,13 @@ def random_masks(model, counts, seed=None):
         ``{site: boolean array of the indicator's shape}``.
     """
     check_counts(model, counts)
+    costs = _costs(model)
     rng = np.random.default_rng(seed)
     masks = {}
     for site in _sites(model):
         shape = tuple(site.mask.shape)
         flat = np.zeros(int(np.prod(shape)), dtype=bool)
-        kept = _units(site, counts[site.name])
+        kept = _units(costs[site.name], counts[site.name])
         flat[rng.permutation(flat.size)[:kept]] = True
         masks[site.name] = flat.reshape(shape)
     return masks
@@ -115,7 +151,8 @@ def top_masks(model, scores, budget=None, counts=None):
     Exactly one of ``budget`` (one ranking over all sites, SNL) or
     ``counts`` (top-k inside each site, SENet / an allocation) is given.
     Ties go to the lower flat index. With per-channel indicators a channel
-    costs ``H * W`` ReLUs and is kept only while it fits.
+    costs ``H * W`` ReLUs and is kept only while it fits. Positions with a
+    score of ``-inf`` are never kept.
 
     Args:
         model: a model with ``ReLUSelector`` layers.
@@ -129,20 +166,20 @@ def top_masks(model, scores, budget=None, counts=None):
     if (budget is None) == (counts is None):
         raise ValueError("give exactly one of budget and counts")
     sites = _sites(model)
+    costs = _costs(model)
     flat_scores = {
         s.name: np.asarray(scores[s.name], dtype="float64").ravel()
         for s in sites
     }
     if counts is not None:
         check_counts(model, counts)
-        keep = {
-            s.name: np.argsort(-flat_scores[s.name], kind="stable")[
-                : _units(s, counts[s.name])
-            ]
-            for s in sites
-        }
+        keep = {}
+        for s in sites:
+            order = np.argsort(-flat_scores[s.name], kind="stable")
+            order = order[flat_scores[s.name][order] > -np.inf]
+            keep[s.name] = order[: _units(costs[s.name], counts[s.name])]
     else:
-        keep = _global_top(sites, flat_scores, int(budget))
+        keep = _global_top(sites, flat_scores, int(budget), costs)
     masks = {}
     for site in sites:
         flat = np.zeros(flat_scores[site.name].size, dtype=bool)
@@ -151,14 +188,16 @@ def top_masks(model, scores, budget=None, counts=None):
     return masks
 
 
-def _global_top(sites, flat_scores, budget):
-    """Greedy by score over all sites: ``{site: kept flat indices}``."""
+def _global_top(sites, flat_scores, budget, costs):
+    """Greedy by score over all sites, skipping what no longer fits and
+    every ``-inf`` score: ``{site: kept flat indices}``."""
     all_scores = np.concatenate([flat_scores[s.name] for s in sites])
     owner = np.concatenate(
         [np.full(flat_scores[s.name].size, i) for i, s in enumerate(sites)]
     )
-    cost = np.array([s.relus_per_indicator for s in sites])[owner]
+    cost = np.array([costs[s.name] for s in sites])[owner]
     order = np.argsort(-all_scores, kind="stable")
+    order = order[all_scores[order] > -np.inf]
     if np.all(cost == 1):
         chosen = order[:budget]
     else:
@@ -173,6 +212,44 @@ def _global_top(sites, flat_scores, budget):
         s.name: chosen[owner[chosen] == i] - offsets[i]
         for i, s in enumerate(sites)
     }
+
+
+def land_masks(model, budget, fill=True):
+    """Masks that keep as close to ``budget`` ReLUs as fits, never above.
+
+    Above the budget, the kept positions with the largest indicators
+    ``alpha`` survive (trim); with ``fill``, below it the removed positions
+    with the largest ``alpha`` are switched back on until the next one
+    would not fit. ReLUs kept outside selectors come off the budget first.
+
+    Args:
+        model: a model with ``ReLUSelector`` layers.
+        budget: the model's ReLU budget (anything ``parse_budget``
+            accepts).
+        fill: also fill up to the budget (the recipes' landing); without
+            it only trim (``harden``).
+
+    Returns:
+        ``{site: boolean array of the indicator's shape}``.
+
+    Raises:
+        ValueError: the ReLUs kept outside selectors exceed the budget.
+    """
+    room = selector_budget(model, budget)
+    current = current_masks(model)
+    costs = _costs(model)
+    kept = sum(int(current[name].sum()) * costs[name] for name in current)
+    if kept == room or (kept < room and not fill) or not current:
+        return current
+    scores = {}
+    for site in _sites(model):
+        alpha = keras.ops.convert_to_numpy(site.alpha).astype("float64")
+        mask = current[site.name]
+        if kept > room:  # trim: rank the kept positions only
+            scores[site.name] = np.where(mask, alpha, -np.inf)
+        else:  # fill: keep every kept position, then the best removed ones
+            scores[site.name] = np.where(mask, np.inf, alpha)
+    return top_masks(model, scores, budget=room)
 
 
 def set_masks(model, masks, freeze=False):
@@ -206,7 +283,8 @@ def set_masks(model, masks, freeze=False):
 def current_masks(model):
     """``{site: boolean mask of the indicator's shape}`` as stored now."""
     return {
-        s.name: keras.ops.convert_to_numpy(s.mask) > 0.5 for s in _sites(model)
+        s.name: keras.ops.convert_to_numpy(s.mask) > 0.5
+        for s in selectors(model)
     }
 
 

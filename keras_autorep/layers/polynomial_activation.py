@@ -14,6 +14,38 @@ FITS = ("dapa", "identity")
 
 
 @keras.saving.register_keras_serializable(package="keras_autorep")
+class QuadraticDecay(keras.regularizers.Regularizer):
+    """L2 penalty ``factor * sum(c2^2)`` on the quadratic coefficients (the
+    last row of a ``(degree + 1, C)`` coefficient matrix): it pulls the
+    polynomials towards their linear part, which cannot overflow."""
+
+    def __init__(self, factor):
+        self.factor = float(factor)
+
+    def __call__(self, coefficients):
+        return self.factor * ops.sum(ops.square(coefficients[-1]))
+
+    def get_config(self):
+        return {"factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package="keras_autorep")
+class QuadraticClip(keras.constraints.Constraint):
+    """Keeps every quadratic coefficient within ``[-limit, limit]`` after
+    each optimizer step."""
+
+    def __init__(self, limit):
+        self.limit = float(limit)
+
+    def __call__(self, coefficients):
+        quadratic = ops.clip(coefficients[-1:], -self.limit, self.limit)
+        return ops.concatenate([coefficients[:-1], quadratic], axis=0)
+
+    def get_config(self):
+        return {"limit": self.limit}
+
+
+@keras.saving.register_keras_serializable(package="keras_autorep")
 class PolynomialActivation(keras.layers.Layer):
     """Per-channel polynomial ``p(x) = c0 + c1 x (+ c2 x^2)``.
 
@@ -38,6 +70,12 @@ class PolynomialActivation(keras.layers.Layer):
         momentum: momentum of the running statistics (Keras convention:
             ``new = momentum * old + (1 - momentum) * batch``).
         epsilon: added to the variance before the square root.
+        quadratic_decay: L2 factor on the quadratic coefficients
+            (``QuadraticDecay``; default 0: none). Stability options for
+            degree 2, both off by default: a deep stack of quadratics can
+            overflow on inputs off the training range.
+        max_quadratic: bound on ``|c2|`` applied after every optimizer step
+            (``QuadraticClip``; default ``None``: none).
 
     Example:
 
@@ -56,6 +94,8 @@ class PolynomialActivation(keras.layers.Layer):
         refit_steps=500,
         momentum=0.9,
         epsilon=1e-3,
+        quadratic_decay=0.0,
+        max_quadratic=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -72,12 +112,24 @@ class PolynomialActivation(keras.layers.Layer):
             )
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if not 0.0 <= quadratic_decay < float("inf") or not (
+            max_quadratic is None or 0.0 < max_quadratic < float("inf")
+        ):
+            raise ValueError(
+                "quadratic_decay must be finite and >= 0 and max_quadratic "
+                f"None or finite and > 0, got {quadratic_decay!r} and "
+                f"{max_quadratic!r}"
+            )
         self.degree = int(degree)
         self.fit = fit
         self.refit_every = int(refit_every)
         self.refit_steps = int(refit_steps)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
+        self.quadratic_decay = float(quadratic_decay)
+        self.max_quadratic = (
+            None if max_quadratic is None else float(max_quadratic)
+        )
 
     @property
     def refits(self):
@@ -104,6 +156,15 @@ class PolynomialActivation(keras.layers.Layer):
                 ops.convert_to_numpy(initial)
             ),
             trainable=self.fit == "dapa",
+            regularizer=(
+                QuadraticDecay(self.quadratic_decay)
+                if self.quadratic_decay and self.degree == 2 else None
+            ),
+            constraint=(
+                QuadraticClip(self.max_quadratic)
+                if self.max_quadratic is not None and self.degree == 2
+                else None
+            ),
         )
         self.moving_mean = self.add_weight(
             name="moving_mean",
@@ -171,5 +232,7 @@ class PolynomialActivation(keras.layers.Layer):
             refit_steps=self.refit_steps,
             momentum=self.momentum,
             epsilon=self.epsilon,
+            quadratic_decay=self.quadratic_decay,
+            max_quadratic=self.max_quadratic,
         )
         return config

@@ -9,6 +9,7 @@ from keras_autorep.layers.polynomial_activation import PolynomialActivation
 GRANULARITIES = ("pixel", "channel")
 POLYNOMIAL_OPTIONS = (
     "degree", "fit", "refit_every", "refit_steps", "momentum", "epsilon",
+    "quadratic_decay", "max_quadratic",
 )
 
 
@@ -34,8 +35,9 @@ class ReLUSelector(keras.layers.Layer):
         granularity: ``"pixel"`` (default: one indicator per element of the
             activation map, ``H x W x C``) or ``"channel"`` (one per channel).
         threshold: hysteresis threshold ``t`` (default 0.003).
-        degree, fit, refit_every, refit_steps, momentum, epsilon: the
-            polynomial branch, as in ``PolynomialActivation``.
+        degree, fit, refit_every, refit_steps, momentum, epsilon,
+        quadratic_decay, max_quadratic: the polynomial branch, as in
+            ``PolynomialActivation``.
             ``fit="identity"`` replaces removed ReLUs with ``x`` (SNL).
 
     Example:

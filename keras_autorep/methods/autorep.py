@@ -4,13 +4,19 @@
 (indicator, hysteresis mask, straight-through gradient, DaPa polynomial);
 weights, indicators and coefficients then train together with Adam on
 ``CE + KD(T=4) + lambda * max(0, kept / N - B / N)`` (``BudgetTrainer``).
-The mask search is the whole run; ``harden(student, budget)`` then keeps at
-most the budget.
+
+The search rarely ends on the budget: the hinge stops pushing once the
+count is below it, and a short search can end above. So the masks then
+*land* on the budget (``land_masks``: above it the kept positions with the
+largest indicators survive, below it the removed positions with the
+largest indicators come back) and are frozen, and the student is
+fine-tuned with CE + KD so that every position is trained as the function
+it finally computes.
 """
 
 from keras_autorep.allocation import apply_allocation
-from keras_autorep.graph import replace_relus
-from keras_autorep.training import BudgetTrainer
+from keras_autorep.graph import land_masks, replace_relus, set_masks
+from keras_autorep.training import BudgetTrainer, DistillationTrainer
 from keras_autorep.training.fit import fit_phase
 
 
@@ -22,11 +28,14 @@ def train_autorep(
     *,
     counts=None,
     epochs=200,
+    finetune_epochs=20,
     lr=1e-3,
+    finetune_lr=None,
     budget_weight=10.0,
     distillation_weight=1.0,
     temperature=4.0,
     granularity="pixel",
+    selector_options=None,
     seed=0,
     batch_size=None,
     metrics=None,
@@ -46,33 +55,47 @@ def train_autorep(
             ``keras_autorep.allocation.allocate``): the masks start at it
             (random positions) and the search moves them from there.
         epochs: search epochs.
-        lr: Adam learning rate (float or schedule).
+        finetune_epochs: fine-tuning epochs with the landed masks frozen
+            (0: land without fine-tuning).
+        lr: Adam learning rate of the search (float or schedule).
+        finetune_lr: Adam learning rate of the fine-tuning (default:
+            ``lr``).
         budget_weight: ``lambda`` of the budget term.
         distillation_weight: weight of KD (T = ``temperature``).
         temperature: distillation temperature.
         granularity: ``"pixel"`` or ``"channel"`` indicators.
+        selector_options: further ``ReLUSelector`` arguments (e.g. the
+            stability options ``quadratic_decay``, ``max_quadratic``).
         seed: seed of the mask positions of ``counts``.
         batch_size: batch size for array data.
         metrics: compiled metrics (default ``["accuracy"]``).
-        callbacks: a list, or ``phase -> list`` with the phase
-            ``"search"``.
+        callbacks: a list for both phases, or ``phase -> list`` with the
+            phases ``"search"`` and ``"finetune"``.
         verbose: ``fit`` verbosity.
 
     Returns:
-        The student (``replace_relus(teacher)`` with trained weights,
-        indicators, masks and coefficients); ``harden(student, budget)``
-        gives the inference model.
+        The student (``replace_relus(teacher)`` with trained weights and
+        coefficients, masks landed on the budget and frozen);
+        ``harden(student, budget)`` gives the inference model.
     """
-    student = replace_relus(teacher, granularity=granularity)
+    student = replace_relus(teacher, granularity=granularity,
+                            **(selector_options or {}))
     if counts is not None:
         apply_allocation(student, counts, seed=seed)
     trainer = BudgetTrainer(
         student, budget, teacher=teacher, budget_weight=budget_weight,
         temperature=temperature, distillation_weight=distillation_weight,
     )
-    fit_phase(
-        trainer, train_data, val_data, epochs=epochs, lr=lr, phase="search",
-        callbacks=callbacks, metrics=metrics, batch_size=batch_size,
-        verbose=verbose,
+    fit_options = dict(callbacks=callbacks, metrics=metrics,
+                       batch_size=batch_size, verbose=verbose)
+    fit_phase(trainer, train_data, val_data, epochs=epochs, lr=lr,
+              phase="search", **fit_options)
+    set_masks(student, land_masks(student, trainer.budget), freeze=True)
+    finetune = DistillationTrainer(
+        student, teacher, distillation_weight=distillation_weight,
+        temperature=temperature,
     )
+    fit_phase(finetune, train_data, val_data, epochs=finetune_epochs,
+              lr=lr if finetune_lr is None else finetune_lr,
+              phase="finetune", **fit_options)
     return student

@@ -61,6 +61,8 @@ class PICost:
     Attributes:
         relus: ReLU elements computed.
         polynomials: elements through a polynomial instead of ReLU.
+        comparisons: other comparisons (max-pooling, relu6, ...), each
+            priced as one GC ReLU.
         online_ms: GC evaluation time of the ReLUs on the server CPU [1]
             plus the polynomials scaled by the PASNet ratio [2].
         online_client_ms: ``(low, high)`` online time with a client-class
@@ -73,42 +75,48 @@ class PICost:
 
     relus: int
     polynomials: int
+    comparisons: int
     online_ms: float
     online_client_ms: tuple
     garbling_ms: float
     client_storage_bytes: int
 
 
-def estimate_cost(relus, polynomials=0):
-    """Price ``relus`` GC ReLUs and ``polynomials`` polynomial elements.
+def estimate_cost(relus, polynomials=0, comparisons=0):
+    """Price ``relus`` GC ReLUs, ``polynomials`` polynomial elements and
+    ``comparisons`` other comparisons (each a GC ReLU).
 
     Args:
         relus: ReLU elements computed per example.
         polynomials: polynomial-activation elements per example.
+        comparisons: max-pooling and other comparisons per example.
 
     Returns:
         A ``PICost``.
     """
     relus, polynomials = int(relus), int(polynomials)
-    if relus < 0 or polynomials < 0:
+    comparisons = int(comparisons)
+    if min(relus, polynomials, comparisons) < 0:
         raise ValueError(
             f"counts must be >= 0, got relus={relus}, "
-            f"polynomials={polynomials}"
+            f"polynomials={polynomials}, comparisons={comparisons}"
         )
+    circuits = relus + comparisons
     polynomial_relus = polynomials * POLYNOMIAL_TO_RELU_RATIO
 
     def online(ms_per_relu):
-        return (relus + polynomial_relus) * ms_per_relu
+        return (circuits + polynomial_relus) * ms_per_relu
 
     return PICost(
         relus=relus,
         polynomials=polynomials,
+        comparisons=comparisons,
         online_ms=online(GC_SERVER_EVAL_MS_PER_RELU),
         online_client_ms=tuple(
             online(ms) for ms in GC_CLIENT_EVAL_MS_PER_RELU
         ),
-        garbling_ms=relus * GC_SERVER_GARBLE_MS_PER_RELU,
-        client_storage_bytes=relus * GC_CLIENT_STORAGE_BYTES_PER_RELU,
+        garbling_ms=circuits * GC_SERVER_GARBLE_MS_PER_RELU,
+        client_storage_bytes=circuits * GC_CLIENT_STORAGE_BYTES_PER_RELU,
     )
 
 
@@ -164,6 +172,7 @@ class CostReport:
         exported, original = self.exported, self.original
         rows = [
             ("ReLUs", "{:,}", "relus"),
+            ("max-pool and other comparisons", "{:,}", "comparisons"),
             ("polynomial activations", "{:,}", "polynomials"),
             ("online latency, server EPYC 7502 [1,2] (ms)", "{:,.1f}",
              "online_ms"),
@@ -223,6 +232,10 @@ class CostReport:
         return self.text()
 
 
+def _comparisons(totals):
+    return totals["max_comparisons"] + totals["other_comparisons"]
+
+
 def _counts_from_model(model):
     count = count_relus(model)
     return count.totals(), count.convention
@@ -246,10 +259,13 @@ def cost_report(hardened_model, original_model=None):
         convention = hardened_model["counting_convention"]
     else:
         totals, convention = _counts_from_model(hardened_model)
-    exported = estimate_cost(totals["relu_kept"], totals["polynomial"])
+    exported = estimate_cost(totals["relu_kept"], totals["polynomial"],
+                             _comparisons(totals))
     if original_model is None:
-        original = estimate_cost(totals["relu_total"])
+        original = estimate_cost(totals["relu_total"], 0,
+                                 _comparisons(totals))
     else:
         base, _ = _counts_from_model(original_model)
-        original = estimate_cost(base["relu_kept"], base["polynomial"])
+        original = estimate_cost(base["relu_kept"], base["polynomial"],
+                                 _comparisons(base))
     return CostReport(exported, original, convention)

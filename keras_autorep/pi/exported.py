@@ -28,7 +28,7 @@ def find_spec(path):
 
 def spec_count(spec):
     """The ``ReLUCount`` a PI spec was written from (without a model)."""
-    rows = tuple(
+    rows = [
         SiteCount(
             site["layer"],
             "fused relu" if site["fused"] else site["kind"],
@@ -38,24 +38,27 @@ def spec_count(spec):
             site["fused"],
         )
         for site in spec["sites"]
-    )
+    ] + [
+        SiteCount(entry["layer"], entry["kind"], tuple(entry["shape"]),
+                  entry["comparisons"], entry["comparisons"],
+                  comparisons=entry["not_relu"])
+        for entry in spec["traced"]
+    ]
     other = tuple(
-        SiteCount(
-            entry["layer"],
-            entry["kind"],
-            tuple(entry["shape"]),
-            entry["elements"],
-            entry["elements"],
-        )
+        SiteCount(entry["layer"], entry["kind"], tuple(entry["shape"]),
+                  entry["elements"], entry["elements"],
+                  comparisons=entry["comparisons"])
         for entry in spec["other"]
     )
     totals = spec["totals"]
     return ReLUCount(
         totals["relu_total"],
         totals["relu_kept"],
-        rows,
+        tuple(rows),
         other,
         spec["counting_convention"],
+        totals["max_comparisons"],
+        totals["other_comparisons"],
     )
 
 

@@ -4,9 +4,11 @@ Bad input exits with status 2 and a one-line message before any training.
 """
 
 import argparse
+import sys
 
 from keras_autorep.architectures import MODELS
 from keras_autorep.budgets import check_budget_text, parse_budget
+from keras_autorep.export import UnstableModelError
 from keras_autorep.recipes.cryptonas import (
     prepare_cryptonas,
     print_cryptonas_summary,
@@ -120,9 +122,14 @@ def build_parser(dataset):
              "sensitivity (default for senet) or tuned (keras-tuner search "
              "on a validation split of the training images)")
     add("--finetune-epochs", type=int, default=None,
-        help="snl and senet: fine-tuning epochs with frozen masks after "
-             f"the {{search,identify}} phase of --epochs (default "
-             f"{{epochs}}; {QUICK_FINETUNE_EPOCHS} with --quick)")
+        help="fine-tuning epochs with the masks frozen once they landed on "
+             "the budget, after the search/identify phase of --epochs "
+             f"(default: autorep a tenth of --epochs, snl and senet "
+             f"--epochs; {QUICK_FINETUNE_EPOCHS} with --quick)")
+    add("--allow-unstable", action="store_true",
+        help="export even a final model whose logits are non-finite on the "
+             "test split or beyond 100x the teacher's on training images "
+             "(default: stop with exit status 1, nothing exported)")
     add("--tuner-trials", type=int, default=None,
         help="--allocation tuned: keras-tuner trials of one epoch each "
              f"(default {TUNER_TRIALS}; {QUICK_TUNER_TRIALS} with --quick)")
@@ -213,7 +220,8 @@ def build_cryptonas_parser():
 
 def _run(parser, argv, resolve, quick_notice, prepare_run, run, summarize):
     """Parse, resolve and check (a ``UsageError`` exits with status 2 and a
-    one-line message before any training), then run and summarise."""
+    one-line message before any training), then run and summarise (a model
+    that fails its sanity check exits with status 1, unpublished)."""
     args = parser.parse_args(argv)
     try:
         settings = resolve(vars(args))
@@ -222,7 +230,12 @@ def _run(parser, argv, resolve, quick_notice, prepare_run, run, summarize):
         recipe = prepare_run(settings)
     except UsageError as e:
         parser.error(str(e))
-    summarize(run(recipe))
+    try:
+        report = run(recipe)
+    except UnstableModelError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 1
+    summarize(report)
     return 0
 
 
@@ -233,8 +246,9 @@ def main(argv=None, dataset="cifar10"):
         n_train, n_test = s.subset
         return (f"Quick preset (--quick): {s.model}, at most {n_train:,} "
                 f"train / {n_test:,} test images, {s.teacher_epochs} teacher "
-                f"+ {s.epochs} search epochs: a CPU smoke run, far below the "
-                "accuracy of the paper schedule.")
+                f"+ {s.epochs} search + {s.finetune_epochs} fine-tuning "
+                "epochs: a CPU smoke run, far below the accuracy of the "
+                "paper schedule.")
 
     return _run(build_parser(dataset), argv,
                 lambda given: Settings.resolve(dataset, given), quick_notice,

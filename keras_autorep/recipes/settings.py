@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from keras_autorep.recipes.presets import (
+    AUTOREP_FINETUNE_FRACTION,
     CRYPTONAS_DEFAULTS,
     CRYPTONAS_QUICK,
     DATASET_PRESETS,
@@ -96,6 +97,7 @@ class Settings:
     teacher: str
     seed: int
     quick: bool
+    allow_unstable: bool = False
 
     @classmethod
     def resolve(cls, dataset, given):
@@ -111,15 +113,20 @@ class Settings:
         values.update(_fill(given, defaults, defaults))
         values.update(method=method, quick=quick,
                       out=given.get("out") or "saved_models",
-                      seed=given.get("seed") or 0)
+                      seed=given.get("seed") or 0,
+                      allow_unstable=bool(given.get("allow_unstable")))
         values["allocation"] = (given.get("allocation")
                                 or DEFAULT_ALLOCATION[method])
         if method == "senet" and values["allocation"] == "free":
             raise UsageError("--method senet needs per-layer ReLU counts: "
                              "--allocation sensitivity, uniform or tuned")
+        full_finetune = values["epochs"]
+        if method == "autorep":
+            full_finetune = max(1, round(AUTOREP_FINETUNE_FRACTION
+                                         * values["epochs"]))
         values.update(_fill(given, {
             "finetune_epochs": (QUICK_FINETUNE_EPOCHS if quick
-                                else values["epochs"]),
+                                else full_finetune),
             "tuner_trials": QUICK_TUNER_TRIALS if quick else TUNER_TRIALS,
         }, ("finetune_epochs", "tuner_trials")))
         _check_at_least(values, ("epochs", "teacher_epochs", "batch_size",
@@ -135,6 +142,7 @@ class Settings:
     def training_key(self):
         """The settings that define the run's training (resume check)."""
         key = _common_key(self)
+        del key["allow_unstable"]
         key["teacher"] = (str(Path(self.teacher).resolve())
                           if self.teacher else None)
         return key

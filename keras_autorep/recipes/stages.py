@@ -33,6 +33,7 @@ from keras_autorep.allocation import allocate
 from keras_autorep.architectures import get_model
 from keras_autorep.budgets import parse_budget
 from keras_autorep.data import make_datasets, normalization_layer
+from keras_autorep.export import Calibration, UnstableModelError, check_outputs
 from keras_autorep.graph import (
     check_rewritable,
     count_relus,
@@ -43,6 +44,7 @@ from keras_autorep.methods import METHODS
 from keras_autorep.pi import cost_report
 from keras_autorep.recipes.plots import plot_history, plot_relus_per_layer
 from keras_autorep.recipes.presets import (
+    AUTOREP_FINETUNE_LR_FRACTION,
     PHASES,
     SENSITIVITY_STEPS,
     VALIDATION_FRACTION,
@@ -186,20 +188,23 @@ def _method_options(run):
     s = run.settings
     epochs = {"search": s.epochs, "identify": s.epochs,
               "finetune": s.finetune_epochs}
-    longest = s.epochs if s.method == "autorep" else max(
-        s.epochs, s.finetune_epochs)
     train_ds, test_ds = run.datasets()
     options = dict(
         train_data=train_ds, val_data=test_ds, epochs=s.epochs,
-        lr=cosine_adam_schedule(s.lr, run.steps(longest)),
+        finetune_epochs=s.finetune_epochs,
+        lr=cosine_adam_schedule(
+            s.lr, run.steps(max(s.epochs, s.finetune_epochs))),
         metrics=run.metrics(), verbose=run.verbose(),
         callbacks=run.callbacks(epochs))
     if s.method == "autorep":
-        options.update(budget_weight=s.budget_weight, seed=s.seed)
-    else:
-        options.update(finetune_epochs=s.finetune_epochs)
-        if s.method == "senet":
-            options.update(seed=s.seed)
+        options.update(
+            budget_weight=s.budget_weight,
+            lr=cosine_adam_schedule(s.lr, run.steps(s.epochs)),
+            finetune_lr=cosine_adam_schedule(
+                s.lr * AUTOREP_FINETUNE_LR_FRACTION,
+                run.steps(max(1, s.finetune_epochs))))
+    if s.method != "snl":
+        options.update(seed=s.seed)
     return options
 
 
@@ -222,16 +227,24 @@ def search_stage(recipe, teacher):
         run.folder.stage("search") / "student.keras", search,
         PHASES[s.method], "Search")
     logs = [(phase, run.folder.log(phase)) for phase in PHASES[s.method]]
-    history = merge_phase_logs(logs) if len(logs) > 1 else logs[0][1]
+    history = merge_phase_logs(logs)
+    searched = logs[0][1].get("relu_count", [None])[-1]
+    landed = count_relus(student).kept
+    print(f"Landing: {_count_text(searched)} ReLUs after the "
+          f"{PHASES[s.method][0]} phase, {landed:,} after landing on the "
+          f"budget of {recipe.budget:,} ({landed / max(1, recipe.budget):.1%}"
+          f"), then {s.finetune_epochs} fine-tuning epoch(s) with the masks "
+          "frozen", flush=True)
     record = dict(
         method=s.method, allocation=allocation or {"method": "free"},
-        epochs=s.epochs,
-        finetune_epochs=s.finetune_epochs if s.method != "autorep"
-        else None,
+        epochs=s.epochs, finetune_epochs=s.finetune_epochs,
         lr=s.lr, final_lr=FINAL_LR,
+        finetune_lr=s.lr * (AUTOREP_FINETUNE_LR_FRACTION
+                            if s.method == "autorep" else 1.0),
         budget_weight=s.budget_weight if s.method == "autorep" else None,
         batch_size=s.batch_size,
-        relu_count_after_search=count_relus(student).kept,
+        relu_count_after_search=searched and int(searched),
+        relu_count_landed=landed,
         wall_seconds=sum(v for v in history.get("epoch_seconds", [])
                          if v is not None),
         history=history,
@@ -241,18 +254,14 @@ def search_stage(recipe, teacher):
     return student, record
 
 
+def _count_text(count):
+    return "?" if count is None else f"{int(count):,}"
+
+
 def harden_stage(recipe, student):
     """Hardened model within the budget and its test accuracy."""
     run, budget = recipe.run, recipe.budget
     start = time.perf_counter()
-    searched = count_relus(student).kept
-    if searched > budget:
-        print(f"Note: the search ended with {searched:,} kept ReLUs, above "
-              f"the budget; hardening keeps the {budget:,} with the "
-              "largest indicators and switches the rest to polynomials "
-              "they were not trained with, which costs accuracy. More "
-              "--epochs (or a larger --lambda) let the search reach the "
-              "budget.", flush=True)
     hardened = harden(student, budget)
     count = count_relus(hardened)
     if count.kept > budget:
@@ -266,10 +275,37 @@ def harden_stage(recipe, student):
     return hardened, dict(test_accuracy=accuracy, relus=count)
 
 
+CALIBRATION_IMAGES = 256  # training images of the sanity check
+
+
+def check_sane(recipe, teacher, hardened, final):
+    """Stop the run (``UnstableModelError``) when the final model gives
+    non-finite logits on the test split, or non-finite or exploding logits
+    (beyond 100x the teacher's largest) on real training images; with
+    ``--allow-unstable`` only warn."""
+    run = recipe.run
+    non_finite = final["test_accuracy"].get("non_finite", 0)
+    images = run.train[0][:CALIBRATION_IMAGES].astype("float32") / 255.0
+    try:
+        if non_finite:
+            raise UnstableModelError(
+                f"the final model gives non-finite logits on {non_finite:,} "
+                "test images")
+        check_outputs(hardened, Calibration.from_teacher(teacher, images))
+    except UnstableModelError as e:
+        if not run.settings.allow_unstable:
+            raise UnstableModelError(
+                f"{e}; nothing exported (--allow-unstable exports it "
+                "anyway)") from None
+        print(f"Warning: {e}; exporting it as --allow-unstable asks",
+              flush=True)
+
+
 def export_stage(recipe, teacher, hardened, teacher_record, search_record,
                  final):
-    """Publish the hardened model with report and plots; returns the
-    report."""
+    """Check the hardened model, then publish it with report and plots;
+    returns the report."""
+    check_sane(recipe, teacher, hardened, final)
     s, relus = recipe.run.settings, final["relus"]
     report = dict(
         run_name=recipe.run.folder.name,

@@ -136,8 +136,11 @@ def test_count_relus_table_on_sequential():
     assert [row.fused for row in count.rows] == [True, False, False, True]
     assert all(isinstance(row, SiteCount) and row.calls == 1
                for row in count.rows)
+    # the 2x2 max-pool of an 8x8x6 map: 96 outputs, 3 comparisons each
     assert count.totals() == {"relu_total": count.total,
-                              "relu_kept": count.kept, "polynomial": 0}
+                              "relu_kept": count.kept, "polynomial": 0,
+                              "max_comparisons": 288,
+                              "other_comparisons": 0}
 
 
 def test_other_comparison_activations_are_reported_not_counted():
@@ -173,6 +176,7 @@ def test_every_relu_is_counted_whatever_its_name():
     assert "(uncounted)" not in count.table()
     assert "uncounted ReLUs" not in count.table()
     assert set(count.to_dict()) == {"total", "kept", "polynomial",
+                                    "max_comparisons", "other_comparisons",
                                     "convention", "layers", "other"}
     assert all("counted" not in row and row["fused"] is False
                for row in count.to_dict()["layers"])

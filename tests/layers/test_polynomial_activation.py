@@ -72,3 +72,28 @@ def test_identity_fit_is_x_and_fixed():
 def test_bad_arguments_raise(factory):
     with pytest.raises(ValueError):
         factory()
+
+
+def test_stability_options_bound_the_quadratic_coefficients(tmp_path):
+
+    check_layer_contract(
+        lambda: PolynomialActivation(quadratic_decay=1e-2, max_quadratic=0.1),
+        (4, 4, 3), tmp_path)
+    layer = PolynomialActivation(quadratic_decay=0.5, refit_steps=0)
+    layer.build((None, 3))
+    c2 = keras.ops.convert_to_numpy(layer.coefficients)[-1]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer.losses[0]), 0.5 * np.sum(c2**2),
+        rtol=1e-6)
+    clipped = PolynomialActivation(max_quadratic=0.05, refit_steps=0)
+    model = keras.Sequential([keras.Input((3,)), clipped])
+    model.compile(keras.optimizers.SGD(10.0), "mse")
+    x = np.ones((8, 3), "float32")
+    model.fit(x, 100.0 * x, epochs=1, verbose=0)  # pushes c2 far up
+    coefficients = keras.ops.convert_to_numpy(clipped.coefficients)
+    assert np.all(np.abs(coefficients[-1]) <= 0.05 + 1e-7)
+    assert np.any(np.abs(coefficients[:-1]) > 1.0)  # the rest moved freely
+    with pytest.raises(ValueError, match="max_quadratic"):
+        PolynomialActivation(max_quadratic=0.0)
+    with pytest.raises(ValueError, match="quadratic_decay"):
+        PolynomialActivation(quadratic_decay=float("nan"))

@@ -7,7 +7,12 @@ import pytest
 
 import keras_autorep
 from keras_autorep import ReLUSelector, count_relus, harden, replace_relus
-from keras_autorep.graph import current_masks, random_masks, selectors
+from keras_autorep.graph import (
+    current_masks,
+    land_masks,
+    random_masks,
+    selectors,
+)
 from keras_autorep.methods import METHODS, train_autorep
 from tiny_models import LOSS, all_trainable, tiny_data, trained_teacher
 
@@ -36,19 +41,22 @@ def test_train_autorep_moves_towards_the_budget_and_hardens(data, teacher,
 
     keras.utils.set_random_seed(0)
     student = train_autorep(
-        teacher, budget, data, (x[:64], y[:64]), epochs=4, lr=2e-2,
-        budget_weight=50.0, batch_size=32, callbacks=callbacks, verbose=0,
+        teacher, budget, data, (x[:64], y[:64]), epochs=4, finetune_epochs=1,
+        lr=2e-2, budget_weight=50.0, batch_size=32, callbacks=callbacks,
+        verbose=0,
     )
-    assert phases == ["search"]
-    assert len(logs) == 4 and logs[-1] < logs[0] < 512
-    assert logs[-1] == count_relus(student).kept
+    assert phases == ["search", "finetune"]
+    searched, landed = logs[:4], logs[4:]
+    assert len(logs) == 5 and searched[-1] < searched[0] < 512
+    # The masks landed on the budget (per pixel: exactly) and froze.
+    assert landed == [budget] == [count_relus(student).kept]
     sites = selectors(student)
     assert [s.name for s in sites] == ["conv1_relu", "relu2"]
     for site in sites:
         assert isinstance(site, ReLUSelector)
         assert (site.fit, site.degree, site.granularity) == (
             "dapa", 2, "pixel")
-        assert site.alpha.trainable
+        assert not site.alpha.trainable
     # The teacher is not trained and left as it was given.
     for before, after in zip(teacher_weights, teacher.get_weights()):
         np.testing.assert_array_equal(before, after)
@@ -72,15 +80,15 @@ def test_train_autorep_starts_from_the_allocation(data, teacher):
     assert all(np.array_equal(masks[n], expected[n]) for n in counts)
     assert {row.layer: row.kept for row in count_relus(student).rows} \
         == counts
-    for site in selectors(student):  # free to move: AutoReP's search
-        assert site.alpha.trainable
+    for site in selectors(student):  # landed on the budget, frozen
+        assert not site.alpha.trainable
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(site.hysteresis_mask()) > 0.5,
             masks[site.name])
     # With a learning rate of 0 the indicators stay: so do the masks.
     still = train_autorep(teacher, 80, data, counts=counts, epochs=1,
-                          lr=0.0, budget_weight=10.0, seed=5,
-                          batch_size=64, verbose=0)
+                          finetune_epochs=0, lr=0.0, budget_weight=10.0,
+                          seed=5, batch_size=64, verbose=0)
     assert count_relus(still).kept == 80
     masks = current_masks(still)
     assert all(np.array_equal(masks[n], expected[n]) for n in counts)
@@ -91,10 +99,40 @@ def test_train_autorep_starts_from_the_allocation(data, teacher):
 
 def test_train_autorep_options_reach_the_selectors(data, teacher):
     student = train_autorep(teacher, "50%", data, epochs=0,
-                            granularity="channel", verbose=0)
+                            finetune_epochs=0, granularity="channel",
+                            verbose=0)
     assert all(s.granularity == "channel" for s in selectors(student))
-    assert count_relus(student).kept == 512  # untrained: all ReLUs
+    # No search: all 512 ReLUs kept, landing keeps the largest indicators.
+    assert count_relus(student).kept == 256
     assert count_relus(harden(student, "50%")).kept == 256
+
+
+def test_landing_fills_a_search_that_ended_below_the_budget(data, teacher):
+    keras.utils.set_random_seed(1)
+    student = replace_relus(teacher)
+    sites = selectors(student)
+    rng = np.random.default_rng(0)
+    for site in sites:  # a search that ended far below the budget
+        alpha = rng.normal(size=site.alpha.shape).astype("float32")
+        site.alpha.assign(alpha)
+        site.mask.assign((alpha > 1.5).astype("float32"))
+    before = count_relus(student).kept
+    masks = land_masks(student, 300)
+    landed = sum(int(m.sum()) for m in masks.values())
+    assert before < 300 == landed
+    for site in sites:  # the kept ones stay; the best removed come back
+        old = keras.ops.convert_to_numpy(site.mask) > 0.5
+        alpha = keras.ops.convert_to_numpy(site.alpha)
+        new = masks[site.name]
+        assert np.all(new[old])
+        added = alpha[new & ~old]
+        left = alpha[~new]
+        assert added.size == 0 or left.size == 0 or added.min() >= left.max()
+    channel = replace_relus(teacher, granularity="channel")
+    for site in selectors(channel):
+        site.mask.assign(np.zeros(site.mask.shape, "float32"))
+    landed = land_masks(channel, 300)  # 64 ReLUs per channel: 4 fit
+    assert sum(int(m.sum()) for m in landed.values()) * 64 == 256
 
 
 def test_methods_share_one_signature():

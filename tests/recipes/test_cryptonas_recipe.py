@@ -93,7 +93,8 @@ def test_recipe_searches_trains_and_exports_within_budget(
 
 
 def test_pareto_benchmark_writes_table_and_plot(cifar10_archive,
-                                                data_cache_dir, tmp_path):
+                                                data_cache_dir, tmp_path,
+                                                monkeypatch):
     import csv
     import importlib.util
 
@@ -101,25 +102,42 @@ def test_pareto_benchmark_writes_table_and_plot(cifar10_archive,
         "pareto", REPO / "benchmarks" / "pareto.py")
     pareto = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pareto)
-    pareto.main(["--data-dir", str(cifar10_archive),
-                 "--cache-dir", str(data_cache_dir), "--subset", "256,128",
-                 "--teacher-epochs", "1", "--epochs", "1",
-                 "--budgets", "10%,2.6%", "--methods", "autorep,cryptonas",
-                 "--out", str(tmp_path)])
+    argv = ["--data-dir", str(cifar10_archive),
+            "--cache-dir", str(data_cache_dir), "--subset", "256,128",
+            "--teacher-epochs", "1", "--epochs", "2",
+            "--budgets", "10%,2.6%", "--methods", "autorep,cryptonas",
+            "--out", str(tmp_path)]
+    pareto.main(argv)
     with open(tmp_path / "pareto.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["method"], r["budget"]) for r in rows] == [
-        ("teacher (all ReLU)", ""),
+        ("teacher (all ReLU)", ""), ("teacher, same total epochs", ""),
+        ("budget 0 (all polynomial)", "0"),
         ("autorep", "7372"), ("cryptonas", "7372"),
         ("autorep", "1916"), ("cryptonas", "1916"),
     ]
-    assert rows[0]["relu_count"] == "73728"
-    for row in rows[1:]:
-        assert 0 < int(row["relu_count"]) <= int(row["budget"])
+    assert rows[0]["relu_count"] == rows[1]["relu_count"] == "73728"
+    assert rows[2]["relu_count"] == "0"
+    for row in rows[2:]:
+        assert 0 <= int(row["relu_count"]) <= int(row["budget"])
         assert 0.0 <= float(row["accuracy"]) <= 1.0
+    for row in rows[3::2]:  # AutoReP lands on the budget (per pixel: on it)
+        assert int(row["relu_count"]) == int(row["budget"])
+        assert int(row["searched"]) > 0
     # Below the smallest full-resolution balanced network the CryptoNAS
     # network gets a strided linear stem (ReLUs per channel / 4 or / 16).
-    assert "stem stride 2" in rows[2]["notes"]
-    assert "stem stride 4" in rows[4]["notes"]
-    assert "| autorep | 7,372 |" in (tmp_path / "pareto.md").read_text()
+    assert "stem stride 2" in rows[4]["notes"]
+    assert "stem stride 4" in rows[6]["notes"]
+    table = (tmp_path / "pareto.md").read_text()
+    assert "| autorep | 7,372 |" in table and "| budget 0" in table
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
+    # A rerun (e.g. after a kill) takes every finished cell as it was.
+
+    def retrain(*args, **kwargs):
+        raise AssertionError("a finished cell was trained again")
+
+    for name in ("teacher", "autorep", "cryptonas", "budget0"):
+        monkeypatch.setattr(pareto.Benchmark, name, retrain)
+    pareto.main(argv)
+    with open(tmp_path / "pareto.csv", newline="") as f:
+        assert list(csv.DictReader(f)) == rows

@@ -174,7 +174,12 @@ def test_quick_run_exports_model_and_report(resumed_run):
         assert (export / name).exists(), name
     report = json.loads((export / "report.json").read_text())
     assert report["budget"] == BUDGET
-    assert report["relu_count"] == report["relus"]["kept"] <= BUDGET
+    # The masks land on the budget (per pixel: exactly) after the search.
+    assert report["relu_count"] == report["relus"]["kept"] == BUDGET
+    assert report["search"]["relu_count_landed"] == BUDGET
+    assert report["search"]["relu_count_after_search"] > 0
+    assert "Landing: " in stdout and f"landing on the budget of {BUDGET:,}" \
+        in stdout
     assert report["total_relus"] == report["relus"]["total"] == 73_728
     assert 0.0 <= report["final_test_accuracy"]["top1"] <= 1.0
     assert "top5" not in report["final_test_accuracy"]
@@ -182,7 +187,10 @@ def test_quick_run_exports_model_and_report(resumed_run):
                                            "total"}
     assert report["versions"]["keras_backend"] == "tensorflow"
     assert report["pi_cost"]
-    assert report["search"]["history"]["epoch"] == [0, 1, 2, 3]
+    history = report["search"]["history"]
+    assert history["epoch"] == [0, 1, 2, 3, 4, 5]  # 4 search + 2 fine-tune
+    assert history["phase"] == ["search"] * 4 + ["finetune"] * 2
+    assert history["relu_count"][4:] == [BUDGET, BUDGET]
     # The exported ONNX graph (batch 1, raw pixels in) computes the model.
     import keras
     import onnxruntime
@@ -367,3 +375,51 @@ def test_tuned_allocation_seeds_autorep_and_keeps_trials(method_runs):
                   .glob("trial_*/trial.json"))
     assert len(trials) == 2
     assert report["relu_count"] <= BUDGET_5PCT
+
+
+def _sanity_case(allow_unstable):
+    import types
+
+    import keras
+
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential([keras.Input((32, 32, 3)),
+                                keras.layers.GlobalAveragePooling2D(),
+                                keras.layers.Dense(10)])
+    exploding = keras.models.clone_model(teacher)
+    exploding.set_weights([w * 1e6 for w in teacher.get_weights()])
+    images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3))
+    run = types.SimpleNamespace(
+        train=(images.astype("uint8"), np.zeros(16, "int32")),
+        settings=types.SimpleNamespace(allow_unstable=allow_unstable))
+    return types.SimpleNamespace(run=run), teacher, exploding
+
+
+def test_an_unstable_final_model_stops_the_run_unpublished(capsys):
+    from keras_autorep.export import UnstableModelError
+    from keras_autorep.recipes import cli
+    from keras_autorep.recipes.stages import check_sane
+
+    recipe, teacher, exploding = _sanity_case(allow_unstable=False)
+    check_sane(recipe, teacher, teacher, {"test_accuracy": {"top1": 0.1}})
+    with pytest.raises(UnstableModelError, match="beyond the bound.*"
+                       "--allow-unstable"):
+        check_sane(recipe, teacher, exploding, {"test_accuracy": {}})
+    with pytest.raises(UnstableModelError, match="non-finite logits on 3 "
+                       "test images"):
+        check_sane(recipe, teacher, teacher,
+                   {"test_accuracy": {"top1": 0.1, "non_finite": 3}})
+    allowed, teacher, exploding = _sanity_case(allow_unstable=True)
+    check_sane(allowed, teacher, exploding, {"test_accuracy": {}})
+    assert "Warning:" in capsys.readouterr().out
+
+    def unstable(recipe):
+        raise UnstableModelError("exploding logits")
+
+    parser = build_parser("cifar10")
+    status = cli._run(parser, ["--budget", "1k"],
+                      lambda given: Settings.resolve("cifar10", given),
+                      str, lambda settings: None, unstable, print)
+    assert status == 1
+    assert capsys.readouterr().err.strip().endswith(
+        "error: exploding logits")

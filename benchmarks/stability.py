@@ -1,0 +1,71 @@
+"""Input-scale sweep: how stable are exported models off their training range?
+
+Polynomial activations grow without bound where ReLU saturates nothing, so
+a hardened model can overflow on inputs brighter than its training images.
+For each exported model (a version folder holding ``model.keras``) and each
+input scale, the test images (pixels in [0, 1]) are multiplied by the scale
+and the table shows the share of examples with finite logits, the largest
+``|logit|`` and the top-1 accuracy.
+
+    python benchmarks/stability.py --data-dir ../shared/data/cifar10-images.tar.gz \\
+        saved_models/cifar10_resnet_small_12.9k_quick/1 [more exports ...]
+"""
+
+import argparse
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_autorep.data import load_dataset
+from keras_autorep.recipes.cli import subset_argument
+
+SCALES = (1.0, 1.5, 2.0, 3.0)
+
+
+def sweep(model, images, labels, scales=SCALES):
+    """``[(scale, finite share, max |logit|, top-1)]`` for one model."""
+    rows = []
+    for scale in scales:
+        logits = model.predict(images * scale, verbose=0, batch_size=256)
+        finite = np.all(np.isfinite(logits), axis=-1)
+        largest = float(np.max(np.abs(logits[finite]))) if finite.any() \
+            else float("nan")
+        correct = (np.argmax(np.where(np.isfinite(logits), logits, -np.inf),
+                             -1) == labels) & finite
+        rows.append((scale, float(finite.mean()), largest,
+                     float(correct.mean())))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/stability.py", description=__doc__.splitlines()[0])
+    parser.add_argument("exports", nargs="+",
+                        help="version folders holding model.keras")
+    parser.add_argument("--data-dir", required=True,
+                        help="CIFAR-10 folder or archive")
+    parser.add_argument("--subset", type=subset_argument, default=(1, 2000),
+                        metavar="N_TRAIN,N_TEST",
+                        help="class-balanced sample (default 1,2000: 2,000 "
+                             "test images)")
+    parser.add_argument("--cache-dir", default=None)
+    args = parser.parse_args(argv)
+    _, (x, y), _ = load_dataset("cifar10", data_dir=args.data_dir,
+                                cache_dir=args.cache_dir, subset=args.subset,
+                                verbose=0)
+    images = x.astype("float32") / 255.0
+    print(f"{len(y):,} test images; logits of the exported models at input "
+          "scales " + ", ".join(f"x{s:g}" for s in SCALES))
+    print("| model | scale | finite | max abs logit | top-1 |")
+    print("|---|---:|---:|---:|---:|")
+    for export in args.exports:
+        model = keras.saving.load_model(Path(export) / "model.keras",
+                                        compile=False)
+        for scale, finite, largest, top1 in sweep(model, images, y):
+            print(f"| {export} | x{scale:g} | {finite:.2%} | {largest:.3g} | "
+                  f"{top1:.2%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

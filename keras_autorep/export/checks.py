@@ -1,0 +1,90 @@
+"""Checks before and after an export: a sane model, a truthful graph.
+
+* ``check_outputs(model, calibration)``: on real images, every logit is
+  finite and none is beyond ``calibration.max_abs_logit`` (by default 100
+  times the largest logit of the all-ReLU teacher on the same images);
+  otherwise ``UnstableModelError``. Polynomial networks can overflow:
+  such a model must not be published as a success.
+* ``check_exported_relus(folder, count)``: the written SavedModel and ONNX
+  graphs compute exactly the ReLU elements the count (and ``pi_spec.json``)
+  claims; otherwise ``ExportMismatchError``.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from keras_autorep.export.contract import ONNX_FILENAME
+
+DEFAULT_LOGIT_FACTOR = 100.0
+
+
+class UnstableModelError(ValueError):
+    """The model gives non-finite or exploding outputs on real images."""
+
+
+class ExportMismatchError(RuntimeError):
+    """An exported graph computes other ReLUs than the count claims."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """Real input images and the largest sane absolute logit on them.
+
+    Attributes:
+        images: a batch of images as the model takes them.
+        max_abs_logit: the bound on ``|logit|``.
+    """
+
+    images: np.ndarray
+    max_abs_logit: float
+
+    @classmethod
+    def from_teacher(cls, teacher, images, factor=DEFAULT_LOGIT_FACTOR):
+        """``factor`` times the teacher's largest ``|logit|`` on
+        ``images``."""
+        logits = np.asarray(teacher.predict(images, verbose=0))
+        if not np.all(np.isfinite(logits)):
+            raise UnstableModelError(
+                "the teacher itself gives non-finite logits on the "
+                "calibration images"
+            )
+        return cls(images, factor * float(np.max(np.abs(logits))))
+
+
+def check_outputs(model, calibration):
+    """Raise ``UnstableModelError`` (one line, with the figures) unless
+    ``model`` gives finite logits within the calibration bound."""
+    logits = np.asarray(model.predict(calibration.images, verbose=0))
+    finite = np.all(np.isfinite(logits), axis=-1)
+    if not finite.all():
+        raise UnstableModelError(
+            f"model {model.name!r} gives non-finite logits on "
+            f"{int(np.sum(~finite)):,} of {len(finite):,} calibration images"
+        )
+    largest = float(np.max(np.abs(logits)))
+    if largest > calibration.max_abs_logit:
+        raise UnstableModelError(
+            f"model {model.name!r} gives logits up to {largest:.3g} on the "
+            f"calibration images, beyond the bound "
+            f"{calibration.max_abs_logit:.3g}"
+        )
+    return largest
+
+
+def check_exported_relus(folder, count, with_onnx=True):
+    """Raise ``ExportMismatchError`` unless the SavedModel (and ONNX) in
+    ``folder`` compute ``count.graph_relus`` ReLU elements per example."""
+    from keras_autorep.export.onnx import onnx_relu_elements
+    from keras_autorep.export.saved_model import relu_elements
+
+    found = {"SavedModel": relu_elements(folder)}
+    if with_onnx:
+        found["ONNX"] = onnx_relu_elements(folder / ONNX_FILENAME)
+    for graph, elements in found.items():
+        if elements != count.graph_relus:
+            raise ExportMismatchError(
+                f"the exported {graph} graph computes {elements:,} ReLU "
+                f"elements per example, the count claims "
+                f"{count.graph_relus:,}"
+            )
