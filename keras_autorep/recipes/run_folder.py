@@ -212,7 +212,11 @@ class RunFolder:
         """Take the run folder for this command: its lock (``hold_lock``),
         the settings check, repairs, and ``key`` recorded in a new folder.
         Call ``release`` when the command is done."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"--out: cannot create {self.path.parent} "
+                             f"({e.strerror})") from None
         lock = hold_lock(self.path.parent / f"{self.name}.lock",
                          f"run folder {self.path}", wait)
         try:
