@@ -1,13 +1,21 @@
-"""The decode cache: dataset arrays as ``.npz`` files keyed by their source."""
+"""The decode cache: dataset arrays as ``.npz`` files keyed by their source.
+
+A cache file is only written from a source that was read and checked in full
+(archives to their end, known datasets against their counts), so a hit needs
+only cheap checks: the file reads back (zip CRCs) and its arrays agree with
+each other. A file that fails them is ignored and decoded again.
+"""
 
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-CACHE_FORMAT = 1
+# 2: written only after the source was checked in full (see module doc).
+CACHE_FORMAT = 2
 
 
 def cache_path(cache_dir, name, *key):
@@ -18,10 +26,23 @@ def cache_path(cache_dir, name, *key):
 
 
 def read_cache(path):
-    """``(splits, class_names)`` from a cache file."""
-    with np.load(path) as f:
-        splits = [(f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])]
-        return splits, [str(c) for c in f["class_names"]]
+    """``(splits, class_names)`` from a cache file; ``None`` when there is
+    none, or it is damaged or inconsistent."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as f:
+            splits = [(f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])]
+            class_names = [str(c) for c in f["class_names"]]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    for x, y in splits:
+        if (x.dtype != np.uint8 or y.dtype != np.int32 or x.ndim != 4
+                or len(x) != len(y) or len(y) == 0
+                or x.shape[1:] != splits[0][0].shape[1:]
+                or y.min() < 0 or y.max() >= len(class_names)):
+            return None
+    return splits, class_names
 
 
 def write_cache(path, splits, class_names):

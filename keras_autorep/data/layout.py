@@ -103,6 +103,12 @@ def index_files(paths, root, kind, read_text):
                     )
                 test.append((root + "val/images/" + fields[0],
                              label_of[fields[1]]))
+        listed = set(paths)
+        missing = [p for p, _ in test if p not in listed]
+        if missing:
+            raise ValueError(
+                f"{len(missing):,} images named in val_annotations.txt are "
+                f"missing, e.g. {missing[0]}")
     else:
         by_split = {"train": [], "test": []}
         for p in paths:

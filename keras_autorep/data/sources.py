@@ -16,6 +16,14 @@ and the arrays cached as ``.npz`` in `cache_dir`, keyed by the source (path,
 size and mtime; for folders the file list and folder mtimes), the class
 selection, the subset and the seed. This module imports TensorFlow only for
 the `tensorflow_datasets` source.
+
+Integrity, checked when decoding (a cache hit only re-checks the cache file,
+`keras_autorep.data.cache`): an archive is read to its end (gzip CRC and
+length, tar end marker) and matched against a ``SHA256SUMS`` beside it when
+one lists it; the known datasets must hold their published counts
+(`keras_autorep.data.counts`); an image that does not decode stops the load
+with its name. Every such problem is a ``ValueError`` with a one-line
+message.
 """
 
 import dataclasses
@@ -30,6 +38,7 @@ from PIL import Image
 
 from keras_autorep.data import archives, layout
 from keras_autorep.data.cache import cache_path, read_cache, write_cache
+from keras_autorep.data.counts import check_counts
 from keras_autorep.data.tfds_source import (
     DataUnavailableError,
     load_tfds,
@@ -90,7 +99,9 @@ def load_dataset(name, data_dir=None, cache_dir=None, subset=None, seed=0,
 
     Raises:
         FileNotFoundError: `data_dir` does not exist.
-        ValueError: unsupported layout, unsafe archive, bad arguments.
+        ValueError: unsupported layout, unsafe, truncated or damaged archive,
+            a known dataset short of images, an image that does not decode,
+            bad arguments.
         DataUnavailableError: `data_dir=None` and the data can neither be
             found in the tensorflow-datasets folder nor downloaded.
     """
@@ -214,14 +225,18 @@ def _load_files(name, data_dir, cache_dir, classes, subset, seed, verbose):
         )
 
     full = cache_path(cache_dir, name, source)
-    if full.is_file():
-        return _apply_selection(*read_cache(full), classes, subset, seed)
+    cached = read_cache(full)
+    if cached is not None:
+        splits, class_names = cached
+        check_counts(name, data_dir, class_names, splits[0][1], splits[1][1])
+        return _apply_selection(splits, class_names, classes, subset, seed)
     selected = classes is not None or subset is not None
     target = cache_path(
         cache_dir, name, source, layout.classes_key(classes), subset, seed
     ) if selected else full
-    if target.is_file():
-        return read_cache(target)
+    cached = read_cache(target) if selected else None
+    if cached is not None:
+        return cached
 
     if data_dir.is_dir():
         splits, class_names = _decode_tree(
@@ -230,6 +245,7 @@ def _load_files(name, data_dir, cache_dir, classes, subset, seed, verbose):
             lambda rel: open(data_dir / rel, "rb"), None,
             classes, subset, seed, verbose)
     else:
+        archives.check_sha256sums(data_dir)
         with archives.ArchiveReader(data_dir) as reader:
             splits, class_names = _decode_tree(
                 name, data_dir, reader.paths, reader.read_text, reader.open,
@@ -256,9 +272,11 @@ def _decode_tree(name, source, paths, read_text, open_file, sort_key, classes,
     """
     try:
         root, kind = layout.find_root(paths)
+        class_names, train, test = layout.index_files(paths, root, kind,
+                                                      read_text)
     except ValueError as e:
         raise ValueError(f"{source}: {e}") from None
-    class_names, train, test = layout.index_files(paths, root, kind, read_text)
+    check_counts(name, source, class_names, train[1], test[1])
     class_names, indices, relabel = _select(
         class_names, train[1], test[1], classes, subset, seed)
     files, labels = [], []
@@ -309,9 +327,13 @@ def _decode_images(files, open_file, sort_key, source, verbose):
         progbar = keras.utils.Progbar(len(files), unit_name="image")
     out = None
     for count, i in enumerate(order, 1):
-        with open_file(files[i]) as f, Image.open(f) as image:
-            array = np.asarray(
-                image if image.mode == "RGB" else image.convert("RGB"))
+        try:
+            with open_file(files[i]) as f, Image.open(f) as image:
+                array = np.asarray(
+                    image if image.mode == "RGB" else image.convert("RGB"))
+        except (OSError, SyntaxError, ValueError, EOFError) as e:  # Pillow
+            raise ValueError(f"{source}: cannot decode {files[i]} "
+                             f"({type(e).__name__}: {e})") from None
         if out is None:
             out = np.empty((len(files),) + array.shape, np.uint8)
         elif array.shape != out.shape[1:]:

@@ -43,8 +43,9 @@ def load_tfds(name, cache_dir):
     builder = tfds.builder(name)
     prepared = builder.is_prepared()
     cache = cache_path(cache_dir, name, "tfds", str(builder.data_path))
-    if prepared and cache.is_file():
-        return read_cache(cache)
+    cached = read_cache(cache) if prepared else None
+    if cached is not None:
+        return cached
     if not prepared and not _network_available():
         raise DataUnavailableError(no_data_message(
             name, f"it is not in the tensorflow-datasets folder "

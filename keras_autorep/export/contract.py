@@ -5,7 +5,8 @@ spec: one input ``image`` (raw pixel values 0..255 as ``float32``, NHWC,
 the model's fixed ``H, W, C``), scaled by ``input_scale`` (default 1/255)
 inside the graph, and the outputs ``logits``, ``probabilities`` and
 ``class_id``. Exports live in ``<base_dir>/<name>/<version>/`` (integer
-versions; TF-Serving serves the highest), written atomically.
+versions; TF-Serving serves the highest), written atomically, one export of
+a name at a time (a lock file ``<base_dir>/<name>/.lock``).
 
 Only hardened (or plain) models are exported: a model still holding
 training-time sites (``ReLUSelector``, ``SoftReLUMask``) is refused.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from filelock import FileLock
 
 from keras_autorep.graph.sites import SELECTOR, SOFT_MASK, sites
 
@@ -31,6 +33,7 @@ KERAS_FILENAME = "model.keras"
 ONNX_FILENAME = "model.onnx"
 SPEC_FILENAME = "pi_spec.json"
 DEFAULT_OPSET = 13  # ONNX opset, widely supported
+LOCK_FILENAME = ".lock"
 
 
 class ExportError(OSError):
@@ -177,7 +180,10 @@ def write_version(base_dir, name, version, overwrite, write):
     ``write(staging_dir, version_dir)`` fills a hidden staging folder beside
     the versions (TF-Serving ignores non-integer folder names); it is then
     renamed to ``version_dir``. On any failure the staging folder is removed
-    and existing versions are left as they were.
+    and existing versions are left as they were. Exports of one name wait
+    for each other (``LOCK_FILENAME`` in the name's folder); holding that
+    lock, an export first removes the hidden folders an export killed before
+    its end left behind.
 
     Args:
         base_dir, name: the export goes to ``<base_dir>/<name>/<version>``.
@@ -188,27 +194,39 @@ def write_version(base_dir, name, version, overwrite, write):
     if version is not None:
         version = _check_version(version)
     model_dir = model_directory(base_dir, name)
-    if version is None:
-        version = (versions(model_dir) or [0])[-1] + 1
-    target = model_dir / str(version)
-    if target.exists() and not overwrite:
-        raise ExportError(
-            f"{target} already exists; pass overwrite=True to replace it or "
-            "version=None for the next free version"
-        )
-    # Not mkdtemp: its 0700 mode would stay on the version folder and keep a
-    # server running as another user out; mkdir honours the umask.
-    staging = model_dir / f".{version}.staging-{uuid.uuid4().hex}"
-    try:
-        staging.mkdir()
-    except OSError as error:
-        raise ExportError(f"cannot write in {model_dir}: {error}") from error
-    try:
-        write(staging, target)
-        _move_into_place(staging, target, overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with FileLock(model_dir / LOCK_FILENAME):
+        _remove_leftovers(model_dir)
+        if version is None:
+            version = (versions(model_dir) or [0])[-1] + 1
+        target = model_dir / str(version)
+        if target.exists() and not overwrite:
+            raise ExportError(
+                f"{target} already exists; pass overwrite=True to replace it "
+                "or version=None for the next free version"
+            )
+        # Not mkdtemp: its 0700 mode would stay on the version folder and
+        # keep a server running as another user out; mkdir honours the umask.
+        staging = model_dir / f".{version}.staging-{uuid.uuid4().hex}"
+        try:
+            staging.mkdir()
+        except OSError as error:
+            raise ExportError(
+                f"cannot write in {model_dir}: {error}") from error
+        try:
+            write(staging, target)
+            _move_into_place(staging, target, overwrite)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _remove_leftovers(model_dir):
+    """Remove the staging and retired folders of exports that died (only
+    called under the lock, so no live export owns them)."""
+    for child in model_dir.iterdir():
+        if (child.is_dir() and child.name.startswith(".")
+                and (".staging-" in child.name or ".old-" in child.name)):
+            shutil.rmtree(child, ignore_errors=True)
 
 
 def _move_into_place(staging, target, overwrite):

@@ -136,7 +136,7 @@ def write_onnx(
             f"batch_size must be None or an integer >= 1, got {batch_size!r}"
         )
     concrete = serving_function(
-        model, input_scale, batch_size
+        model, input_scale, batch_size, checks=False
     ).get_concrete_function()
     # tf2onnx.convert.from_function would make every captured tensor (e.g.
     # the constant mean of a Normalization layer) an extra graph input; name

@@ -14,14 +14,19 @@ Signature functions do not enforce their declared input shape when they are
 fed through a session (TF-Serving, the TF1 loader, ``saved_model_cli``), and
 a wrong-shaped input to a convolution can abort the process under oneDNN, or
 silently change the batch size of a reshape. So the served function checks
-the shape on the data path (``tf.ensure_shape``): a bad request fails with
-``InvalidArgumentError`` before any model op runs. The dtype is part of the
-graph: a non-``float32`` input is rejected with ``InvalidArgumentError`` by
-the runtime before the function starts.
+the request on the data path, before any model op runs: the shape
+(``tf.ensure_shape``), at least one image, finite pixel values, and values
+in ``[0, 1 / input_scale]`` (0..255 by default); a bad request fails with
+``InvalidArgumentError`` naming the problem. The dtype is part of the graph:
+a non-``float32`` input is rejected with ``InvalidArgumentError`` by the
+runtime before the function starts. The ONNX export traces the same function
+without the value checks (``checks=False``): a PI protocol would pay for
+every comparison.
 """
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from keras_autorep.adapters.tensorflow_graph import frozen_graph_def
@@ -37,19 +42,42 @@ from keras_autorep.export.contract import (
 )
 from keras_autorep.graph.tracing import RELU, tf_graph_comparisons
 
-def serving_function(model, input_scale=DEFAULT_INPUT_SCALE, batch_size=None):
+def _checked_request(image, max_pixel):
+    """``image``, once it holds at least one image of finite pixel values in
+    ``[0, max_pixel]`` (``InvalidArgumentError`` otherwise); the checks are
+    on the data path, so they run before anything that uses the result."""
+    empty = tf.debugging.assert_positive(
+        tf.shape(image)[0], message="image: empty batch, send at least one")
+    with tf.control_dependencies([empty]):
+        image = tf.debugging.assert_all_finite(
+            image, f"image: pixel values must be finite numbers in "
+            f"[0, {max_pixel:g}]")
+    low, high = tf.reduce_min(image), tf.reduce_max(image)
+    in_range = tf.debugging.Assert(
+        tf.logical_and(low >= 0.0, high <= max_pixel),
+        [f"image: pixel values must be in [0, {max_pixel:g}], got min", low,
+         "max", high])
+    with tf.control_dependencies([in_range]):
+        return tf.identity(image)
+
+
+def serving_function(model, input_scale=DEFAULT_INPUT_SCALE, batch_size=None,
+                     checks=True):
     """The ``tf.function`` served as ``serving_default``.
 
     Args:
         model: an inference (hardened) Keras model whose outputs are logits.
         input_scale: factor applied to the raw pixel input.
         batch_size: ``None`` for any batch, or a fixed batch size.
+        checks: check the request's values (see module doc); the shape is
+            checked either way.
 
     Returns:
         A ``tf.function`` with an input signature named ``image`` that returns
         ``{"logits", "probabilities", "class_id"}``.
     """
     scale = check_input_scale(input_scale)
+    max_pixel = float(np.float32(1.0 / scale))
     spec = tf.TensorSpec(
         (batch_size,) + input_shape(model), tf.float32, name=INPUT_NAME
     )
@@ -58,6 +86,8 @@ def serving_function(model, input_scale=DEFAULT_INPUT_SCALE, batch_size=None):
     def serve(image):
         # On the data path, so it runs before any model op (see module doc).
         image = tf.ensure_shape(image, spec.shape)
+        if checks:
+            image = _checked_request(image, max_pixel)
         logits = tf.cast(model(image * scale, training=False), tf.float32)
         return {
             "logits": logits,

@@ -74,6 +74,9 @@ def add_run_arguments(parser, quick_subset, default_run_name):
         help=f"run folder and export name (default {default_run_name}); "
              "rerunning a name resumes it")
     add("--seed", type=int, default=0, help="random seed (default 0)")
+    add("--wait", action="store_true",
+        help="if another command works on the same run folder, wait for "
+             "it to finish instead of stopping with an error")
 
 
 def build_parser(dataset):
@@ -221,7 +224,8 @@ def build_cryptonas_parser():
 def _run(parser, argv, resolve, quick_notice, prepare_run, run, summarize):
     """Parse, resolve and check (a ``UsageError`` exits with status 2 and a
     one-line message before any training), then run and summarise (a model
-    that fails its sanity check exits with status 1, unpublished)."""
+    that fails its sanity check exits with status 1, unpublished); the run
+    folder is released at the end."""
     args = parser.parse_args(argv)
     try:
         settings = resolve(vars(args))
@@ -235,6 +239,8 @@ def _run(parser, argv, resolve, quick_notice, prepare_run, run, summarize):
     except UnstableModelError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        recipe.run.folder.release()
     summarize(report)
     return 0
 

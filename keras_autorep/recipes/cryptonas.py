@@ -62,14 +62,16 @@ class CryptoNASRecipe:
 
 
 def prepare_cryptonas(settings):
-    """Every check that needs no training (data, budget against the
-    smallest candidate, run folder); ``UsageError`` on bad input."""
+    """Every check that needs no training (settings against the run
+    folder, data, budget against the smallest candidate), then the run
+    folder is claimed; ``UsageError`` on bad input."""
     s = settings
     keras.utils.set_random_seed(s.seed)
-    data = load_run_data(s)
-    search_split = split_validation(data.train, VALIDATION_FRACTION, s.seed)
     folder = RunFolder(s.out, check_run_name(
         s.run_name or s.default_run_name()))
+    folder.check_settings(s.training_key())
+    data = load_run_data(s)
+    search_split = split_validation(data.train, VALIDATION_FRACTION, s.seed)
     run = Run(s, data, folder)
     steps = run.steps(s.search_epochs, images=len(search_split[0][1]))
     try:
@@ -81,7 +83,7 @@ def prepare_cryptonas(settings):
             optimizer=lambda: cosine_sgd(s.lr, steps))
     except ValueError as e:
         raise UsageError(f"--budget: {one_line(e)}") from None
-    folder.check_settings(s.training_key())
+    folder.claim(s.training_key(), s.wait)
     return CryptoNASRecipe(run, hypermodel, search_split)
 
 

@@ -3,7 +3,8 @@
 ``publish(run, model, report, plots)`` writes a run's version folder in one
 atomic step: on the TensorFlow backend everything ``export_all`` writes
 plus the PI cost report (``pi_cost.txt``), on another backend only
-``model.keras`` (with a notice); then ``report.json`` and the plots.
+``model.keras`` (with a notice); then ``report.json`` and the plots, and
+the run is marked finished.
 """
 
 import platform
@@ -105,6 +106,7 @@ def publish(run, model, report, plots):
         run.times["export"] = time.perf_counter() - start
         written.update(report, **_run_fields(run, version_dir, folder))
         write_json(folder / REPORT_FILENAME, written)
+        run.folder.mark_finished(version_dir)
 
     if backend == "tensorflow":
         export_dir = export_all(model, run.out, run.folder.name,

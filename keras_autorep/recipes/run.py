@@ -35,10 +35,9 @@ class RunData:
 
 
 def load_run_data(settings):
-    """Load the settings' dataset; ``UsageError`` when it is unavailable."""
+    """Load the settings' dataset; ``UsageError`` when it is unavailable,
+    damaged or incomplete."""
     s = settings
-    if s.data_dir is not None and not Path(s.data_dir).exists():
-        raise UsageError(f"--data-dir {s.data_dir}: no such file or folder")
     start = time.perf_counter()
     try:
         train, test, info = load_dataset(

@@ -4,10 +4,13 @@ checked, before any data is loaded.
 ``Settings.resolve(dataset, given)`` (AutoReP, SNL and SENet recipes) and
 ``CryptoNASSettings.resolve(given)`` take a mapping of the values the user
 gave (``None`` = not given, as argparse leaves them) and raise
-``UsageError`` with a one-line message on bad input.
+``UsageError`` with a one-line message on bad input: numbers out of range or
+not finite (``nan``, ``inf``), a bad run name, a missing ``--data-dir`` or
+``--teacher``, an ``--out`` or ``--cache-dir`` that is a file.
 """
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 
@@ -52,7 +55,8 @@ def _fill(given, defaults, keys):
 
 
 def _flag(key):
-    return "--" + key.replace("_", "-")
+    return "--lambda" if key == "budget_weight" else "--" + key.replace(
+        "_", "-")
 
 
 def _check_at_least(values, keys, minimum):
@@ -61,10 +65,40 @@ def _check_at_least(values, keys, minimum):
             raise UsageError(f"{_flag(key)} must be >= {minimum}")
 
 
+def _check_numbers(values, positive, non_negative):
+    """Finite values, ``> 0`` for the keys ``positive``, ``>= 0`` for
+    ``non_negative``; a seed NumPy accepts."""
+    for key in positive + non_negative:
+        value = values[key]
+        low = "> 0" if key in positive else ">= 0"
+        if not math.isfinite(value) or not (
+                value > 0 if key in positive else value >= 0):
+            raise UsageError(
+                f"{_flag(key)} must be a finite number {low}, got {value}")
+    if not 0 <= values["seed"] < 2**32:
+        raise UsageError(
+            f"--seed must be between 0 and {2**32 - 1}, got {values['seed']}")
+
+
+def _check_paths(values):
+    """The paths exist where they must and are folders where they must."""
+    if values["data_dir"] and not Path(values["data_dir"]).exists():
+        raise UsageError(
+            f"--data-dir {values['data_dir']}: no such file or folder")
+    if values.get("teacher") and not Path(values["teacher"]).is_file():
+        raise UsageError(f"--teacher {values['teacher']}: no such file")
+    for key in ("out", "cache_dir"):
+        if values[key] and Path(values[key]).expanduser().is_file():
+            raise UsageError(f"{_flag(key)} {values[key]} is a file, not a "
+                             "folder")
+    if values["run_name"] is not None:
+        check_run_name(values["run_name"])
+
+
 def _common_key(settings):
     """The settings that define a run's training (resume check)."""
     key = dataclasses.asdict(settings)
-    for name in ("out", "cache_dir", "run_name"):
+    for name in ("out", "cache_dir", "run_name", "wait"):
         del key[name]
     key["data_dir"] = data_source(settings.data_dir)
     key["subset"] = list(settings.subset) if settings.subset else None
@@ -97,6 +131,7 @@ class Settings:
     teacher: str
     seed: int
     quick: bool
+    wait: bool
     allow_unstable: bool = False
 
     @classmethod
@@ -114,6 +149,7 @@ class Settings:
         values.update(method=method, quick=quick,
                       out=given.get("out") or "saved_models",
                       seed=given.get("seed") or 0,
+                      wait=bool(given.get("wait")),
                       allow_unstable=bool(given.get("allow_unstable")))
         values["allocation"] = (given.get("allocation")
                                 or DEFAULT_ALLOCATION[method])
@@ -132,11 +168,9 @@ class Settings:
         _check_at_least(values, ("epochs", "teacher_epochs", "batch_size",
                                  "tuner_trials"), 1)
         _check_at_least(values, ("finetune_epochs",), 0)
-        for key in ("lr", "teacher_lr"):
-            if not values[key] > 0:
-                raise UsageError(f"{_flag(key)} must be > 0")
-        if values["weight_decay"] < 0 or values["budget_weight"] < 0:
-            raise UsageError("--weight-decay and --lambda must be >= 0")
+        _check_numbers(values, ("lr", "teacher_lr"),
+                       ("weight_decay", "budget_weight"))
+        _check_paths(values)
         return cls(dataset=dataset, **values)
 
     def training_key(self):
@@ -189,6 +223,7 @@ class CryptoNASSettings:
     run_name: str
     seed: int
     quick: bool
+    wait: bool
 
     @classmethod
     def resolve(cls, given):
@@ -203,11 +238,12 @@ class CryptoNASSettings:
         values.update(_fill(given, defaults, defaults))
         values.update(dataset=given.get("dataset") or "cifar10", quick=quick,
                       out=given.get("out") or "saved_models",
-                      seed=given.get("seed") or 0)
+                      seed=given.get("seed") or 0,
+                      wait=bool(given.get("wait")))
         _check_at_least(values, ("trials", "search_epochs", "epochs",
                                  "batch_size"), 1)
-        if not values["lr"] > 0 or values["weight_decay"] < 0:
-            raise UsageError("--lr must be > 0 and --weight-decay >= 0")
+        _check_numbers(values, ("lr",), ("weight_decay",))
+        _check_paths(values)
         return cls(**values)
 
     def training_key(self):

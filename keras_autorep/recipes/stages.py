@@ -22,7 +22,6 @@ has finished:
 """
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -51,7 +50,11 @@ from keras_autorep.recipes.presets import (
 )
 from keras_autorep.recipes.reporting import format_accuracy, one_line, publish
 from keras_autorep.recipes.run import Run, load_run_data
-from keras_autorep.recipes.run_folder import RunFolder, write_json
+from keras_autorep.recipes.run_folder import (
+    RunFolder,
+    read_record,
+    write_json,
+)
 from keras_autorep.recipes.settings import UsageError, check_run_name
 from keras_autorep.recipes.teacher import load_teacher_file, teacher_stage
 from keras_autorep.training.schedules import FINAL_LR, cosine_adam_schedule
@@ -120,20 +123,23 @@ def check_model(model, info, settings):
 
 
 def prepare(settings):
-    """Every check that needs no training (data, teacher file, budget
-    against the model, run folder); ``UsageError`` on bad input."""
+    """Every check that needs no training (teacher file, settings against
+    the run folder, data, budget against the model), then the run folder is
+    claimed; ``UsageError`` on bad input."""
     s = settings
     keras.utils.set_random_seed(s.seed)
     given = load_teacher_file(s.teacher) if s.teacher is not None else None
+    # A built-in model is named after its --model key.
+    folder = RunFolder(s.out, check_run_name(
+        s.run_name or s.default_run_name(given.name if given else s.model)))
+    folder.check_settings(s.training_key())
     data = load_run_data(s)
     model = given or get_model(
         s.model, input_shape=data.info.image_shape,
         num_classes=data.info.num_classes, weight_decay=s.weight_decay / 2,
         preprocessing=normalization_layer(data.info))
     budget, total = check_model(model, data.info, s)
-    folder = RunFolder(s.out, check_run_name(
-        s.run_name or s.default_run_name(model.name)))
-    folder.check_settings(s.training_key())
+    folder.claim(s.training_key(), s.wait)
     return Recipe(Run(s, data, folder), model, budget, total)
 
 
@@ -148,8 +154,9 @@ def allocation_stage(recipe, teacher):
     if s.allocation == "free":
         return None
     path = run.folder.path / "allocation.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    allocation = read_record(path)
+    if allocation is not None:
+        return allocation
     print(f"Allocation: {s.allocation} split of {recipe.budget:,} ReLUs "
           "across layers", flush=True)
     start = time.perf_counter()

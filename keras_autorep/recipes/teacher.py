@@ -2,7 +2,9 @@
 
 Trained teachers are cached in ``<out>/teachers/<model>_<dataset>_<hash>
 .keras`` (hash of the data and teacher settings, record beside it in
-``.json``) and reused by later runs.
+``.json``) and reused by later runs. One run trains a given teacher at a
+time (lock ``.lock`` beside it); another run that needs it waits, then
+reuses it.
 """
 
 import hashlib
@@ -13,15 +15,19 @@ from pathlib import Path
 import keras
 
 from keras_autorep.recipes.reporting import format_accuracy, one_line
-from keras_autorep.recipes.run_folder import save_atomic, write_json
+from keras_autorep.recipes.run_folder import (
+    hold_lock,
+    read_record,
+    remove_temporary_files,
+    save_atomic,
+    write_json,
+)
 from keras_autorep.recipes.settings import UsageError
 from keras_autorep.training.schedules import MOMENTUM, cosine_sgd
 
 
 def load_teacher_file(path):
     """The ``--teacher`` model, or ``UsageError``."""
-    if not Path(path).is_file():
-        raise UsageError(f"--teacher {path}: no such file")
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as e:  # any unreadable or non-Keras file
@@ -46,14 +52,20 @@ def teacher_stage(recipe):
                           .encode()).hexdigest()[:12]
     path = run.out / "teachers" / f"{s.model}_{s.dataset}_{digest}.keras"
     record_file = path.with_suffix(".json")
-    if path.is_file() and record_file.is_file():
-        print(f"Teacher: reusing {path}", flush=True)
-        record = json.loads(record_file.read_text())
-        record["source"] = "cached"
-    else:
-        record = _train_teacher(recipe, path)
-        write_json(record_file, record)
-        run.folder.drop_backups(("teacher",))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = hold_lock(path.with_suffix(".lock"), f"teacher {path}", wait=True)
+    try:
+        remove_temporary_files(path.parent.glob(f"*{path.stem}*"))
+        record = read_record(record_file) if path.is_file() else None
+        if record is not None:
+            print(f"Teacher: reusing {path}", flush=True)
+            record["source"] = "cached"
+        else:
+            record = _train_teacher(recipe, path)
+            write_json(record_file, record)
+    finally:
+        lock.release()
+    run.folder.drop_backups(("teacher",))
     print(f"Teacher test accuracy: "
           f"{format_accuracy(record['test_accuracy'])}", flush=True)
     run.times["teacher"] = record["wall_seconds"]
@@ -70,7 +82,6 @@ def _train_teacher(recipe, path):
         optimizer=cosine_sgd(s.teacher_lr, run.steps(s.teacher_epochs)),
         **run.compile_args())
     history = run.fit("teacher", teacher, s.teacher_epochs)
-    path.parent.mkdir(parents=True, exist_ok=True)
     save_atomic(teacher, path)
     return dict(
         source="trained", path=str(path.resolve()),

@@ -157,7 +157,8 @@ def test_export_all_writes_one_version_folder(exported, tmp_path):
     # add it (keras_autorep.recipes.reporting.publish), and
     # ``python -m keras_autorep.pi cost DIR --write`` writes it.
     assert "pi_cost.txt" not in names
-    assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")]
+    hidden = [p.name for p in exported.parent.iterdir() if p.name[0] == "."]
+    assert hidden == [contract.LOCK_FILENAME]  # no staging folder left
     version = copy_of(exported, tmp_path)
     assert pi_main(["cost", str(version), "--write"]) == 0
     assert "Garimella" in (version / "pi_cost.txt").read_text()
@@ -268,7 +269,12 @@ BAD_REQUESTS = textwrap.dedent(
     directory = sys.argv[1]
     shapes = [(1, 9, 8, 3), (1, 16, 8, 3), (8, 8, 3), (1, 1, 8, 8, 3),
               (1, 8, 8, 4)]
-    results = []
+    # Right shape, bad values: non-finite, out of 0..255, an empty batch.
+    values = [np.full((2, 8, 8, 3), v) for v in
+              (np.nan, np.inf, -np.inf, -1.0, 255.5, 1e9)]
+    values[0][0] = 0.0  # NaN in the second image only
+    values.append(np.zeros((0, 8, 8, 3)))
+    results, messages = [], []
 
     def attempt(run):
         try:
@@ -276,12 +282,17 @@ BAD_REQUESTS = textwrap.dedent(
             results.append("ok")
         except Exception as error:
             results.append(type(error).__name__)
+            messages.append(getattr(error, "message", str(error)))
 
     serve = tf.saved_model.load(directory).signatures["serving_default"]
     for shape in shapes:
         attempt(lambda: serve(image=tf.zeros(shape)))
     for dtype in (tf.float64, tf.uint8):
         attempt(lambda: serve(image=tf.zeros((1, 8, 8, 3), dtype)))
+    for value in values:
+        attempt(lambda: serve(image=tf.constant(value, tf.float32)))
+    for edge in (0.0, 255.0):  # the ends of the range are served
+        attempt(lambda: serve(image=tf.fill((1, 8, 8, 3), edge)))
     # A session fed without the Python-side shape check, as in TF-Serving.
     graph = tf.Graph()
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
@@ -291,9 +302,9 @@ BAD_REQUESTS = textwrap.dedent(
             input_map={"serving_default_image:0": unchecked})
         name = meta.signature_def["serving_default"].outputs["logits"].name
         logits = graph.get_tensor_by_name(name)
-        for shape in shapes:
-            attempt(lambda: session.run(logits, {unchecked: np.zeros(shape)}))
-    print(json.dumps(results))
+        for value in [np.zeros(shape) for shape in shapes] + values:
+            attempt(lambda: session.run(logits, {unchecked: value}))
+    print(json.dumps([results, messages]))
     """
 )
 
@@ -302,8 +313,26 @@ def test_bad_requests_raise_invalid_argument(exported):
     # In a subprocess: an unchecked bad conv input may abort the process.
     result = run_tool(sys.executable, "-c", BAD_REQUESTS, str(exported))
     assert result.returncode == 0, result.stderr[-2000:]
-    errors = json.loads(result.stdout.strip().splitlines()[-1])
-    assert errors == ["InvalidArgumentError"] * 12
+    results, messages = json.loads(result.stdout.strip().splitlines()[-1])
+    bad = "InvalidArgumentError"
+    assert results == [bad] * 14 + ["ok"] * 2 + [bad] * 12
+    # Messages of the value errors: signature call, then session.
+    expected = (["image: pixel values must be finite numbers in [0, 255]"] * 3
+                + ["image: pixel values must be in [0, 255], got min"] * 3
+                + ["image: empty batch"])
+    for message, text in zip(messages[7:14] + messages[19:], expected * 2):
+        assert text in message, (text, message)
+
+
+def test_onnx_graph_has_no_request_checks(exported):
+    """The checks cost comparisons a PI protocol would pay for: the ONNX
+    graph has the model's ops only."""
+    ops = {node.op_type for node in
+           onnx.load(str(exported / "model.onnx")).graph.node}
+    checks = {"IsNaN", "IsInf", "Less", "LessOrEqual", "Greater",
+              "GreaterOrEqual", "Equal", "ReduceMin", "ReduceMax", "And",
+              "If", "Not"}
+    assert ops and not ops & checks
 
 
 def test_relu_elements_counts_only_kept(tiny, exported, tmp_path):
@@ -404,8 +433,9 @@ def test_versions_and_overwrite(tiny, tmp_path, monkeypatch):
     assert export_saved_model(model, tmp_path, "m", version=2, overwrite=True)
     assert not marker.exists() and (second / "saved_model.pb").is_file()
     assert export_saved_model(model, tmp_path, "m", version=7).name == "7"
-    names = sorted(path.name for path in (tmp_path / "m").iterdir())
-    assert names == ["1", "2", "7"]
+    assert contract.versions(tmp_path / "m") == [1, 2, 7]
+    assert [p.name for p in (tmp_path / "m").iterdir()
+            if not p.name.isdigit()] == [contract.LOCK_FILENAME]
 
 
 def test_export_errors(tiny, tmp_path, monkeypatch):
@@ -623,7 +653,60 @@ def test_write_version_passes_staging_and_version_folders(tmp_path):
 
     with pytest.raises(RuntimeError, match="disk full"):
         contract.write_version(tmp_path, "m", None, False, failing)
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1", "5"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        contract.LOCK_FILENAME, "1", "5"]
+
+
+EXPORT_PROCESS = textwrap.dedent(
+    """
+    import os, sys, time
+    from keras_autorep.export.contract import write_version
+
+    def write(staging, version_dir):
+        (staging / "saved_model.pb").write_text(sys.argv[2])
+        if sys.argv[2] == "die":
+            os._exit(9)  # dies like a killed process: nothing cleaned up
+        print("writing", flush=True)
+        time.sleep(3)
+
+    print(write_version(sys.argv[1], "m", None, False, write).name)
+    """
+)
+
+
+def export_process(base, how):
+    return subprocess.Popen(
+        [sys.executable, "-c", EXPORT_PROCESS, str(base), how],
+        stdout=subprocess.PIPE, text=True, env=SUBPROCESS_ENV)
+
+
+def write_marker(staging, version_dir):
+    (staging / "saved_model.pb").write_text("this process")
+
+
+def test_killed_export_leaves_what_the_next_export_removes(tmp_path):
+    contract.write_version(tmp_path, "m", None, False, write_marker)
+    killed = export_process(tmp_path, "die")
+    assert killed.wait(timeout=120) == 9
+    (leftover,) = (tmp_path / "m").glob(".2.staging-*")
+    assert (leftover / "saved_model.pb").read_text() == "die"
+    assert contract.write_version(
+        tmp_path, "m", None, False, write_marker).name == "2"
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        contract.LOCK_FILENAME, "1", "2"]
+
+
+def test_concurrent_exports_of_one_name_take_turns(tmp_path):
+    contract.write_version(tmp_path, "m", None, False, write_marker)
+    other = export_process(tmp_path, "other")
+    assert other.stdout.readline() == "writing\n"  # holds the lock now
+    (staging,) = (tmp_path / "m").glob(".2.staging-*")
+    mine = contract.write_version(tmp_path, "m", None, False, write_marker)
+    assert other.wait(timeout=60) == 0
+    assert other.stdout.read().split() == ["2"] and mine.name == "3"
+    assert not staging.exists()  # moved into place by its owner, not removed
+    assert (tmp_path / "m" / "2" / "saved_model.pb").read_text() == "other"
+    assert (mine / "saved_model.pb").read_text() == "this process"
 
 
 def test_export_all_extras_hook_writes_into_the_version(tiny, tmp_path):

@@ -48,7 +48,7 @@ def test_read_log_keeps_the_last_row_of_a_redone_epoch(tmp_path):
                              "relu_count": [900.0, 700.0, 600.0]}
 
 
-def test_settings_reject_bad_values_before_any_data():
+def test_settings_reject_bad_values_before_any_data(tmp_path):
     parser = build_parser("cifar10")
 
     def resolve(*argv):
@@ -57,8 +57,27 @@ def test_settings_reject_bad_values_before_any_data():
 
     with pytest.raises(UsageError, match="--epochs must be >= 1"):
         resolve("--epochs", "0")
-    with pytest.raises(UsageError, match="--lr must be > 0"):
-        resolve("--lr", "0")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for argv, message in [
+            (("--lr", "0"), "--lr must be a finite number > 0, got 0.0"),
+            (("--lr", "inf"), "--lr must be a finite number > 0, got inf"),
+            (("--teacher-lr", "nan"), "--teacher-lr must be a finite number "
+             "> 0, got nan"),
+            (("--lambda", "nan"), "--lambda must be a finite number >= 0, "
+             "got nan"),
+            (("--weight-decay=-inf",), "--weight-decay must be a finite "
+             "number >= 0"),
+            (("--seed", "-1"), "--seed must be between 0 and 4294967295"),
+            (("--out", str(a_file)), f"--out {a_file} is a file"),
+            (("--cache-dir", str(a_file)), f"--cache-dir {a_file} is a file"),
+            (("--run-name", "a/b"), "--run-name 'a/b': use letters"),
+            (("--teacher", str(tmp_path / "none.keras")), "--teacher "
+             f"{tmp_path / 'none.keras'}: no such file")]:
+        with pytest.raises(UsageError) as error:
+            resolve(*argv)
+        assert message in str(error.value), (argv, str(error.value))
+    assert not any(p.name != "a_file" for p in tmp_path.iterdir())
     with pytest.raises(UsageError, match="needs per-layer ReLU counts"):
         resolve("--method", "senet", "--allocation", "free")
     senet = resolve("--method", "senet", "--quick")
@@ -131,6 +150,9 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("data_cache")
 
 
+LEFTOVERS = ("settings.json.tmp-99999", "search/tmp-99999-student.keras")
+
+
 @pytest.fixture(scope="module")
 def resumed_run(cifar10_archive, cache_dir, tmp_path_factory):
     """A quick CIFAR-10 run killed after its first search epoch, then run
@@ -158,6 +180,12 @@ def resumed_run(cifar10_archive, cache_dir, tmp_path_factory):
         log.seek(0)
         assert first.returncode == -signal.SIGKILL, (
             "the first run ended before it could be killed:\n" + log.read())
+    # What a kill at other moments leaves: a log row cut short, temporary
+    # files of atomic writes. The next run repairs them.
+    with open(metadata.parents[1] / "log.csv", "a") as f:
+        f.write("9,0.5")
+    for leftover in LEFTOVERS:
+        (metadata.parents[2] / leftover).write_text("partial")
     second = check_finished(run_recipe("cifar10", *args))
     third = check_finished(run_recipe("cifar10", *args))
     return out, second, third
@@ -165,9 +193,10 @@ def resumed_run(cifar10_archive, cache_dir, tmp_path_factory):
 
 def test_quick_run_exports_model_and_report(resumed_run):
     out, stdout, _ = resumed_run
-    versions = list((out / "cifar10_resnet_small_12.9k_quick").iterdir())
-    assert [v.name for v in versions] == ["1"]
-    export = versions[0]
+    model_dir = out / "cifar10_resnet_small_12.9k_quick"
+    # One version, no staging folder; the exports' lock file.
+    assert sorted(p.name for p in model_dir.iterdir()) == [".lock", "1"]
+    export = model_dir / "1"
     for name in ("saved_model.pb", "model.keras", "pi_spec.json",
                  "model.onnx", "pi_cost.txt", "report.json",
                  "relus_per_layer.png", "training.png"):
@@ -229,9 +258,12 @@ def test_killed_run_resumes_from_last_epoch(resumed_run):
     assert 1 <= restored < 4
     steps_per_epoch = 8  # 512 images, batch 64 (--quick)
     assert f"optimizer step {restored * steps_per_epoch}," in resumed[0]
-    log = (out / "runs" / "cifar10_resnet_small_12.9k_quick" / "search"
-           / "log.csv").read_text().splitlines()
+    run_dir = out / "runs" / "cifar10_resnet_small_12.9k_quick"
+    log = (run_dir / "search" / "log.csv").read_text().splitlines()
     assert len(log) >= 1 + 4  # header, one row per epoch (+ redone ones)
+    epochs = [int(row.split(",")[0]) for row in log[1:]]
+    assert sorted(set(epochs)) == [0, 1, 2, 3]  # the row cut short is gone
+    assert not any((run_dir / leftover).exists() for leftover in LEFTOVERS)
     assert "already finished" in third
 
 
@@ -282,6 +314,8 @@ def test_bad_input_stops_before_training(tmp_path, cifar10_archive,
                                          cache_dir):
     bad_teacher = tmp_path / "teacher.keras"
     bad_teacher.write_bytes(b"not a keras file")
+    cut = tmp_path / "cifar10-images.tar.gz"  # the real archive, cut short
+    cut.write_bytes(cifar10_archive.read_bytes()[:10_000_000])
     common = ["--quick", "--subset", "512,256", "--data-dir",
               str(cifar10_archive), "--cache-dir", str(cache_dir), "--out",
               str(tmp_path / "out")]
@@ -301,6 +335,11 @@ def test_bad_input_stops_before_training(tmp_path, cifar10_archive,
             "--allocation", "free"),
         "cannot load 'tiny_imagenet'": ("tiny_imagenet", "--budget", "55k",
                                       "--cache-dir", str(cache_dir)),
+        f"{cut}: damaged or incomplete archive (EOFError": (
+            "cifar10", "--budget", "1k", "--data-dir", str(cut),
+            "--cache-dir", str(tmp_path / "cache")),
+        "--lambda must be a finite number >= 0, got nan": (
+            "cifar10", *common, "--budget", "1k", "--lambda", "nan"),
     }
     procs = {message: subprocess.Popen(
         recipe_command(*args), cwd=REPO, env=TF_ENV, stdout=subprocess.PIPE,
@@ -416,10 +455,15 @@ def test_an_unstable_final_model_stops_the_run_unpublished(capsys):
     def unstable(recipe):
         raise UnstableModelError("exploding logits")
 
+    import types
+
+    released = []
+    prepared = types.SimpleNamespace(run=types.SimpleNamespace(
+        folder=types.SimpleNamespace(release=lambda: released.append(1))))
     parser = build_parser("cifar10")
     status = cli._run(parser, ["--budget", "1k"],
                       lambda given: Settings.resolve("cifar10", given),
-                      str, lambda settings: None, unstable, print)
-    assert status == 1
+                      str, lambda settings: prepared, unstable, print)
+    assert status == 1 and released == [1]
     assert capsys.readouterr().err.strip().endswith(
         "error: exploding logits")
