@@ -29,6 +29,7 @@ from keras_autorep.pi.runtimes import run_runtime, runtime
 
 MEASURED_FILENAME = "pi_measured.json"
 FORMAT = "keras_autorep.pi_measured"
+RATIO_FIELDS = ("bytes", "rounds", "online_seconds")
 
 
 def plaintext_logits(onnx_path, images):
@@ -109,9 +110,6 @@ def measure(version_dir, runtime_name, images, baseline_dir=None,
     if write:
         write_measured(version_dir, runtime_name, entry)
     return entry
-
-
-RATIO_FIELDS = ("bytes", "rounds", "online_seconds")
 
 
 def read_measured(version_dir):
