@@ -76,8 +76,10 @@ def choose_replacements(model, protocol, images, labels, tolerance=0.0):
     Returns:
         ``(model, choices)``: the model with the accepted replacements and,
         per degree-2 site, ``{"layer", "polynomials", "degree",
-        "accuracy", "saved_bytes"}`` (``saved_bytes``: the calibrated
-        saving per inference under ``protocol``, 0 where degree 2 stays).
+        "accuracy", "baseline", "saved_bytes"}`` (``accuracy``: with
+        degree 1 there; ``baseline``: the hardened model's; ``saved_bytes``:
+        the calibrated saving per inference under ``protocol``, 0 where
+        degree 2 stays).
     """
     per_element = secret_product_bytes(protocol)
     baseline = accuracy(model, images, labels)
@@ -97,6 +99,7 @@ def choose_replacements(model, protocol, images, labels, tolerance=0.0):
         choices.append({
             "layer": name, "polynomials": removed,
             "degree": 1 if accepted else 2, "accuracy": score,
+            "baseline": baseline,
             "saved_bytes": removed * per_element if accepted else 0.0,
         })
     return model, choices
