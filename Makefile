@@ -7,8 +7,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/data
 CIFAR10_ARCHIVE := $(DATA_DIR)/cifar10-images.tar.gz
+# The two-party runtimes, each in its own virtualenv (they share no
+# package versions with the project); keras_autorep.pi drives them through
+# files.
+CRYPTEN_STAMP := .venv-crypten/.installed
+SPU_STAMP := .venv-spu/.installed
 
-.PHONY: install test demo clean
+.PHONY: install pi-env test demo clean
 
 $(STAMP): requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,10 +24,26 @@ $(STAMP): requirements.txt setup.py
 
 install: $(STAMP)
 
+$(CRYPTEN_STAMP): requirements-crypten.txt
+	test -x .venv-crypten/bin/python || $(PYTHON) -m venv .venv-crypten
+	.venv-crypten/bin/python -m pip install --quiet --upgrade pip
+	.venv-crypten/bin/python -m pip install --quiet -r requirements-crypten.txt
+	.venv-crypten/bin/python -m pip install --quiet --no-deps crypten==0.4.1
+	touch $@
+
+$(SPU_STAMP): requirements-spu.txt
+	test -x .venv-spu/bin/python || $(PYTHON) -m venv .venv-spu
+	.venv-spu/bin/python -m pip install --quiet --upgrade pip
+	.venv-spu/bin/python -m pip install --quiet -r requirements-spu.txt
+	touch $@
+
+pi-env: $(CRYPTEN_STAMP) $(SPU_STAMP)
+
 # The import contracts (.importlinter) keep the pipeline's layers in order;
 # the TensorFlow backend runs the whole suite; the layer and conversion tests
-# run again under JAX so the code stays backend-agnostic.
-test: $(STAMP)
+# run again under JAX so the code stays backend-agnostic. The PI tests run
+# real two-party inferences in the runtimes pi-env builds.
+test: $(STAMP) pi-env
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 	KERAS_BACKEND=jax $(PY) -m pytest -q -m backend_agnostic tests
@@ -32,4 +53,4 @@ demo: $(STAMP)
 		$(if $(wildcard $(CIFAR10_ARCHIVE)),--data-dir $(CIFAR10_ARCHIVE))
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-crypten .venv-spu .pytest_cache

@@ -8,9 +8,9 @@ layers keep their compacted form: ``Gather`` of the kept positions ->
 framework pays for exactly the kept ReLUs.
 
 For PI frameworks (CrypTen-style importers), ``batch_size=1`` gives a fully
-static graph, and integer tensors (gather indices, shapes) are stored as
-``Constant`` nodes rather than initialisers: CrypTen turns every initialiser
-into a float ``torch.nn.Parameter`` and fails on integer ones.
+static graph, and ``keras_autorep.export.onnx_pi`` rewrites what those
+importers reject or misread: dead nodes, implicit Gemm attributes,
+asymmetric Conv padding, Squeeze/Unsqueeze, integer initialisers.
 """
 
 import os
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from keras_autorep.export.contract import (
     DEFAULT_INPUT_SCALE,
@@ -28,19 +28,8 @@ from keras_autorep.export.contract import (
     OUTPUT_NAMES,
     exportable_model,
 )
+from keras_autorep.export.onnx_pi import make_pi_ready
 from keras_autorep.export.saved_model import serving_function
-
-
-_INTEGER_TYPES = {
-    onnx.TensorProto.INT8,
-    onnx.TensorProto.INT16,
-    onnx.TensorProto.INT32,
-    onnx.TensorProto.INT64,
-    onnx.TensorProto.UINT8,
-    onnx.TensorProto.UINT16,
-    onnx.TensorProto.UINT32,
-    onnx.TensorProto.UINT64,
-}
 
 
 def _check_outputs(outputs):
@@ -57,41 +46,13 @@ def _check_outputs(outputs):
     return outputs
 
 
-def _integer_initializers_to_constants(graph):
-    """Move integer initialisers into ``Constant`` nodes at the graph start."""
-    integer = [i for i in graph.initializer if i.data_type in _INTEGER_TYPES]
-    constants = [
-        helper.make_node(
-            "Constant",
-            [],
-            [tensor.name],
-            value=tensor,
-            name=f"{tensor.name}_const",
-        )
-        for tensor in integer
-    ]
-    kept = [i for i in graph.initializer if i.data_type not in _INTEGER_TYPES]
-    nodes = constants + list(graph.node)
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    del graph.node[:]
-    graph.node.extend(nodes)
-
-
-def _select_outputs(graph, outputs):
-    by_name = {output.name: output for output in graph.output}
-    selected = [by_name[name] for name in outputs]
-    del graph.output[:]
-    graph.output.extend(selected)
-
-
 def export_onnx(
     model,
     path,
     batch_size=None,
     input_scale=DEFAULT_INPUT_SCALE,
     opset=DEFAULT_OPSET,
-    outputs=OUTPUT_NAMES,
+    outputs=("logits",),
 ):
     """Export a model to ONNX with tf2onnx.
 
@@ -121,7 +82,7 @@ def write_onnx(
     batch_size=None,
     input_scale=DEFAULT_INPUT_SCALE,
     opset=DEFAULT_OPSET,
-    outputs=OUTPUT_NAMES,
+    outputs=("logits",),
 ):
     """``export_onnx`` of a model ``exportable_model`` has already checked."""
     import tf2onnx
@@ -159,8 +120,7 @@ def write_onnx(
             f"{[value.name for value in proto.graph.input]}, expected "
             f"[{INPUT_NAME!r}]"
         )
-    _select_outputs(proto.graph, outputs)
-    _integer_initializers_to_constants(proto.graph)
+    make_pi_ready(proto, outputs)
     onnx.checker.check_model(proto)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -133,6 +133,15 @@ class PartialReLU(keras.layers.Layer):
         return mask.reshape(self.activation_shape)
 
     def call(self, inputs):
+        # A site keeping all or none of its positions emits only its branch:
+        # a ReLU or polynomial op on an empty tensor still costs a PI
+        # protocol its rounds.
+        if self.num_kept == self.total_relus:
+            return ops.relu(inputs)
+        if self.num_kept == 0:
+            return evaluate_polynomial(
+                inputs, ops.cast(self.coefficients, inputs.dtype)
+            )
         flat = ops.reshape(inputs, (-1, self.total_relus))
         kept = ops.relu(ops.take(flat, self.kept_indices, axis=1))
         removed = ops.take(flat, self.removed_indices, axis=1)

@@ -1,12 +1,16 @@
-"""Private inference: the cost of an exported model.
+"""Private inference: what an exported model costs, predicted and measured.
 
-``cost_report(model_or_spec)`` prices the non-linear layers
-(``keras_autorep.pi.cost``); ``python -m keras_autorep.pi cost DIR``
-prints (or with ``--write`` saves as ``pi_cost.txt``) the report of an
-exported version folder.
+``cost_report(export)`` predicts, per calibrated protocol (``cost``), the
+communication, rounds and latency of an export next to its all-ReLU
+version, with the published garbled-circuit figures (``garbled``) as a
+third family; ``measure(export, runtime, images)`` runs a real two-party
+inference (``runtimes``) and writes ``pi_measured.json``.
+``python -m keras_autorep.pi cost|measure DIR`` does both from the command
+line.
 """
 
-from keras_autorep.pi.cost import (
+from keras_autorep.pi.cost import Network, Prediction, predict, protocols
+from keras_autorep.pi.garbled import (
     GC_CLIENT_EVAL_MS_PER_RELU,
     GC_CLIENT_GARBLE_MS_PER_RELU,
     GC_CLIENT_STORAGE_BYTES_PER_RELU,
@@ -16,11 +20,13 @@ from keras_autorep.pi.cost import (
     PASNET_X2_SLOPE,
     POLYNOMIAL_TO_RELU_RATIO,
     SOURCES,
-    CostReport,
     PICost,
-    cost_report,
     estimate_cost,
 )
+from keras_autorep.pi.measure import measure, read_measured
+from keras_autorep.pi.report import CostReport, cost_report
+from keras_autorep.pi.runtimes import RUNTIMES
+from keras_autorep.pi.workload import Workload, onnx_workload
 
 __all__ = [
     "GC_CLIENT_EVAL_MS_PER_RELU",
@@ -31,9 +37,18 @@ __all__ = [
     "PASNET_RELU_SLOPE",
     "PASNET_X2_SLOPE",
     "POLYNOMIAL_TO_RELU_RATIO",
+    "RUNTIMES",
     "SOURCES",
     "CostReport",
+    "Network",
     "PICost",
+    "Prediction",
+    "Workload",
     "cost_report",
     "estimate_cost",
+    "measure",
+    "onnx_workload",
+    "predict",
+    "protocols",
+    "read_measured",
 ]

@@ -2,22 +2,37 @@
 
 Usage::
 
-    python -m keras_autorep.pi cost saved_models/<name>/<version>
-    python -m keras_autorep.pi cost saved_models/<name>   # highest version
-    python -m keras_autorep.pi cost path/to/pi_spec.json [--json] [--write]
+    python -m keras_autorep.pi cost saved_models/<name>[/<version>]
+        [--protocol NAME] [--rtt-ms 1] [--bandwidth-mbps 1000]
+        [--json] [--write]
+    python -m keras_autorep.pi measure saved_models/<name>/<version>
+        [--runtime crypten|spu-semi2k|spu-cheetah]
+        [--baseline TEACHER_EXPORT] [--images N] [--data-dir PATH]
 
-``cost`` prints the ReLU table and the PI cost report of an exported model
-from its ``pi_spec.json`` alone (no Keras model is loaded); ``--write``
-also saves the report as ``pi_cost.txt`` beside the spec.
+``cost`` prints the ReLU table and the PI cost report of an export from its
+files (``--write`` also saves it as ``pi_cost.txt``). ``measure`` runs
+``N`` real test images through a two-party runtime (``make pi-env``
+builds them), writes ``pi_measured.json`` beside the model and prints the
+entry.
 """
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
-from keras_autorep.export import read_pi_spec
-from keras_autorep.pi.cost import cost_report
+from keras_autorep.pi.cost import Network
 from keras_autorep.pi.exported import cost_text, find_spec, write_cost_file
+from keras_autorep.pi.report import cost_report
+from keras_autorep.pi.runtimes import RUNTIMES
+
+DEFAULT_ARCHIVE = "cifar10-images.tar.gz"
+
+
+def default_data_dir():
+    base = os.environ.get("KERAS_AUTOREP_DATA", "../shared/data")
+    return str(Path(base) / DEFAULT_ARCHIVE)
 
 
 def build_parser():
@@ -32,6 +47,13 @@ def build_parser():
     cost.add_argument(
         "path", help="version folder, model folder or pi_spec.json"
     )
+    cost.add_argument("--protocol", action="append", choices=sorted(RUNTIMES),
+                      help="price only this protocol (repeatable)")
+    cost.add_argument("--rtt-ms", type=float, default=Network.rtt_ms,
+                      help="network round-trip time of the latency (ms)")
+    cost.add_argument("--bandwidth-mbps", type=float,
+                      default=Network.bandwidth_mbps,
+                      help="network bandwidth of the latency (Mbit/s)")
     cost.add_argument(
         "--json", action="store_true", help="print the report as JSON"
     )
@@ -39,25 +61,76 @@ def build_parser():
         "--write", action="store_true",
         help="also write pi_cost.txt beside the spec",
     )
+    measure = commands.add_parser(
+        "measure", help="measure a real two-party inference of an export"
+    )
+    measure.add_argument("path", help="version folder or model folder")
+    measure.add_argument("--runtime", choices=sorted(RUNTIMES),
+                         default="crypten")
+    measure.add_argument("--baseline", help="export to compare with "
+                         "(e.g. the all-ReLU teacher's)")
+    measure.add_argument("--images", type=int, default=4,
+                         help="number of test images (default 4)")
+    measure.add_argument("--data-dir", default=None,
+                         help="dataset folder or archive of the images "
+                         f"(default $KERAS_AUTOREP_DATA/{DEFAULT_ARCHIVE} or "
+                         f"../shared/data/{DEFAULT_ARCHIVE})")
+    measure.add_argument("--dataset", default="cifar10")
     return parser
+
+
+def test_images(dataset, data_dir, count, shape):
+    """``count`` test images (raw pixels, float32) of the dataset."""
+    from keras_autorep.data import load_dataset
+
+    _, (x_test, _), _ = load_dataset(
+        dataset, data_dir=data_dir, subset=(count, count), verbose=0
+    )
+    if tuple(x_test.shape[1:]) != tuple(shape):
+        raise ValueError(
+            f"{dataset} images are {x_test.shape[1:]}, the model takes "
+            f"{tuple(shape)}"
+        )
+    return x_test[:count].astype("float32")
+
+
+def run_measure(args):
+    from keras_autorep.export import read_pi_spec
+    from keras_autorep.pi.measure import measure
+
+    if args.images < 1:
+        raise ValueError(f"--images must be >= 1, got {args.images}")
+    version = find_spec(args.path).parent
+    shape = read_pi_spec(version)["input"]["shape"]
+    images = test_images(args.dataset, args.data_dir or default_data_dir(),
+                         args.images, shape)
+    baseline = find_spec(args.baseline).parent if args.baseline else None
+    entry = measure(version, args.runtime, images, baseline)
+    print(json.dumps({"runtime": args.runtime, **entry}, indent=1))
+    print(f"wrote {version / 'pi_measured.json'}")
 
 
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "measure":
+            run_measure(args)
+            return 0
         spec_path = find_spec(args.path)
-        spec = read_pi_spec(spec_path)
-    except (OSError, ValueError) as error:
+        network = Network(args.rtt_ms, args.bandwidth_mbps)
+        if args.json:
+            report = cost_report(spec_path, network=network,
+                                 names=args.protocol)
+            print(json.dumps({"spec": str(spec_path), **report.to_dict()},
+                             indent=1))
+        else:
+            print(cost_text(spec_path, network, args.protocol))
+        if args.write:
+            write_cost_file(spec_path.parent, network, args.protocol)
+    except (OSError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if args.json:
-        data = {"spec": str(spec_path), **cost_report(spec).to_dict()}
-        print(json.dumps(data, indent=1))
-    else:
-        print(cost_text(spec, spec_path))
-    if args.write:
-        write_cost_file(spec_path.parent)
     return 0
 
 

@@ -1,11 +1,11 @@
-"""The PI cost of an exported model, read from its ``pi_spec.json`` alone
-(no Keras model is loaded)."""
+"""The PI cost of an exported model, read from its files (``pi_spec.json``,
+``model.onnx``, ``pi_measured.json``; no Keras model is loaded)."""
 
 from pathlib import Path
 
 from keras_autorep.export import SPEC_FILENAME, read_pi_spec, versions
 from keras_autorep.graph.counting import ReLUCount, SiteCount
-from keras_autorep.pi.cost import cost_report
+from keras_autorep.pi.report import cost_report
 
 COST_FILENAME = "pi_cost.txt"
 
@@ -62,25 +62,27 @@ def spec_count(spec):
     )
 
 
-def cost_text(spec, spec_path=None):
-    """The model line, input line, ReLU table and cost report of a spec."""
+def cost_text(spec_path, network=None, names=None):
+    """The model line, input line, ReLU table and cost report of the
+    export whose spec is ``spec_path``."""
+    spec = read_pi_spec(spec_path)
     shape = tuple(spec["input"]["shape"])
-    source = f" ({spec_path})" if spec_path else ""
     return "\n".join([
-        f"model {spec['model']!r}{source}",
+        f"model {spec['model']!r} ({spec_path})",
         f"input {spec['input']['name']!r}: {spec['input']['dtype']} "
         f"{spec['input']['layout']} (batch,) + {shape}, scaled by "
         f"{spec['input']['scale']:.6g}",
         "",
         spec_count(spec).table(),
         "",
-        cost_report(spec).text(),
+        cost_report(spec_path, network=network, names=names).text(),
     ])
 
 
-def write_cost_file(folder):
+def write_cost_file(folder, network=None, names=None):
     """Write ``pi_cost.txt`` (the cost report) beside the spec in
     ``folder``; returns its path."""
     path = Path(folder) / COST_FILENAME
-    path.write_text(cost_report(read_pi_spec(folder)).text() + "\n")
+    report = cost_report(folder, network=network, names=names)
+    path.write_text(report.text() + "\n")
     return path

@@ -9,6 +9,7 @@ import sys
 from keras_autorep.architectures import MODELS
 from keras_autorep.budgets import check_budget_text, parse_budget
 from keras_autorep.export import UnstableModelError
+from keras_autorep.pi import RUNTIMES
 from keras_autorep.recipes.cryptonas import (
     prepare_cryptonas,
     print_cryptonas_summary,
@@ -33,6 +34,9 @@ from keras_autorep.recipes.settings import (
 )
 from keras_autorep.recipes.stages import prepare, print_summary, run_recipe
 from keras_autorep.training.schedules import FINAL_LR
+
+
+PROTOCOLS = sorted(RUNTIMES)
 
 
 def budget_argument(text):
@@ -136,6 +140,10 @@ def build_parser(dataset):
     add("--tuner-trials", type=int, default=None,
         help="--allocation tuned: keras-tuner trials of one epoch each "
              f"(default {TUNER_TRIALS}; {QUICK_TUNER_TRIALS} with --quick)")
+    add("--protocol", choices=PROTOCOLS, default=None,
+        help="PI protocol to report costs for (default: all calibrated) "
+             "and to pick, per site, the cheaper polynomial (degree 1 "
+             "instead of 2) where that costs no accuracy")
     add_run_arguments(parser, quick_subset=QUICK_PRESET["subset"],
                       default_run_name="<dataset>_<model>_<budget>[_<method>]"
                                        "[_<allocation>][_quick]")

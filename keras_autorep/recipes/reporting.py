@@ -100,7 +100,8 @@ def publish(run, model, report, plots):
 
     def extras(folder, version_dir):
         if backend == "tensorflow":
-            write_cost_file(folder)
+            protocol = getattr(run.settings, "protocol", None)
+            write_cost_file(folder, names=[protocol] if protocol else None)
         for filename, draw in plots.items():
             draw(folder / filename)
         run.times["export"] = time.perf_counter() - start

@@ -100,6 +100,7 @@ def _common_key(settings):
     key = dataclasses.asdict(settings)
     for name in ("out", "cache_dir", "run_name", "wait"):
         del key[name]
+    key.pop("protocol", None)  # used after training only
     key["data_dir"] = data_source(settings.data_dir)
     key["subset"] = list(settings.subset) if settings.subset else None
     return key
@@ -133,6 +134,7 @@ class Settings:
     quick: bool
     wait: bool
     allow_unstable: bool = False
+    protocol: str = None  # PI protocol priced and optimised for, or all
 
     @classmethod
     def resolve(cls, dataset, given):
@@ -150,7 +152,8 @@ class Settings:
                       out=given.get("out") or "saved_models",
                       seed=given.get("seed") or 0,
                       wait=bool(given.get("wait")),
-                      allow_unstable=bool(given.get("allow_unstable")))
+                      allow_unstable=bool(given.get("allow_unstable")),
+                      protocol=given.get("protocol"))
         values["allocation"] = (given.get("allocation")
                                 or DEFAULT_ALLOCATION[method])
         if method == "senet" and values["allocation"] == "free":

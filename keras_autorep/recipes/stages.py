@@ -41,6 +41,7 @@ from keras_autorep.graph import (
 )
 from keras_autorep.methods import METHODS
 from keras_autorep.pi import cost_report
+from keras_autorep.pi.replacements import choose_replacements
 from keras_autorep.recipes.plots import plot_history, plot_relus_per_layer
 from keras_autorep.recipes.presets import (
     AUTOREP_FINETUNE_LR_FRACTION,
@@ -275,11 +276,31 @@ def harden_stage(recipe, student):
         raise AssertionError(
             f"hardened model keeps {count.kept:,} ReLUs, above the "
             f"budget {budget:,}")
+    replacements = None
+    if run.settings.protocol:
+        hardened, replacements = protocol_replacements(run, hardened)
     accuracy = run.evaluate(hardened)
     run.times["harden_evaluate"] = time.perf_counter() - start
     print(f"Hardened: {count.kept:,} ReLUs (budget {budget:,}), "
           f"test {format_accuracy(accuracy)}", flush=True)
-    return hardened, dict(test_accuracy=accuracy, relus=count)
+    return hardened, dict(test_accuracy=accuracy, relus=count,
+                          replacements=replacements)
+
+
+def protocol_replacements(run, hardened, images=1000):
+    """Degree 1 at the sites where, on a seeded sample of training images,
+    it costs no accuracy (``choose_replacements`` under --protocol)."""
+    x, y = run.train
+    sample = np.random.default_rng(run.settings.seed).permutation(
+        len(y))[:images]
+    hardened, choices = choose_replacements(
+        hardened, run.settings.protocol, x[sample] / 255.0, y[sample])
+    saved = sum(choice["saved_bytes"] for choice in choices)
+    print(f"Protocol {run.settings.protocol}: degree 1 at "
+          f"{sum(c['degree'] == 1 for c in choices)} of {len(choices)} "
+          f"polynomial sites, {saved / 1e6:,.2f} MB less per inference",
+          flush=True)
+    return hardened, choices
 
 
 CALIBRATION_IMAGES = 256  # training images of the sanity check
@@ -314,6 +335,7 @@ def export_stage(recipe, teacher, hardened, teacher_record, search_record,
     returns the report."""
     check_sane(recipe, teacher, hardened, final)
     s, relus = recipe.run.settings, final["relus"]
+    protocol = [s.protocol] if s.protocol else None
     report = dict(
         run_name=recipe.run.folder.name,
         dataset=s.dataset,
@@ -327,7 +349,8 @@ def export_stage(recipe, teacher, hardened, teacher_record, search_record,
         final_test_accuracy=final["test_accuracy"],
         teacher=teacher_record,
         search=search_record,
-        pi_cost=cost_report(hardened, teacher).to_dict(),
+        pi_cost=cost_report(hardened, teacher, names=protocol).to_dict(),
+        pi_replacements=final["replacements"],
     )
     plots = {
         "relus_per_layer.png": lambda path: plot_relus_per_layer(

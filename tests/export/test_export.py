@@ -345,32 +345,81 @@ def test_relu_elements_counts_only_kept(tiny, exported, tmp_path):
     assert relu_elements(plain_dir) == ka.count_relus(plain).total == 512
 
 
+def assert_pi_ready(path):
+    """The ONNX graph CrypTen 0.4.1 loads as it is (docs/export.md)."""
+    proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    graph = proto.graph
+    assert [output.name for output in graph.output] == ["logits"]
+    needed = {"logits"}
+    for node in reversed(graph.node):
+        assert needed.intersection(node.output), f"dead node {node.name}"
+        needed.update(node.input)
+    assert {i.name for i in graph.initializer} <= needed
+    values = list(graph.value_info) + list(graph.input) + list(graph.output)
+    for value in values:
+        dims = value.type.tensor_type.shape.dim
+        assert all(dim.HasField("dim_value") for dim in dims), value.name
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    integer_types = (onnx.TensorProto.INT32, onnx.TensorProto.INT64)
+    assert not [t for t in graph.initializer if t.data_type in integer_types]
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in values}
+    for node in graph.node:
+        attributes = {a.name: onnx.helper.get_attribute_value(a)
+                      for a in node.attribute}
+        assert node.op_type not in ("Squeeze", "Unsqueeze", "Softmax",
+                                    "ArgMax")
+        if node.op_type == "Gemm":
+            assert {"alpha", "beta", "transA", "transB"} <= set(attributes)
+        if node.op_type == "Conv":
+            pads = attributes.get("pads", [0, 0, 0, 0])
+            assert pads[:2] == pads[2:], node.name
+            assert attributes.get("auto_pad", b"NOTSET") == b"NOTSET"
+        if node.op_type in ("Relu", "Mul"):
+            assert np.prod(shapes[node.input[0]]) > 0, node.name
+    return graph
+
+
 def test_onnx_static_batch_for_pi(tiny, exported):
     model = tiny[1]
     path = exported / "model.onnx"
     images = pixels(1, seed=2)
     outputs = run_onnx(path, images)
-    assert list(outputs) == ["logits", "probabilities", "class_id"]
-    assert_outputs_close(outputs, keras_outputs(model, images))
+    assert list(outputs) == ["logits"]
+    np.testing.assert_allclose(outputs["logits"],
+                               keras_outputs(model, images)["logits"],
+                               atol=1e-4)
     assert onnx_relu_elements(path) == ka.count_relus(model).kept
-    proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
-    graph = proto.graph
-    values = list(graph.value_info) + list(graph.input) + list(graph.output)
-    for value in values:
-        dims = value.type.tensor_type.shape.dim
-        assert all(dim.HasField("dim_value") for dim in dims), value.name
-    integer_types = (onnx.TensorProto.INT32, onnx.TensorProto.INT64)
-    assert not [t for t in graph.initializer if t.data_type in integer_types]
+    assert_pi_ready(path)
+
+
+def test_stride_two_same_convolutions_get_symmetric_padding(tmp_path):
+    """TensorFlow pads ``same`` stride-2 convolutions on even inputs after
+    only; the export keeps the result exact with symmetric Conv pads."""
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)),
+        keras.layers.Conv2D(4, 3, strides=2, padding="same"),
+        keras.layers.ReLU(),
+        keras.layers.Conv2D(5, 4, strides=2, padding="same"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3),
+    ])
+    path = export_onnx(model, tmp_path / "strided.onnx", batch_size=1)
+    graph = assert_pi_ready(path)
+    assert "Concat" in {node.op_type for node in graph.node}
+    images = pixels(1, seed=6)
+    np.testing.assert_allclose(run_onnx(path, images)["logits"],
+                               keras_outputs(model, images)["logits"],
+                               atol=1e-4)
 
 
 def test_onnx_dynamic_batch_and_output_subset(tiny, tmp_path):
     model = tiny[1]
-    path = export_onnx(model, tmp_path / "dynamic.onnx")
+    path = export_onnx(model, tmp_path / "dynamic.onnx",
+                       outputs=("logits", "probabilities", "class_id"))
     images = pixels(3, seed=3)
     assert_outputs_close(run_onnx(path, images), keras_outputs(model, images))
-    logits_only = export_onnx(
-        model, tmp_path / "logits.onnx", batch_size=1, outputs=("logits",)
-    )
+    logits_only = export_onnx(model, tmp_path / "logits.onnx", batch_size=1)
     assert list(run_onnx(logits_only, images[:1])) == ["logits"]
     with pytest.raises(ValueError, match="outputs"):
         export_onnx(model, tmp_path / "x.onnx", outputs=("softmax",))
@@ -386,7 +435,8 @@ def test_residual_model_with_a_plain_relu_and_polynomial(tmp_path):
     assert rows["stem_relu"].total == 256
     assert 256 < count.kept < count.total
     directory = export_saved_model(model, tmp_path, "residual")
-    onnx_path = export_onnx(model, tmp_path / "residual.onnx")
+    onnx_path = export_onnx(model, tmp_path / "residual.onnx",
+                            outputs=("logits", "probabilities", "class_id"))
     assert relu_elements(directory) == count.kept
     assert onnx_relu_elements(onnx_path) == count.kept
     images = pixels(2, seed=4)
@@ -407,8 +457,19 @@ def test_no_relu_kept_and_all_kept(keep, tmp_path):
     assert relu_elements(serving_function(model)) == count.kept
     assert onnx_relu_elements(onnx_path) == count.kept
     images = pixels(1, seed=5)
-    expected = keras_outputs(model, images)
-    assert_outputs_close(run_onnx(onnx_path, images), expected)
+    np.testing.assert_allclose(run_onnx(onnx_path, images)["logits"],
+                               keras_outputs(model, images)["logits"],
+                               atol=1e-4)
+    # Only the branch the sites need: no Relu on an empty tensor and, when
+    # every position keeps its ReLU, the plain model's graph.
+    ops = sorted(node.op_type for node in assert_pi_ready(onnx_path).node)
+    assert "Gather" not in ops
+    if keep == 0.0:
+        assert "Relu" not in ops
+    else:
+        plain = export_onnx(sequential_model(), tmp_path / "plain.onnx",
+                            batch_size=1)
+        assert ops == sorted(n.op_type for n in onnx.load(str(plain)).graph.node)
 
 
 def test_versions_and_overwrite(tiny, tmp_path, monkeypatch):

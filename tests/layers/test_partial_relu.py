@@ -53,6 +53,27 @@ def test_partial_relu_matches_masked_formula(kept):
     assert not layer.trainable_weights
 
 
+@pytest.mark.parametrize("kept", [0, 36], ids=["none", "all"])
+def test_sites_keeping_none_or_all_emit_one_branch_with_identical_output(
+        kept):
+    """No ReLU on an empty tensor, no polynomial when all are kept; the
+    outputs are exactly those of the gather/scatter form's branch."""
+    shape = (3, 3, 4)
+    coefficients = RNG.normal(size=(3, 4)).astype("float32")
+    layer = PartialReLU(num_kept=kept, kept_indices=np.arange(kept),
+                        coefficients=coefficients)
+    x = RNG.normal(size=(2,) + shape).astype("float32")
+    y = keras.ops.convert_to_numpy(layer(x))
+    flat = x.reshape(2, -1)
+    if kept:
+        expected = np.maximum(flat, 0)
+    else:
+        per_element = coefficients[:, np.arange(36) % 4]
+        expected = keras.ops.convert_to_numpy(
+            evaluate_polynomial(flat, per_element))
+    np.testing.assert_array_equal(y, expected.reshape(x.shape))
+
+
 def test_partial_relu_rejects_bad_positions():
     layer = PartialReLU(num_kept=2)
     layer.build((None, 2, 2, 1))

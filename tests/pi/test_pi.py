@@ -1,61 +1,51 @@
-"""PI cost model and the ``python -m keras_autorep.pi cost`` command."""
+"""PI cost model: workloads of ONNX graphs, calibrated predictions, the
+garbled-circuit family, the report and ``python -m keras_autorep.pi cost``
+(no runtime needed; the real two-party runs are in test_runtimes.py)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 import keras_autorep as ka
 from keras_autorep import pi
-from keras_autorep.export import read_pi_spec, write_pi_spec
-from keras_autorep.pi import cost_report, estimate_cost
-from keras_autorep.pi.__main__ import main
-from keras_autorep.pi.exported import (
-    cost_text,
-    find_spec,
-    spec_count,
-    write_cost_file,
+from keras_autorep.export import export_all, read_pi_spec
+from keras_autorep.pi import (
+    Network,
+    cost_report,
+    estimate_cost,
+    onnx_workload,
+    predict,
 )
+from keras_autorep.pi.__main__ import main
+from keras_autorep.pi.cost import calibration, features
+from keras_autorep.pi.exported import find_spec, spec_count, write_cost_file
+from pi_models import harden_sites, teacher
 
-
-def tiny_model():
-    return keras.Sequential(
-        [
-            keras.Input((8, 8, 3)),
-            keras.layers.Conv2D(4, 3, padding="same"),
-            keras.layers.ReLU(name="stem_relu"),
-            keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(5),
-        ]
-    )
-
-
-def hardened(model, keep):
-    """``keep``: ``{selector: kept fraction}``."""
-    selected = ka.replace_relus(model)
-    for selector in ka.selectors(selected):
-        mask = np.zeros(selector.mask.shape, "float32").ravel()
-        mask[: int(mask.size * keep[selector.name])] = 1.0
-        selector.mask.assign(mask.reshape(selector.mask.shape))
-    return ka.harden(selected)
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="pricing an export reads its ONNX graph (TensorFlow backend)",
+)
+PROTOCOLS = ("crypten", "spu-semi2k", "spu-cheetah")
 
 
 @pytest.fixture(scope="module")
-def models():
-    """The all-ReLU model and its hardening keeping the whole stem ReLU
-    (256) and a quarter of the fused one (64 of 256)."""
-    original = tiny_model()
-    sites = [s.name for s in ka.selectors(ka.replace_relus(original))]
-    assert sites[0] == "stem_relu"
-    return original, hardened(original, keep=dict(zip(sites, (1.0, 0.25))))
+def exports(tmp_path_factory):
+    """The hardened model's export and its teacher's."""
+    base = tmp_path_factory.mktemp("exports")
+    plain = teacher()
+    hardened = harden_sites(plain)
+    return (export_all(hardened, base, "hardened"),
+            export_all(plain, base, "teacher"), hardened)
 
 
-def test_constants_are_the_cited_figures():
+def test_garbled_circuit_constants_are_the_cited_figures():
     assert pi.GC_SERVER_GARBLE_MS_PER_RELU == 0.102
     assert pi.GC_SERVER_EVAL_MS_PER_RELU == 0.052
     assert pi.GC_CLIENT_EVAL_MS_PER_RELU == (0.28, 0.35)
@@ -63,118 +53,155 @@ def test_constants_are_the_cited_figures():
     assert pi.POLYNOMIAL_TO_RELU_RATIO == pytest.approx(0.03 / 13.6)
     sources = " ".join(pi.SOURCES)
     assert "Garimella" in sources and "ASPLOS 2023" in sources
-    assert "AMD EPYC 7502" in sources
     assert "PASNet" in sources and "units undocumented" in sources
-
-
-def test_estimate_cost_is_linear_in_the_counts():
     cost = estimate_cost(1000, 2000)
     ratio = 0.03 / 13.6
     assert cost.online_ms == pytest.approx((1000 + 2000 * ratio) * 0.052)
-    assert cost.garbling_ms == pytest.approx(1000 * 0.102)
     assert cost.client_storage_bytes == 1000 * 18_248
-    assert cost.online_client_ms == pytest.approx(
-        ((1000 + 2000 * ratio) * 0.28, (1000 + 2000 * ratio) * 0.35)
-    )
-    assert estimate_cost(0).online_ms == 0.0
     with pytest.raises(ValueError, match=">= 0"):
         estimate_cost(-1)
 
 
-def test_cost_report_against_given_original(models):
-    original, model = models
+def hand_built_graph():
+    """image (1, 4, 6, 6) -> Relu, x*x, x*initialiser, x*Constant (free),
+    Conv 3x3 -> 5 channels, MaxPool 2x2, GlobalAveragePool, Gemm 5 -> 3."""
+    init = [
+        numpy_helper.from_array(np.ones((1, 4, 1, 1), "float32"), "scale"),
+        numpy_helper.from_array(np.ones((5, 4, 3, 3), "float32"), "w"),
+        numpy_helper.from_array(np.ones((5, 3), "float32"), "dense"),
+        numpy_helper.from_array(np.ones(3, "float32"), "bias"),
+    ]
+    nodes = [
+        helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(
+            np.zeros((), "float32"), "zero")),
+        helper.make_node("Relu", ["image"], ["r"]),
+        helper.make_node("Mul", ["r", "image"], ["sq"]),
+        helper.make_node("Mul", ["sq", "scale"], ["scaled"]),
+        helper.make_node("Mul", ["image", "zero"], ["nothing"]),
+        helper.make_node("Add", ["scaled", "nothing"], ["sum"]),
+        helper.make_node("Conv", ["sum", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["p"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "dense", "bias"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "hand",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                       [1, 4, 6, 6])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])],
+        init)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_workload_of_a_hand_built_graph():
+    w = onnx_workload(hand_built_graph())
+    assert (w.comparisons, w.comparison_nodes) == (144 + 45 * 3, 2)
+    assert (w.secret_products_out, w.secret_products_in) == (144, 288)
+    assert (w.constant_products_out, w.constant_products_in) == (144, 148)
+    assert w.constant_product_nodes == 1  # the product with a Constant: free
+    assert w.linear_out == 180 + 3 and w.linear_nodes == 2
+    assert w.linear_in == (144 + 180) + (5 + 15)
+    assert w.linear_macs == 180 * 36 + 3 * 5
+    assert (w.means_out, w.mean_nodes) == (5, 1)
+    f = features(w)
+    assert f["opened"] == 288 + 148 + 344
+    assert f["truncations"] == 183 + 144 + 144 + 5
+
+
+def test_all_relu_version_is_the_teachers_graph(exports):
+    hardened_dir, teacher_dir, _ = exports
+    spec = read_pi_spec(hardened_dir)
+    kinds = [(s["kept"] == 0, s["kept"] == s["total"]) for s in spec["sites"]]
+    assert (True, False) in kinds and (False, True) in kinds
+    hardened = onnx_workload(hardened_dir / "model.onnx")
+    original = onnx_workload(teacher_dir / "model.onnx")
+    assert hardened.comparisons == spec["totals"]["relu_kept"]
+    assert hardened.secret_products_out == spec["totals"]["polynomial"]
+    assert hardened.all_relu(spec) == original
+
+
+def test_calibration_has_every_protocol_with_provenance():
+    table = calibration()["protocols"]
+    assert set(PROTOCOLS) <= set(table)
+    for name in PROTOCOLS:
+        source = table[name]["provenance"]
+        assert source["command"].startswith("python benchmarks/pi_calibrate")
+        assert source["programs"] and source["versions"]
+        assert table[name]["bytes"]["comparisons"] > 0
+    assert table["crypten"]["bytes"]["comparisons"] == pytest.approx(464)
+    assert table["crypten"]["bytes"]["opened"] == pytest.approx(16)
+
+
+def test_prediction_is_the_calibrated_sum(exports):
+    workload = onnx_workload(exports[0] / "model.onnx")
+    for name in PROTOCOLS:
+        coefficients = calibration()["protocols"][name]
+        expected = sum(coefficients["bytes"].get(k, 0) * v
+                       for k, v in features(workload).items())
+        prediction = predict(workload, name)
+        assert prediction.bytes == pytest.approx(expected)
+        slow = Network(rtt_ms=40, bandwidth_mbps=100)
+        assert prediction.latency_ms(slow) == pytest.approx(
+            1e3 * prediction.seconds + 40 * prediction.rounds
+            + prediction.bytes * 8 / 1e5)
+    with pytest.raises(ValueError, match="no calibration"):
+        predict(workload, "aby3")
+
+
+def test_report_prices_every_protocol_against_all_relu(exports):
+    hardened_dir, teacher_dir, model = exports
+    report = cost_report(hardened_dir)
+    assert set(report.predictions) == set(PROTOCOLS)
+    explicit = cost_report(hardened_dir, teacher_dir)
+    for name in PROTOCOLS:
+        assert report.predictions[name][1] == explicit.predictions[name][1]
     count = ka.count_relus(model)
-    assert [row.kept for row in count.rows] == [256, 64]
-    assert count.kept == 64 + 256 and count.total == 512
-    report = cost_report(model, original)
-    assert not hasattr(report.exported, "relus_counted")
-    assert report.exported.relus == 64 + 256
-    assert report.exported.polynomials == 256 - 64
-    assert report.original.relus == 512 and report.original.polynomials == 0
-    assert report.relu_reduction == pytest.approx(512 / 320)
+    assert report.counts["relus"] == count.kept
+    assert report.original_counts["relus"] == count.total
     text = report.text()
-    assert "ratio: 1.6x fewer ReLUs, online" in text
-    assert "counted ReLUs" not in text and "computed" not in text
-    assert "communication 1.6x smaller" in text
-    (line,) = [x for x in text.splitlines() if x.startswith("communica")]
-    assert line.split()[-2:] == ["5.84", "9.34"]  # 320, 512 x 18,248 B
-    assert "online 0.052 ms (server eval)" in text and "18,248 B" in text
-    assert "Garimella" in text and "PASNet" in text
-    assert json.loads(json.dumps(report.to_dict()))["exported"]["relus"] == 320
+    assert "crypten (calibrated prediction)" in text
+    assert "garbled circuits (published figures" in text
+    assert "RTT 1 ms, 1,000 Mbit/s" in text and "Garimella" in text
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["protocols"]["crypten"]["communication_ratio"] > 1
+    assert data["protocols"]["spu-cheetah"]["provenance"].startswith(
+        "spu-cheetah: SPU 0.9.5 CHEETAH")
+    from_model = cost_report(model)
+    assert from_model.predictions == report.predictions
 
 
-def test_cost_report_default_original_is_all_relu(models):
-    original, model = models
-    report = cost_report(model)
-    assert report.original == cost_report(model, original).original
-    assert report.original.polynomials == 0
-    assert report.original.relus == ka.count_relus(model).total
+def test_max_pool_and_other_comparisons_price_as_relus(exports):
+    spec = read_pi_spec(exports[0])
+    spec["totals"].update(max_comparisons=100, other_comparisons=20)
+    counts = pi.report.spec_counts(spec)
+    assert counts["comparisons"] == spec["totals"]["relu_kept"] + 120
+    assert pi.report.all_relu_counts(spec)["comparisons"] == (
+        spec["totals"]["relu_total"] + 120)
 
 
-def test_cost_report_with_no_relu_left():
-    model = keras.Sequential(
-        [
-            keras.Input((4, 4, 2)),
-            ka.PolynomialActivation(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(3),
-        ]
-    )
-    report = cost_report(model)
-    assert report.exported.relus == 0 and report.exported.polynomials == 32
-    assert report.relu_reduction == float("inf")
-    assert report.to_dict()["relu_reduction"] is None
-    assert "no ReLU left" in str(report)
-
-
-@pytest.fixture(scope="module")
-def spec_dir(models, tmp_path_factory):
-    model_dir = tmp_path_factory.mktemp("saved") / "tiny"
-    write_pi_spec(models[1], model_dir / "1")
-    write_pi_spec(models[1], model_dir / "3")
-    return model_dir
-
-
-def test_report_reads_pi_spec_alone(models, spec_dir, capsys):
-    assert main(["cost", str(spec_dir / "1")]) == 0
+def test_cost_command(exports, tmp_path, capsys):
+    hardened_dir = exports[0]
+    assert main(["cost", str(hardened_dir)]) == 0
     text = capsys.readouterr().out
-    assert ka.count_relus(models[1]).table() in text
-    assert "stem_relu" in text and "PartialReLU" in text
-    assert cost_report(models[1]).text() in text
-    assert main(["cost", str(spec_dir)]) == 0
-    assert f"{spec_dir / '3' / 'pi_spec.json'}" in capsys.readouterr().out
-    assert main(["cost", str(spec_dir / "1" / "pi_spec.json"), "--json"]) == 0
+    assert spec_count(read_pi_spec(hardened_dir)).table() in text
+    assert "spu-cheetah (calibrated prediction)" in text
+    assert main(["cost", str(hardened_dir), "--protocol", "spu-semi2k",
+                 "--rtt-ms", "40", "--bandwidth-mbps", "100", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["exported"]["relus"] == 320
-    assert data["original"]["relus"] == 512
-    assert data["spec"] == str(spec_dir / "1" / "pi_spec.json")
-    assert main(["cost", str(spec_dir / "missing")]) == 1
+    assert list(data["protocols"]) == ["spu-semi2k"]
+    assert data["network"] == {"rtt_ms": 40.0, "bandwidth_mbps": 100.0}
+    assert main(["cost", str(tmp_path / "missing")]) == 1
     assert "no pi_spec.json" in capsys.readouterr().err
-    assert not list(spec_dir.rglob("pi_cost.txt"))  # only with --write
-
-
-def test_cost_write_saves_the_report_beside_the_spec(models, tmp_path,
-                                                     capsys):
-    write_pi_spec(models[1], tmp_path / "m" / "1")
-    assert main(["cost", str(tmp_path / "m"), "--write"]) == 0
-    written = (tmp_path / "m" / "1" / "pi_cost.txt").read_text()
+    assert not (hardened_dir / "pi_cost.txt").exists()  # only with --write
+    assert find_spec(hardened_dir.parent) == hardened_dir / "pi_spec.json"
+    copy = tmp_path / "copy"
+    shutil.copytree(hardened_dir, copy)
+    assert main(["cost", str(copy), "--write"]) == 0
+    written = (copy / "pi_cost.txt").read_text()
     assert written.strip() in capsys.readouterr().out
-    assert written == cost_report(models[1]).text() + "\n"
-    assert write_cost_file(tmp_path / "m" / "1").read_text() == written
-
-
-def test_exported_helpers_read_the_spec_alone(models, spec_dir):
-    assert find_spec(spec_dir) == spec_dir / "3" / "pi_spec.json"
-    assert find_spec(spec_dir / "1") == spec_dir / "1" / "pi_spec.json"
-    spec = read_pi_spec(spec_dir / "1")
-    count = ka.count_relus(models[1])
-    assert spec_count(spec).table() == count.table()
-    assert spec_count(spec).totals() == count.totals()
-    text = cost_text(spec, spec_dir / "1" / "pi_spec.json")
-    assert text.startswith(f"model {models[1].name!r}")
-    assert "input 'image': float32 NHWC (batch,) + (8, 8, 3)" in text
-    with pytest.raises(FileNotFoundError):
-        find_spec(spec_dir / "missing")
+    assert write_cost_file(copy).read_text() == written
 
 
 def test_cost_command_needs_a_subcommand(capsys):
@@ -186,14 +213,22 @@ def test_cost_command_needs_a_subcommand(capsys):
     capsys.readouterr()
 
 
-def test_report_runs_as_module(spec_dir):
+def test_cost_runs_as_module(exports):
     result = subprocess.run(
-        [sys.executable, "-m", "keras_autorep.pi", "cost",
-         str(spec_dir / "1")],
-        capture_output=True,
-        text=True,
+        [sys.executable, "-m", "keras_autorep.pi", "cost", str(exports[0])],
+        capture_output=True, text=True, timeout=300,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "PI cost estimate" in result.stdout
+    assert "PI cost per inference" in result.stdout
+
+
+def test_spec_alone_prices_garbled_circuits_only(exports, tmp_path):
+    folder = tmp_path / "spec_only"
+    folder.mkdir()
+    for path in exports[0].glob("pi_spec*"):
+        (folder / path.name).write_bytes(path.read_bytes())
+    report = cost_report(folder)
+    assert report.predictions == {}
+    assert "garbled circuits" in report.text()
+

@@ -364,7 +364,8 @@ def method_runs(cifar10_archive, cache_dir, tmp_path_factory):
     runs = {
         "snl": ["--method", "snl", "--finetune-epochs", "1"],
         "senet": ["--method", "senet", "--finetune-epochs", "1"],
-        "autorep_tuned": ["--allocation", "tuned", "--tuner-trials", "2"],
+        "autorep_tuned": ["--allocation", "tuned", "--tuner-trials", "2",
+                          "--protocol", "spu-semi2k"],
     }
     reports = {}
     for name, args in runs.items():
@@ -467,3 +468,20 @@ def test_an_unstable_final_model_stops_the_run_unpublished(capsys):
     assert status == 1 and released == [1]
     assert capsys.readouterr().err.strip().endswith(
         "error: exploding logits")
+
+
+def test_protocol_prices_that_protocol_and_picks_polynomials(method_runs):
+    """--protocol spu-semi2k: the report prices that protocol only and
+    records, per polynomial site, the degree kept (1 where it cost no
+    accuracy on training images) and the calibrated saving."""
+    report = method_runs[1]["autorep_tuned"]
+    assert list(report["pi_cost"]["protocols"]) == ["spu-semi2k"]
+    choices = report["pi_replacements"]
+    assert choices and {c["degree"] for c in choices} <= {1, 2}
+    for choice in choices:
+        assert (choice["saved_bytes"] > 0) == (choice["degree"] == 1)
+    export = Path(report["export"]["dir"])
+    text = (export / "pi_cost.txt").read_text()
+    assert "spu-semi2k (calibrated prediction)" in text
+    assert "crypten (calibrated" not in text
+    assert method_runs[1]["snl"]["pi_replacements"] is None

@@ -1,7 +1,6 @@
 """One run folder, one writer: the lock, ``--wait``, repairs after a kill,
 standard JSON records."""
 
-import json
 import math
 import os
 import socket

@@ -1,0 +1,127 @@
+"""The two-party runtimes, each in its own virtualenv, driven through files.
+
+``make pi-env`` builds ``.venv-crypten`` (CrypTen 0.4.1 on torch 2.13.0,
+CPU) and ``.venv-spu`` (SecretFlow SPU 0.9.5, jax 0.4.34, numpy < 2) in the
+repository; neither imports keras_autorep. ``run_runtime`` writes the
+program (``model.onnx`` for CrypTen, its StableHLO text for SPU) and the
+images into a work folder, runs the runner script of ``runtimes/`` with that
+virtualenv's interpreter, and reads back the decrypted logits and the
+communication counts. ``KERAS_AUTOREP_PI_ENVS`` names another folder
+holding the two virtualenvs.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from keras_autorep.pi.stablehlo import STABLEHLO_FILENAME, onnx_stablehlo
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+RUNNERS = REPOSITORY / "runtimes"
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """A runtime: its virtualenv, runner script and protocol."""
+
+    name: str
+    venv: str
+    runner: str
+    protocol: str
+    description: str
+
+
+RUNTIMES = {
+    "crypten": Runtime(
+        "crypten", ".venv-crypten", "crypten_party.py", None,
+        "CrypTen 0.4.1, 2 parties (gloo over loopback), model secret-shared "
+        "by party 0, image by party 1, trusted-first-party Beaver triples",
+    ),
+    "spu-semi2k": Runtime(
+        "spu-semi2k", ".venv-spu", "spu_party.py", "SEMI2K",
+        "SPU 0.9.5 SEMI2K, 2 parties (brpc over loopback), FM64, image "
+        "secret, model public, trusted-dealer correlations (online only)",
+    ),
+    "spu-cheetah": Runtime(
+        "spu-cheetah", ".venv-spu", "spu_party.py", "CHEETAH",
+        "SPU 0.9.5 CHEETAH, 2 parties (brpc over loopback), FM64, image "
+        "secret, model public, OT and HE based (no dealer)",
+    ),
+}
+
+
+def runtime(name):
+    """The ``Runtime`` called ``name`` (``ValueError`` lists the names)."""
+    if name not in RUNTIMES:
+        raise ValueError(
+            f"unknown runtime {name!r}; choose from {sorted(RUNTIMES)}"
+        )
+    return RUNTIMES[name]
+
+
+def interpreter(spec):
+    """The Python of ``spec``'s virtualenv (``FileNotFoundError`` says how
+    to build it)."""
+    base = Path(os.environ.get("KERAS_AUTOREP_PI_ENVS", REPOSITORY))
+    python = base / spec.venv / "bin" / "python"
+    if not python.exists():
+        raise FileNotFoundError(
+            f"no {spec.name} runtime at {python.parent.parent}: run "
+            "`make pi-env` in the repository first"
+        )
+    return python
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_runtime(name, onnx_path, images, work_dir, timeout=3600):
+    """Run ``images`` (raw pixels, NHWC, one forward pass each) through
+    ``onnx_path`` in runtime ``name``; returns ``(logits, stats)``.
+
+    ``stats`` is the runner's ``stats.json``: per party, per image
+    ``bytes`` (CrypTen: sent + received; SPU: sent) and ``rounds`` (CrypTen)
+    or ``send_actions`` (SPU), ``seconds``; SPU adds the warm-up run.
+    """
+    spec = runtime(name)
+    python = interpreter(spec)
+    work_dir = Path(work_dir)
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    np.save(work_dir / "images.npy", np.asarray(images, "float32"))
+    if spec.protocol is None:
+        program = onnx_path
+        options = []
+    else:
+        program = work_dir / STABLEHLO_FILENAME
+        program.write_text(onnx_stablehlo(onnx_path))
+        options = ["--protocol", spec.protocol]
+    command = [
+        str(python), str(RUNNERS / spec.runner), str(program),
+        str(work_dir / "images.npy"), str(work_dir / "out"),
+        "--port", str(free_port()), *options,
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout,
+        env=dict(os.environ, PYTHONPATH=""),
+    )
+    stats_path = work_dir / "out" / "stats.json"
+    if result.returncode != 0 or not stats_path.exists():
+        (work_dir / "runner.log").write_text(result.stdout + result.stderr)
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(
+            f"{name} runner failed (exit {result.returncode}): {last}; "
+            f"log in {work_dir / 'runner.log'}"
+        )
+    logits = np.load(work_dir / "out" / "logits.npy")
+    return logits, json.loads(stats_path.read_text())

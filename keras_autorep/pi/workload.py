@@ -1,0 +1,184 @@
+"""What a private inference of an exported model computes, per op class.
+
+``onnx_workload(model.onnx)`` walks the PI-ready ONNX graph (batch 1,
+static shapes) and follows which tensors depend on the image (secret) and
+which only on the model (constants). Each node lands in one op class:
+
+* comparisons: ``Relu`` input elements, ``Max`` / ``Min`` (``max(x, 0)``
+  among them), ``MaxPool`` comparisons (window - 1 per output element),
+  ``Clip`` / ``LeakyRelu`` (ReLU6, leaky ReLU: priced as comparisons);
+* products of two image-dependent tensors (``Mul``: the polynomials'
+  ``... * x``);
+* products with a model constant (``Mul`` / ``Div`` by an initialiser:
+  normalisation, batch-norm scale, polynomial coefficient); a product with
+  a ``Constant`` node (public in every runtime, e.g. the zero padding
+  ``onnx_pi`` adds) is free;
+* linear layers (``Conv``, ``Gemm``, ``MatMul``) and means
+  (``ReduceMean``, ``GlobalAveragePool``).
+
+For each class it keeps elements out, elements in (both operands) and
+nodes. Additions, gathers, concatenations, reshapes and transposes are free
+in every protocol priced here and are not counted. ``all_relu(spec)`` is
+the same network with every site a ReLU (the polynomial branches of the
+spec's sites removed), so an export is priced against its all-ReLU version
+without a second graph.
+"""
+
+import dataclasses
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+COMPARISON_OPS = ("Relu", "LeakyRelu", "PRelu", "Clip")
+LINEAR_OPS = ("Conv", "Gemm", "MatMul")
+MEAN_OPS = ("ReduceMean", "GlobalAveragePool")
+PRODUCT_OPS = ("Mul", "Div")
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """Per-example op counts of one network (see the module docstring).
+
+    ``*_out``: output elements; ``*_in``: elements of both operands (what
+    Beaver-triple protocols open); ``*_nodes``: graph nodes (rounds).
+    """
+
+    comparisons: int = 0
+    comparison_nodes: int = 0
+    secret_products_out: int = 0
+    secret_products_in: int = 0
+    secret_product_nodes: int = 0
+    constant_products_out: int = 0
+    constant_products_in: int = 0
+    constant_product_nodes: int = 0
+    linear_out: int = 0
+    linear_in: int = 0
+    linear_macs: int = 0
+    linear_nodes: int = 0
+    means_out: int = 0
+    mean_nodes: int = 0
+
+    def __add__(self, other):
+        return Workload(*(
+            getattr(self, f.name) + getattr(other, f.name)
+            for f in dataclasses.fields(self)
+        ))
+
+    def scaled(self, factor):
+        return Workload(*(
+            getattr(self, f.name) * factor for f in dataclasses.fields(self)
+        ))
+
+    def all_relu(self, spec):
+        """This network with every site of ``spec`` a ReLU: the sites'
+        polynomial branches (Horner: one product with the coefficients,
+        then ``degree - 1`` products with ``x``) become comparisons."""
+        change = Workload()
+        for site in spec["sites"]:
+            removed = site["total"] - site["kept"]
+            if site["degree"] is None or removed == 0:
+                continue
+            calls = site["calls"]
+            per_call = removed // calls
+            channels = site["shape"][-1]
+            coefficient = per_call if site["kept"] else channels
+            change += Workload(
+                comparisons=removed,
+                comparison_nodes=calls if site["kept"] == 0 else 0,
+                constant_products_out=-removed,
+                constant_products_in=-calls * (per_call + coefficient),
+                constant_product_nodes=-calls,
+                secret_products_out=-removed * (site["degree"] - 1),
+                secret_products_in=-2 * removed * (site["degree"] - 1),
+                secret_product_nodes=-calls * (site["degree"] - 1),
+            )
+        return self + change
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _shapes(model):
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    shapes = {}
+    for value in (list(inferred.value_info) + list(inferred.input)
+                  + list(inferred.output)):
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = tuple(
+            d.dim_value if d.HasField("dim_value") else None for d in dims
+        )
+    for tensor in inferred.initializer:
+        shapes[tensor.name] = tuple(tensor.dims)
+    for node in inferred.node:
+        if node.op_type == "Constant":
+            value = numpy_helper.to_array(node.attribute[0].t)
+            shapes[node.output[0]] = value.shape
+    return shapes
+
+
+def _size(shapes, name):
+    shape = shapes.get(name)
+    if shape is None or None in shape:
+        raise ValueError(
+            f"tensor {name!r} has no static shape (export with batch_size=1)"
+        )
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _attribute(node, name, default):
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return onnx.helper.get_attribute_value(attribute)
+    return default
+
+
+def _node_workload(node, shapes, secret, public):
+    inputs = [name for name in node.input if name]
+    out = _size(shapes, node.output[0])
+    op = node.op_type
+    if op in COMPARISON_OPS:
+        return Workload(comparisons=_size(shapes, inputs[0]),
+                        comparison_nodes=1)
+    if op in ("Max", "Min"):
+        return Workload(comparisons=out * (len(inputs) - 1),
+                        comparison_nodes=1)
+    if op == "MaxPool":
+        window = int(np.prod(_attribute(node, "kernel_shape", [1])))
+        return Workload(comparisons=out * (window - 1), comparison_nodes=1)
+    operands = sum(_size(shapes, name) for name in inputs[:2])
+    if op in LINEAR_OPS:
+        if op == "Conv":
+            per_output = int(np.prod(shapes[inputs[1]][1:]))
+        else:
+            per_output = shapes[inputs[0]][-1]
+        return Workload(linear_out=out, linear_in=operands,
+                        linear_macs=out * per_output, linear_nodes=1)
+    if op in MEAN_OPS:
+        return Workload(means_out=out, mean_nodes=1)
+    if op not in PRODUCT_OPS or public.intersection(inputs):
+        return Workload()
+    if all(name in secret for name in inputs):
+        return Workload(secret_products_out=out, secret_products_in=operands,
+                        secret_product_nodes=1)
+    return Workload(constant_products_out=out, constant_products_in=operands,
+                    constant_product_nodes=1)
+
+
+def onnx_workload(model):
+    """The ``Workload`` of an ONNX file or ``onnx.ModelProto`` (batch 1)."""
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    shapes = _shapes(model)
+    secret = {value.name for value in model.graph.input}
+    public = {
+        node.output[0] for node in model.graph.node
+        if node.op_type == "Constant"
+    }
+    total = Workload()
+    for node in model.graph.node:
+        if not secret.intersection(node.input):
+            continue
+        total += _node_workload(node, shapes, secret, public)
+        secret.update(node.output)
+    return total

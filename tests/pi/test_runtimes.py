@@ -1,0 +1,124 @@
+"""Real two-party inference in CrypTen and SPU (SEMI2K, CHEETAH) of a small
+exported model and its all-ReLU teacher on real CIFAR-10 images:
+agreement with the plaintext model, and the calibrated prediction within
+10 % of the measured communication on models the calibration never saw.
+
+Needs the runtimes ``make pi-env`` builds (``make test`` builds them)."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_autorep.export import export_all, export_onnx
+from keras_autorep.pi import onnx_workload, predict
+from keras_autorep.pi.__main__ import main
+from keras_autorep.pi.measure import plaintext_logits, read_measured
+from keras_autorep.pi.runtimes import RUNTIMES, interpreter
+from pi_models import harden_sites, pixels, teacher
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def missing_runtimes():
+    try:
+        for spec in RUNTIMES.values():
+            interpreter(spec)
+    except FileNotFoundError as error:
+        return str(error)
+    return None
+
+
+pytestmark = [
+    pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                       reason="the measured exports need TensorFlow"),
+    pytest.mark.skipif(missing_runtimes() is not None,
+                       reason=f"{missing_runtimes()}"),
+]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    base = tmp_path_factory.mktemp("measured")
+    plain = teacher(seed=1)
+    return (export_all(harden_sites(plain, seed=1), base, "hardened"),
+            export_all(plain, base, "teacher"))
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_measured_agrees_and_matches_the_prediction(
+        runtime, exports, cifar10_archive, capsys):
+    hardened, teacher_dir = exports
+    assert main(["measure", str(hardened), "--runtime", runtime,
+                 "--baseline", str(teacher_dir), "--images", "2",
+                 "--data-dir", str(cifar10_archive)]) == 0
+    printed = capsys.readouterr().out
+    for version in (hardened, teacher_dir):
+        entry = read_measured(version)[runtime]
+        assert entry["images"] == 2
+        assert entry["top1_agreement"] == 1.0
+        assert entry["max_abs_error"] < 0.05
+        predicted = predict(onnx_workload(version / "model.onnx"), runtime)
+        assert abs(predicted.bytes - entry["bytes"]) <= 0.1 * entry["bytes"]
+        # CHEETAH sends in chunks whose count the model only approximates.
+        slack = 0.25 if runtime == "spu-cheetah" else 0.1
+        assert abs(predicted.rounds - entry["rounds"]) <= \
+            slack * entry["rounds"] + 1
+    entry = read_measured(hardened)[runtime]
+    assert f'"runtime": "{runtime}"' in printed
+    assert entry["ratio"]["bytes"] == pytest.approx(
+        entry["baseline"]["bytes"] / entry["bytes"])
+    # Fewer ReLUs cost less, except under CHEETAH, where a polynomial's
+    # secret product costs about three ReLU comparisons.
+    assert (entry["ratio"]["bytes"] > 1) == (runtime != "spu-cheetah")
+
+
+def test_measure_rejects_bad_input(exports, tmp_path, capsys):
+    assert main(["measure", str(exports[0]), "--images", "0"]) == 1
+    assert "--images must be >= 1" in capsys.readouterr().err
+    assert main(["measure", str(tmp_path)]) == 1
+    assert "no pi_spec.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["measure", str(exports[0]), "--runtime", "aby3"])
+    capsys.readouterr()
+
+
+def docs_crypten_example():
+    """The CrypTen code block of docs/export.md."""
+    text = (REPO / "docs" / "export.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    (block,) = [b for b in blocks if "crypten.nn.from_onnx" in b]
+    return block
+
+
+@pytest.mark.parametrize("which", ["hardened", "teacher", "sequential"])
+def test_docs_crypten_example_runs_the_export_unmodified(
+        which, exports, tmp_path):
+    if which == "sequential":
+        model = keras.Sequential([
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(4, 3, strides=2, padding="same",
+                                activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ])
+        path = export_onnx(model, tmp_path / "model.onnx", batch_size=1)
+    else:
+        path = exports[0 if which == "hardened" else 1] / "model.onnx"
+    image = pixels(1, seed=3)
+    np.save(tmp_path / "image.npy", image)
+    code = docs_crypten_example().replace(
+        '"saved_models/NAME/1/model.onnx"', repr(str(path))).replace(
+        "torch.rand(1, 32, 32, 3) * 255",
+        f"torch.from_numpy(__import__('numpy').load({str(tmp_path / 'image.npy')!r}))")
+    code += "\nimport numpy\nnumpy.save('logits.npy', logits.numpy())\n"
+    result = subprocess.run(
+        [str(interpreter(RUNTIMES["crypten"])), "-c", code],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    logits = np.load(tmp_path / "logits.npy")
+    np.testing.assert_allclose(logits, plaintext_logits(path, image),
+                               atol=0.05)
