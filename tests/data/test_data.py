@@ -464,3 +464,21 @@ def test_import_without_tensorflow(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr
+
+
+def test_classes_far_out_of_balance_get_a_warning(tmp_path):
+    import warnings
+
+    balanced = make_tree(tmp_path / "balanced")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset("shapes", balanced, cache_dir=tmp_path / "cache")
+    unbalanced = make_tree(tmp_path / "unbalanced", n_train=6)
+    for k in range(4):  # CLASSES[1] keeps 2 of its 6 training images
+        (unbalanced / "train" / CLASSES[1] / f"{k}.png").unlink()
+    with pytest.warns(UserWarning, match=(
+            rf"far out of balance: '{CLASSES[1]}' has 2 images, "
+            rf"'{CLASSES[0]}' 6")):
+        (_, y), _, _ = load_dataset("shapes", unbalanced,
+                                    cache_dir=tmp_path / "cache")
+    assert np.bincount(y).tolist() == [6, 2, 6]
