@@ -119,6 +119,13 @@ def build_parser(dataset):
         default=None,
         help="weight of the budget loss (default "
              f"{preset['budget_weight']:g})")
+    add("--quadratic-decay", type=float, default=None,
+        help="autorep: L2 factor on the quadratic coefficients of the "
+             "polynomials (default 0: none); a stability option")
+    add("--max-quadratic", type=float, default=None,
+        help="autorep: bound on |c2| of the polynomials after every step "
+             "(default: none); a stability option that trades accuracy for "
+             "outputs that stay finite off the training range")
     add("--method", choices=METHODS, default="autorep",
         help="how ReLUs are removed: autorep (default; ReLU or polynomial "
              "per position), snl (L1 masks, linear in place of ReLU) or "

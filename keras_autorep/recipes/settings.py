@@ -134,6 +134,8 @@ class Settings:
     quick: bool
     wait: bool
     allow_unstable: bool = False
+    quadratic_decay: float = 0.0  # AutoReP's polynomial stability options
+    max_quadratic: float = None
     protocol: str = None  # PI protocol priced and optimised for, or all
 
     @classmethod
@@ -153,7 +155,9 @@ class Settings:
                       seed=given.get("seed") or 0,
                       wait=bool(given.get("wait")),
                       allow_unstable=bool(given.get("allow_unstable")),
-                      protocol=given.get("protocol"))
+                      protocol=given.get("protocol"),
+                      quadratic_decay=given.get("quadratic_decay") or 0.0,
+                      max_quadratic=given.get("max_quadratic"))
         values["allocation"] = (given.get("allocation")
                                 or DEFAULT_ALLOCATION[method])
         if method == "senet" and values["allocation"] == "free":
@@ -171,8 +175,9 @@ class Settings:
         _check_at_least(values, ("epochs", "teacher_epochs", "batch_size",
                                  "tuner_trials"), 1)
         _check_at_least(values, ("finetune_epochs",), 0)
-        _check_numbers(values, ("lr", "teacher_lr"),
-                       ("weight_decay", "budget_weight"))
+        _check_numbers(values, ("lr", "teacher_lr") + (
+            ("max_quadratic",) if values["max_quadratic"] is not None
+            else ()), ("weight_decay", "budget_weight", "quadratic_decay"))
         _check_paths(values)
         return cls(dataset=dataset, **values)
 

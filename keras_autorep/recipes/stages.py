@@ -207,6 +207,8 @@ def _method_options(run):
     if s.method == "autorep":
         options.update(
             budget_weight=s.budget_weight,
+            selector_options=dict(quadratic_decay=s.quadratic_decay,
+                                  max_quadratic=s.max_quadratic),
             lr=cosine_adam_schedule(s.lr, run.steps(s.epochs)),
             finetune_lr=cosine_adam_schedule(
                 s.lr * AUTOREP_FINETUNE_LR_FRACTION,

@@ -69,6 +69,10 @@ def test_settings_reject_bad_values_before_any_data(tmp_path):
             (("--weight-decay=-inf",), "--weight-decay must be a finite "
              "number >= 0"),
             (("--seed", "-1"), "--seed must be between 0 and 4294967295"),
+            (("--max-quadratic", "0"), "--max-quadratic must be a finite "
+             "number > 0, got 0.0"),
+            (("--quadratic-decay", "nan"), "--quadratic-decay must be a "
+             "finite number >= 0, got nan"),
             (("--out", str(a_file)), f"--out {a_file} is a file"),
             (("--cache-dir", str(a_file)), f"--cache-dir {a_file} is a file"),
             (("--run-name", "a/b"), "--run-name 'a/b': use letters"),
