@@ -18,5 +18,13 @@ def frozen_graph_def(function):
 def function_graph(function_def, input_shapes):
     """A graph of the library function ``function_def`` (e.g. one compiled
     by XLA, which freezing does not inline), its inputs as placeholders of
-    ``input_shapes``; its inputs are ``graph.inputs``."""
+    ``input_shapes`` (the shapes at the call site); its inputs are
+    ``graph.inputs``."""
+    function_def = type(function_def).FromString(
+        function_def.SerializeToString())
+    for attributes in function_def.arg_attr.values():
+        # Recorded argument shapes would override ``input_shapes``, and a
+        # captured constant's is often unknown.
+        if "_output_shapes" in attributes.attr:
+            del attributes.attr["_output_shapes"]
     return function_def_to_graph(function_def, input_shapes=input_shapes)
