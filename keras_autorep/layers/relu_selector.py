@@ -4,12 +4,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_autorep.layers.activations import activation_function
 from keras_autorep.layers.polynomial_activation import PolynomialActivation
 
 GRANULARITIES = ("pixel", "channel")
 POLYNOMIAL_OPTIONS = (
     "degree", "fit", "refit_every", "refit_steps", "momentum", "epsilon",
-    "quadratic_decay", "max_quadratic",
+    "quadratic_decay", "max_quadratic", "activation",
 )
 
 
@@ -17,9 +18,10 @@ POLYNOMIAL_OPTIONS = (
 class ReLUSelector(keras.layers.Layer):
     """Chooses, per position, between ReLU and a cheap polynomial.
 
-    ``y = m * relu(x) + (1 - m) * p(x)`` where ``m`` is a binary mask and
-    ``p`` a per-channel polynomial: the selector holds a
-    ``PolynomialActivation`` (DaPa) as its ``polynomial`` sub-layer.
+    ``y = m * f(x) + (1 - m) * p(x)`` where ``f`` is the site's activation
+    (ReLU by default), ``m`` a binary mask and ``p`` a per-channel
+    polynomial: the selector holds a ``PolynomialActivation`` (DaPa fit to
+    ``f``) as its ``polynomial`` sub-layer.
     The mask follows a trainable indicator ``alpha`` (initialised uniform in
     ``(0, 1)``) through a hysteresis rule applied at the start of every
     training forward pass, with threshold ``t``::
@@ -38,6 +40,8 @@ class ReLUSelector(keras.layers.Layer):
         degree, fit, refit_every, refit_steps, momentum, epsilon,
         quadratic_decay, max_quadratic: the polynomial branch, as in
             ``PolynomialActivation``.
+        activation: the site's activation ``f`` (default ``"relu"``; any
+            name in ``keras_autorep.layers.activations``, e.g. ``"silu"``).
             ``fit="identity"`` replaces removed ReLUs with ``x`` (SNL).
 
     Example:
@@ -68,6 +72,7 @@ class ReLUSelector(keras.layers.Layer):
             raise ValueError(f"threshold must be >= 0, got {threshold!r}")
         self.granularity = granularity
         self.threshold = float(threshold)
+        self._kept_function = activation_function(self.polynomial.activation)
 
     def build(self, input_shape):
         self.polynomial.build(input_shape)
@@ -94,6 +99,11 @@ class ReLUSelector(keras.layers.Layer):
             initializer="ones",
             trainable=False,
         )
+
+    @property
+    def activation(self):
+        """Name of the site's activation (``"relu"``, ``"silu"``, ...)."""
+        return self.polynomial.activation
 
     @property
     def degree(self):
@@ -152,7 +162,7 @@ class ReLUSelector(keras.layers.Layer):
         else:
             mask = self.mask.value
         mask = ops.cast(mask, inputs.dtype)
-        return polynomial + mask * (ops.relu(inputs) - polynomial)
+        return polynomial + mask * (self._kept_function(inputs) - polynomial)
 
     def compute_output_shape(self, input_shape):
         return input_shape
