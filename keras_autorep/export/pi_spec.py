@@ -81,6 +81,7 @@ from keras_autorep.layers import PartialReLU, PolynomialActivation
 
 FORMAT = "keras_autorep.pi_spec"
 FORMAT_VERSION = 4
+READABLE_VERSIONS = (3, 4)  # version 3: every site a ReLU
 DEFAULT_MAX_INLINE_INDICES = 4096
 
 
@@ -207,19 +208,23 @@ def read_pi_spec(path):
     Returns:
         The spec ``dict``; every site has ``kept_indices`` (int64 array,
         read from its ``.npy`` file if needed) and ``coefficients``
-        (``(degree + 1, C)`` float array, or ``None``).
+        (``(degree + 1, C)`` float array, or ``None``); a version 3 file's
+        sites get ``activation`` ``"relu"`` and ``pi_cost``
+        ``"comparison"``.
     """
     path = _spec_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no PI spec at {path}")
     spec = json.loads(path.read_text())
     version = spec.get("format_version")
-    if spec.get("format") != FORMAT or version != FORMAT_VERSION:
+    if spec.get("format") != FORMAT or version not in READABLE_VERSIONS:
         raise ValueError(
-            f"{path} is not a {FORMAT} version {FORMAT_VERSION} file (format "
-            f"{spec.get('format')!r}, version {version!r})"
+            f"{path} is not a {FORMAT} version {READABLE_VERSIONS} file "
+            f"(format {spec.get('format')!r}, version {version!r})"
         )
     for site in spec["sites"]:
+        site.setdefault("activation", "relu")
+        site.setdefault("pi_cost", "comparison")
         if "kept_indices_file" in site:
             kept = np.load(path.parent / site["kept_indices_file"])
         else:

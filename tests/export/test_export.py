@@ -675,7 +675,7 @@ def test_read_pi_spec_rejects_other_json(tmp_path):
         read_pi_spec(tmp_path)
     (tmp_path / "pi_spec.json").write_text(
         '{"format": "keras_autorep.pi_spec", "format_version": 1}')
-    with pytest.raises(ValueError, match="version 3"):
+    with pytest.raises(ValueError, match=r"version \(3, 4\)"):
         read_pi_spec(tmp_path)
     with pytest.raises(FileNotFoundError):
         read_pi_spec(tmp_path / "missing")

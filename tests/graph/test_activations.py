@@ -150,3 +150,20 @@ def test_configs_without_activation_load_as_relu():
     config = ReLUSelector().get_config()
     del config["activation"]
     assert ReLUSelector.from_config(config).activation == "relu"
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="export needs the TensorFlow backend")
+def test_hardened_ops_model_exports(tmp_path):
+    from keras_autorep.export import export_all, read_pi_spec
+
+    chosen = ("relu", "relu6", "silu", "sigmoid")
+    hardened = harden(replace_relus(ops_model(), activations=chosen),
+                      budget="20%")
+    count = count_relus(hardened)
+    folder = export_all(hardened, tmp_path, "ops_model")
+    spec = read_pi_spec(folder)
+    assert spec["totals"]["kept_by_activation"] == count.kept_by_activation
+    assert {s["activation"]: s["pi_cost"] for s in spec["sites"]} == {
+        "relu": "comparison", "relu6": "comparison", "silu": "smooth",
+        "sigmoid": "smooth"}
