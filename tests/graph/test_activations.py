@@ -167,3 +167,40 @@ def test_hardened_ops_model_exports(tmp_path):
     assert {s["activation"]: s["pi_cost"] for s in spec["sites"]} == {
         "relu": "comparison", "relu6": "comparison", "silu": "smooth",
         "sigmoid": "smooth"}
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "jax",
+    reason="the JAX trainer drops assignments to trainable variables made "
+           "in the forward pass, so DaPa refits do not persist there (as "
+           "for ReLU)")
+def test_budget_training_refits_each_activation():
+    """A training step on a model with relu6/silu/sigmoid selectors: the
+    DaPa refit (Gauss-Hermite for these) runs inside the compiled step and
+    moves each polynomial to its activation's fit of the batch statistics."""
+    from keras_autorep import BudgetTrainer
+    from keras_autorep.dapa import dapa_coefficients
+
+    keras.utils.set_random_seed(0)
+    teacher = ops_model()
+    student = replace_relus(teacher, activations=("relu", "relu6", "silu",
+                                                  "sigmoid"))
+    trainer = BudgetTrainer(student, budget="10%", teacher=teacher)
+    # learning rate 0: the coefficients are the refit's, untouched by SGD
+    trainer.compile(optimizer=keras.optimizers.SGD(0.0),
+                    loss=keras.losses.SparseCategoricalCrossentropy(
+                        from_logits=True))
+    x = np.random.default_rng(1).normal(size=(8, 6, 6, 3)).astype("float32")
+    history = trainer.fit(x, np.zeros(8, "int32"), batch_size=8, epochs=1,
+                          verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    for selector in selectors(student):
+        polynomial = selector.polynomial
+        function = (None if selector.activation == "relu"  # closed form
+                    else activations.activation_function(selector.activation))
+        fitted = dapa_coefficients(
+            polynomial.moving_mean, polynomial.moving_std, polynomial.degree,
+            function)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(polynomial.coefficients),
+            keras.ops.convert_to_numpy(fitted), atol=1e-5)
