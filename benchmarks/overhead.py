@@ -5,10 +5,14 @@ B, A, B, ... rounds; process CPU time; the median of the rounds), so that
 load from other jobs hits both sides alike:
 
 * a training step of ``replace_relus(model)`` with the budget loss
-  (``BudgetTrainer``) against the same step of the plain model;
+  (``BudgetTrainer``) against the same step of the plain model, after the
+  DaPa refit phase (the first 500 steps of a run, which also update the
+  running statistics; a full run has tens of thousands);
 * inference of the hardened model (10 % and 2.6 % of the ReLUs kept)
   against the plain one: Keras ``predict_on_batch``, the exported
-  SavedModel's serving signature (TensorFlow), and a compiled function;
+  SavedModel's ``serving_default`` signature and its ``serving_xla``
+  signature (against the plain model's ``serving_default``; TensorFlow),
+  and a compiled function;
 * the peak resident memory of a training step with selectors against the
   plain one (each in a fresh subprocess: ``ru_maxrss``).
 
@@ -85,11 +89,16 @@ def hardened_copy(model, fraction, seed=0):
     return harden(student, budget)
 
 
+def selector_trainer(plain):
+    """A ``BudgetTrainer`` of ``plain``'s selectors, past the refit phase."""
+    return BudgetTrainer(replace_relus(plain, refit_steps=0), "10%",
+                         budget_weight=10.0)
+
+
 def train_step_ratio(name, batch, rounds, repeats):
     plain, x, y = model_and_data(name, batch)
     plain.compile(keras.optimizers.Adam(1e-3), LOSS)
-    student = replace_relus(plain)
-    trainer = BudgetTrainer(student, "10%", budget_weight=10.0)
+    trainer = selector_trainer(plain)
     trainer.compile(keras.optimizers.Adam(1e-3), LOSS)
     return interleaved_ratio(lambda: plain.train_on_batch(x, y),
                              lambda: trainer.train_on_batch(x, y),
@@ -114,11 +123,14 @@ def inference_ratios(name, batches, fractions, rounds, repeats):
                          GOALS["infer_b1" if batch == 1 else "infer_batch"]))
             if keras.backend.backend() != "tensorflow":
                 continue
-            ratio = interleaved_ratio(*[_serving(m, x) for m in
-                                        (plain, hardened)], rounds, repeats)
-            rows.append((f"{name} SavedModel signature, {fraction:.1%} kept",
-                         batch, *ratio,
-                         GOALS["infer_b1" if batch == 1 else "infer_batch"]))
+            goal = GOALS["infer_b1" if batch == 1 else "infer_batch"]
+            plain_serving = _serving(plain, x)
+            for signature in ("serving_default", "serving_xla"):
+                ratio = interleaved_ratio(
+                    plain_serving, _serving(hardened, x, signature), rounds,
+                    repeats)
+                rows.append((f"{name} SavedModel {signature}, "
+                             f"{fraction:.1%} kept", batch, *ratio, goal))
             ratio = interleaved_ratio(*[_compiled(m, x) for m in
                                         (plain, hardened)], rounds, repeats)
             rows.append((f"{name} compiled function, {fraction:.1%} kept",
@@ -127,14 +139,14 @@ def inference_ratios(name, batches, fractions, rounds, repeats):
     return rows
 
 
-def _serving(model, x):
-    """A call of the exported SavedModel's serving signature."""
+def _serving(model, x, signature="serving_default"):
+    """A call of a signature of the model's exported SavedModel."""
     import tensorflow as tf
 
     from keras_autorep.export import export_saved_model
 
     folder = export_saved_model(model, tempfile.mkdtemp(), "m")
-    serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
+    serve = tf.saved_model.load(str(folder)).signatures[signature]
     pixels = tf.constant(x * 255.0)
     return lambda: serve(image=pixels)
 
@@ -164,7 +176,7 @@ def memory_probe(kind, name, batch):
     plain, x, y = model_and_data(name, batch)
     model = plain
     if kind == "selectors":
-        model = BudgetTrainer(replace_relus(plain), "10%")
+        model = selector_trainer(plain)
     model.compile(keras.optimizers.Adam(1e-3), LOSS)
     for _ in range(3):
         model.train_on_batch(x, y)

@@ -23,3 +23,23 @@ def gradient_wrt(variable, loss_fn):
 
         return np.asarray(jax.grad(loss_of)(variable.value))
     raise NotImplementedError(f"no gradient helper for backend {backend}")
+
+
+def gradients(fn, *args):
+    """The gradients of the scalar ``fn(*args)`` with respect to each of the
+    NumPy arrays ``args``, as NumPy, on the TensorFlow or JAX backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tensors = [tf.constant(a) for a in args]
+        with tf.GradientTape() as tape:
+            tape.watch(tensors)
+            value = fn(*tensors)
+        return [np.asarray(g) for g in tape.gradient(value, tensors)]
+    if backend == "jax":
+        import jax
+
+        grads = jax.grad(fn, argnums=tuple(range(len(args))))(*args)
+        return [np.asarray(g) for g in grads]
+    raise NotImplementedError(f"no gradient helper for backend {backend}")

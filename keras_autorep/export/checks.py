@@ -5,8 +5,8 @@
   times the largest logit of the all-ReLU teacher on the same images);
   otherwise ``UnstableModelError``. Polynomial networks can overflow:
   such a model must not be published as a success.
-* ``check_exported_relus(folder, count)``: the written SavedModel and ONNX
-  graphs compute exactly the ReLU elements the count (and ``pi_spec.json``)
+* ``check_exported_relus(folder, count)``: the written SavedModel (both
+  signatures) and ONNX graphs compute exactly the ReLU elements the count (and ``pi_spec.json``)
   claims; otherwise ``ExportMismatchError``.
 """
 
@@ -14,7 +14,11 @@ import dataclasses
 
 import numpy as np
 
-from keras_autorep.export.contract import ONNX_FILENAME
+from keras_autorep.export.contract import (
+    ONNX_FILENAME,
+    SIGNATURE_KEY,
+    XLA_SIGNATURE_KEY,
+)
 
 DEFAULT_LOGIT_FACTOR = 100.0
 
@@ -78,7 +82,8 @@ def check_exported_relus(folder, count, with_onnx=True):
     from keras_autorep.export.onnx import onnx_relu_elements
     from keras_autorep.export.saved_model import relu_elements
 
-    found = {"SavedModel": relu_elements(folder)}
+    found = {f"SavedModel {key}": relu_elements(folder, key)
+             for key in (SIGNATURE_KEY, XLA_SIGNATURE_KEY)}
     if with_onnx:
         found["ONNX"] = onnx_relu_elements(folder / ONNX_FILENAME)
     for graph, elements in found.items():

@@ -28,6 +28,9 @@ DEFAULT_INPUT_SCALE = 1.0 / 255.0
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("logits", "probabilities", "class_id")
 SIGNATURE_KEY = "serving_default"
+# The same function with the model compiled by XLA (faster on CPU; a
+# TF-Serving server needs --xla_cpu_compilation_enabled=true to run it).
+XLA_SIGNATURE_KEY = "serving_xla"
 SAVED_MODEL_TAG = "serve"
 KERAS_FILENAME = "model.keras"
 ONNX_FILENAME = "model.onnx"

@@ -22,6 +22,14 @@ a non-``float32`` input is rejected with ``InvalidArgumentError`` by the
 runtime before the function starts. The ONNX export traces the same function
 without the value checks (``checks=False``): a PI protocol would pay for
 every comparison.
+
+A second signature, ``serving_xla``, is the same function with the model
+compiled by XLA (the request checks stay outside it): on CPU it brings a
+hardened model's latency to that of the plain model (``hardened sites``
+fuse into a few loops; see ``benchmarks/overhead.py``). ``tf.saved_model``
+runs it as is; a TF-Serving server runs it when started with
+``--xla_cpu_compilation_enabled=true`` and asked for
+``"signature_name": "serving_xla"``; ``serving_default`` never needs XLA.
 """
 
 import os
@@ -29,11 +37,15 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_autorep.adapters.tensorflow_graph import frozen_graph_def
+from keras_autorep.adapters.tensorflow_graph import (
+    frozen_graph_def,
+    function_graph,
+)
 from keras_autorep.export.contract import (
     DEFAULT_INPUT_SCALE,
     INPUT_NAME,
     SIGNATURE_KEY,
+    XLA_SIGNATURE_KEY,
     check_input_scale,
     check_tensorflow_backend,
     exportable_model,
@@ -62,7 +74,7 @@ def _checked_request(image, max_pixel):
 
 
 def serving_function(model, input_scale=DEFAULT_INPUT_SCALE, batch_size=None,
-                     checks=True):
+                     checks=True, xla=False):
     """The ``tf.function`` served as ``serving_default``.
 
     Args:
@@ -71,6 +83,7 @@ def serving_function(model, input_scale=DEFAULT_INPUT_SCALE, batch_size=None,
         batch_size: ``None`` for any batch, or a fixed batch size.
         checks: check the request's values (see module doc); the shape is
             checked either way.
+        xla: compile the model call with XLA (``jit_compile``).
 
     Returns:
         A ``tf.function`` with an input signature named ``image`` that returns
@@ -82,13 +95,19 @@ def serving_function(model, input_scale=DEFAULT_INPUT_SCALE, batch_size=None,
         (batch_size,) + input_shape(model), tf.float32, name=INPUT_NAME
     )
 
+    def forward(images):
+        return model(images, training=False)
+
+    if xla:
+        forward = tf.function(forward, jit_compile=True)
+
     @tf.function(input_signature=[spec])
     def serve(image):
         # On the data path, so it runs before any model op (see module doc).
         image = tf.ensure_shape(image, spec.shape)
         if checks:
             image = _checked_request(image, max_pixel)
-        logits = tf.cast(model(image * scale, training=False), tf.float32)
+        logits = tf.cast(forward(image * scale), tf.float32)
         return {
             "logits": logits,
             "probabilities": tf.nn.softmax(logits),
@@ -106,13 +125,18 @@ def write_saved_model(model, directory, input_scale=DEFAULT_INPUT_SCALE):
     """
     check_tensorflow_backend()
     serve = serving_function(model, input_scale)
+    serve_xla = serving_function(model, input_scale, xla=True)
     module = tf.Module()
     module.model_variables = [variable.value for variable in model.variables]
     module.serve = serve
+    module.serve_xla = serve_xla
     tf.saved_model.save(
         module,
         str(directory),
-        signatures={SIGNATURE_KEY: serve.get_concrete_function()},
+        signatures={
+            SIGNATURE_KEY: serve.get_concrete_function(),
+            XLA_SIGNATURE_KEY: serve_xla.get_concrete_function(),
+        },
     )
 
 
@@ -183,7 +207,8 @@ def relu_elements(source, signature=SIGNATURE_KEY):
     re-imported for static shape inference. Then the ReLU ops whose input
     depends on the served input (``Relu``, ``Maximum`` with a zero
     constant; see ``keras_autorep.graph.tracing``) are summed, without the
-    batch axis.
+    batch axis. A function freezing keeps (one compiled by XLA, as in
+    ``serving_xla``) is counted inside, once per call.
 
     Args:
         source: a SavedModel folder, a ``ConcreteFunction``, or a
@@ -196,16 +221,49 @@ def relu_elements(source, signature=SIGNATURE_KEY):
     """
     function, _owner = _concrete_function(source, signature)
     graph_def = frozen_graph_def(function)
-    if graph_def.library.function:
-        raise ValueError(
-            "the graph keeps functions that could not be inlined (control "
-            f"flow: {[f.signature.name for f in graph_def.library.function]});"
-            " relu_elements supports straight-line graphs only"
-        )
     graph = tf.Graph()
     with graph.as_default():
         tf.graph_util.import_graph_def(graph_def, name="")
     inputs = [op.outputs[0] for op in graph.get_operations()
               if op.type == "Placeholder"]
-    return sum(op.comparisons for op in tf_graph_comparisons(graph, inputs)
-               if op.kind == RELU)
+    library = {f.signature.name: f for f in graph_def.library.function}
+    called = set()
+    elements = _graph_relu_elements(graph, inputs, library, called)
+    if set(library) - called:
+        raise ValueError(
+            "the graph keeps functions that are not plain calls (control "
+            f"flow: {sorted(set(library) - called)}); relu_elements supports "
+            "straight-line graphs and function calls only"
+        )
+    return elements
+
+
+def _is_constant(tensor):
+    while tensor.op.type == "Identity":
+        tensor = tensor.op.inputs[0]
+    return tensor.op.type == "Const"
+
+
+def _graph_relu_elements(graph, inputs, library, called):
+    """ReLU elements of ``graph`` and of the library functions it calls
+    (whose names are added to ``called``)."""
+    elements = sum(op.comparisons
+                   for op in tf_graph_comparisons(graph, inputs)
+                   if op.kind == RELU)
+    for op in graph.get_operations():
+        if op.type not in ("PartitionedCall", "StatefulPartitionedCall"):
+            continue
+        name = op.get_attr("f").name
+        if name not in library:
+            raise ValueError(
+                f"{op.name} calls {name!r}, which the frozen graph does not "
+                "hold"
+            )
+        called.add(name)
+        body = function_graph(library[name],
+                              [t.shape for t in op.inputs])
+        # Frozen weights arrive as constants; everything else is data.
+        live = [arg for arg, t in zip(body.inputs, op.inputs)
+                if not _is_constant(t)]
+        elements += _graph_relu_elements(body, live, library, called)
+    return elements

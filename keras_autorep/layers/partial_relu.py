@@ -1,12 +1,32 @@
 """Hardened inference layer: ReLU (or the site's activation) on kept
 positions only."""
 
+import contextlib
+import contextvars
+
 import keras
 import numpy as np
 from keras import ops
 
 from keras_autorep.dapa import SUPPORTED_DEGREES, evaluate_polynomial
 from keras_autorep.layers.activations import activation_function, canonical_name
+
+
+_PI_FORM = contextvars.ContextVar("partial_relu_pi_form", default=False)
+
+
+@contextlib.contextmanager
+def pi_form():
+    """Trace ``PartialReLU`` layers in their PI form within this block.
+
+    The form is chosen when a function is traced (``tf.function``, export),
+    so wrap the tracing, not the later calls of the traced function.
+    """
+    token = _PI_FORM.set(True)
+    try:
+        yield
+    finally:
+        _PI_FORM.reset(token)
 
 
 @keras.saving.register_keras_serializable(package="keras_autorep")
@@ -156,17 +176,44 @@ class PartialReLU(keras.layers.Layer):
             )
         flat = ops.reshape(inputs, (-1, self.total_relus))
         kept = self._kept_function(ops.take(flat, self.kept_indices, axis=1))
+        coefficients = ops.cast(self.coefficients, inputs.dtype)
+        if _PI_FORM.get():
+            outputs = self._merge_gathered(flat, kept, coefficients)
+        else:
+            outputs = self._scatter_kept(
+                evaluate_polynomial(inputs, coefficients), kept
+            )
+        return ops.reshape(outputs, (-1,) + self.activation_shape)
+
+    def _scatter_kept(self, polynomial, kept):
+        """``polynomial`` (flattened) with ``kept`` written at the kept
+        positions of every example."""
+        polynomial = ops.reshape(polynomial, (-1, self.total_relus))
+        batch = ops.shape(polynomial)[0]
+        shape = (batch, self.num_kept)
+        rows = ops.broadcast_to(
+            ops.expand_dims(ops.arange(batch, dtype="int32"), 1), shape
+        )
+        columns = ops.broadcast_to(
+            ops.expand_dims(ops.cast(self.kept_indices, "int32"), 0), shape
+        )
+        positions = ops.reshape(ops.stack([rows, columns], axis=-1), (-1, 2))
+        return ops.scatter_update(
+            polynomial, positions, ops.reshape(kept, (-1,))
+        )
+
+    def _merge_gathered(self, flat, kept, coefficients):
+        """The PI form: polynomial on the removed elements only, merged
+        with ``kept`` by gathers."""
         removed = ops.take(flat, self.removed_indices, axis=1)
-        channels = self.activation_shape[-1]
         removed_coefficients = ops.take(
-            ops.cast(self.coefficients, inputs.dtype),
-            ops.mod(self.removed_indices, channels),
+            coefficients,
+            ops.mod(self.removed_indices, self.activation_shape[-1]),
             axis=1,
         )
         removed = evaluate_polynomial(removed, removed_coefficients)
         merged = ops.concatenate([kept, removed], axis=1)
-        outputs = ops.take(merged, self.merge_order, axis=1)
-        return ops.reshape(outputs, (-1,) + self.activation_shape)
+        return ops.take(merged, self.merge_order, axis=1)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -60,6 +60,11 @@ class PolynomialActivation(keras.layers.Layer):
     coefficients are ordinary trainable weights. ``fit="identity"`` gives the
     fixed ``p(x) = x`` used by SNL.
 
+    The statistics only serve the re-fits, so a trainer may stop computing
+    them once the refit phase is over (``statistics_needed()`` is False):
+    it sets the Python switch ``track_statistics = False`` and traces its
+    training step again (``StudentTrainer`` does this at each epoch start).
+
     The channel axis is the last one, so the layer works after Conv2D
     (``(N, H, W, C)``) and Dense (``(N, C)``) layers alike.
 
@@ -137,6 +142,7 @@ class PolynomialActivation(keras.layers.Layer):
         self.max_quadratic = (
             None if max_quadratic is None else float(max_quadratic)
         )
+        self.track_statistics = True
 
     @property
     def refits(self):
@@ -150,6 +156,13 @@ class PolynomialActivation(keras.layers.Layer):
             else activation_function(self.activation)
         )
         return dapa_coefficients(mean, std, self.degree, function)
+
+    def statistics_needed(self):
+        """Whether training steps still need the running statistics: only
+        in the refit phase (reads a variable; call it eagerly)."""
+        return self.refits and float(
+            ops.convert_to_numpy(self.steps.value)
+        ) < self.refit_steps
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -195,12 +208,13 @@ class PolynomialActivation(keras.layers.Layer):
             name="steps", shape=(), initializer="zeros", trainable=False
         )
 
-    def _current_coefficients(self, inputs, training):
-        """Update the running statistics and, in the refit phase, refit.
+    def step_coefficients(self, inputs, training):
+        """The coefficients of this forward pass on ``inputs``.
 
-        Returns the coefficients to use in this forward pass.
+        In training, first updates the running statistics (while
+        ``track_statistics``) and, in the refit phase, refits.
         """
-        if not training or self.fit == "identity":
+        if not (training and self.track_statistics) or self.fit == "identity":
             return self.coefficients.value
         axes = tuple(range(len(inputs.shape) - 1))
         x = ops.stop_gradient(ops.cast(inputs, "float32"))
@@ -228,7 +242,7 @@ class PolynomialActivation(keras.layers.Layer):
         return coefficients
 
     def call(self, inputs, training=False):
-        coefficients = self._current_coefficients(inputs, training)
+        coefficients = self.step_coefficients(inputs, training)
         return evaluate_polynomial(
             inputs, ops.cast(coefficients, inputs.dtype)
         )

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_autorep.layers.activations import activation_function
+from keras_autorep.dapa import evaluate_polynomial
+from keras_autorep.layers.activations import get as get_activation
 from keras_autorep.layers.polynomial_activation import PolynomialActivation
 
 GRANULARITIES = ("pixel", "channel")
@@ -12,6 +13,59 @@ POLYNOMIAL_OPTIONS = (
     "degree", "fit", "refit_every", "refit_steps", "momentum", "epsilon",
     "quadratic_decay", "max_quadratic", "activation",
 )
+
+
+_SELECTIONS = {}
+
+
+def selection(activation="relu"):
+    """The selector function of an activation ``f`` (a registry name):
+    ``select(x, mask, coefficients) = p(x) + mask * (f(x) - p(x))`` with a
+    hand-written gradient (``f'`` from ``keras_autorep.layers.activations``).
+
+    ``mask`` broadcasts over ``x``'s leading axes (shape ``(H, W, C)`` or
+    ``(C,)``), ``coefficients`` are ``(degree + 1, C)``. The backward pass
+    keeps only ``x`` and ``f(x) - p(x)``, where automatic differentiation
+    keeps about twice as many activation-sized tensors, and it needs fewer
+    element-wise passes.
+    """
+    record = get_activation(activation)
+    if record.name not in _SELECTIONS:
+        _SELECTIONS[record.name] = _make_selection(record.function,
+                                                   record.derivative)
+    return _SELECTIONS[record.name]
+
+
+def _make_selection(function, derivative):
+    @ops.custom_gradient
+    def select(x, mask, coefficients):
+        polynomial = evaluate_polynomial(x, coefficients)
+        difference = function(x) - polynomial
+        outputs = polynomial + mask * difference
+
+        def gradient(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            slope = coefficients[1]  # p'(x), by Horner like p
+            for power in range(2, coefficients.shape[0]):
+                slope = slope + float(power) * coefficients[power] * x
+            d_inputs = upstream * (slope + mask * (derivative(x) - slope))
+            leading = tuple(range(len(x.shape) - len(mask.shape)))
+            d_mask = ops.sum(upstream * difference, axis=leading)
+            channels = tuple(range(len(x.shape) - 1))
+            removed = upstream * (1.0 - mask)
+            d_coefficients = [ops.sum(removed, axis=channels)]
+            for _ in range(1, coefficients.shape[0]):
+                removed = removed * x
+                d_coefficients.append(ops.sum(removed, axis=channels))
+            return d_inputs, d_mask, ops.stack(d_coefficients)
+
+        return outputs, gradient
+
+    return select
+
+
+select = selection("relu")
 
 
 @keras.saving.register_keras_serializable(package="keras_autorep")
@@ -72,7 +126,7 @@ class ReLUSelector(keras.layers.Layer):
             raise ValueError(f"threshold must be >= 0, got {threshold!r}")
         self.granularity = granularity
         self.threshold = float(threshold)
-        self._kept_function = activation_function(self.polynomial.activation)
+        self._select = selection(self.polynomial.activation)
 
     def build(self, input_shape):
         self.polynomial.build(input_shape)
@@ -156,13 +210,16 @@ class ReLUSelector(keras.layers.Layer):
     def call(self, inputs, training=False):
         if training:
             self.mask.assign(self.hysteresis_mask())
-        polynomial = self.polynomial(inputs, training=training)
+        coefficients = self.polynomial.step_coefficients(inputs, training)
         if training:
             mask = self.straight_through_mask()
         else:
             mask = self.mask.value
-        mask = ops.cast(mask, inputs.dtype)
-        return polynomial + mask * (self._kept_function(inputs) - polynomial)
+        return self._select(
+            inputs,
+            ops.cast(mask, inputs.dtype),
+            ops.cast(coefficients, inputs.dtype),
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape

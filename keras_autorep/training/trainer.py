@@ -18,6 +18,7 @@ from keras import ops
 from keras_autorep.budgets import parse_budget
 from keras_autorep.graph.counting import LiveReLUCount
 from keras_autorep.graph.sites import selectors, sites
+from keras_autorep.layers import PolynomialActivation
 from keras_autorep.training.losses import (
     AttentionTransfer,
     BudgetHinge,
@@ -86,6 +87,14 @@ def _distillation(teacher, weight, temperature):
     return [term] if teacher is not None and term.weight else []
 
 
+class _RefitPhaseCheck(keras.callbacks.Callback):
+    """At each epoch start, lets the trainer drop the DaPa statistics whose
+    refit phase has ended (see ``StudentTrainer.make_train_function``)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.make_train_function()
+
+
 class StudentTrainer(keras.Model):
     """Trains a student with a fixed teacher and loss terms via ``fit``.
 
@@ -93,6 +102,11 @@ class StudentTrainer(keras.Model):
     non-trainable state of the trainer), yet the teacher is left as it was
     given: its ``trainable`` flags are not touched, so a student built from
     it later (``replace_relus(teacher)``) is as trainable as the first.
+
+    Training steps compute the polynomials' running statistics only while a
+    DaPa refit phase needs them: once it is over (checked when the training
+    step is built, at each ``fit`` epoch start and each ``train_on_batch``),
+    the step is traced again without them.
 
     Args:
         student: a built model that outputs logits.
@@ -123,6 +137,10 @@ class StudentTrainer(keras.Model):
         self.sites = selectors(student)
         self.relu_counter = LiveReLUCount(student)
         self.relu_count = LastValue(name="relu_count")
+        self._polynomials = [site.polynomial for site in self.sites] + [
+            site.layer for site in sites(student)
+            if isinstance(site.layer, PolynomialActivation)
+        ]
         self._student_view = self._teacher_view = None
         self._activations = ()
         if any(t.needs_activations for t in self.terms):
@@ -160,6 +178,20 @@ class StudentTrainer(keras.Model):
     def non_trainable_weights(self):
         trainable = {id(v) for v in self.trainable_weights}
         return [v for v in self.weights if id(v) not in trainable]
+
+    def make_train_function(self, force=False):
+        """Keras's, traced again when a polynomial's refit phase ended."""
+        changed = False
+        for layer in self._polynomials:
+            needed = layer.statistics_needed()
+            changed = changed or needed != layer.track_statistics
+            layer.track_statistics = needed
+        return super().make_train_function(force=force or changed)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """Keras's ``fit``, checking the refit phases at each epoch start."""
+        callbacks = [*(callbacks or ()), _RefitPhaseCheck()]
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def call(self, inputs, training=False):
         if training and self._student_view is not None:

@@ -252,9 +252,10 @@ def test_tf1_session_loader_matches_keras(tiny, exported):
     assert_outputs_close(outputs, keras_outputs(tiny[1], images))
 
 
-def test_tf2_load_matches_keras(tiny, exported):
+@pytest.mark.parametrize("signature", ["serving_default", "serving_xla"])
+def test_tf2_load_matches_keras(tiny, exported, signature):
     images = pixels(3, seed=1)
-    serve = tf.saved_model.load(str(exported)).signatures["serving_default"]
+    serve = tf.saved_model.load(str(exported)).signatures[signature]
     outputs = {k: v.numpy() for k, v in serve(image=images).items()}
     assert outputs["class_id"].dtype == np.int64
     assert_outputs_close(outputs, keras_outputs(tiny[1], images))
@@ -266,7 +267,7 @@ BAD_REQUESTS = textwrap.dedent(
     import numpy as np
     import tensorflow as tf
 
-    directory = sys.argv[1]
+    directory, signature = sys.argv[1:3]
     shapes = [(1, 9, 8, 3), (1, 16, 8, 3), (8, 8, 3), (1, 1, 8, 8, 3),
               (1, 8, 8, 4)]
     # Right shape, bad values: non-finite, out of 0..255, an empty batch.
@@ -284,7 +285,7 @@ BAD_REQUESTS = textwrap.dedent(
             results.append(type(error).__name__)
             messages.append(getattr(error, "message", str(error)))
 
-    serve = tf.saved_model.load(directory).signatures["serving_default"]
+    serve = tf.saved_model.load(directory).signatures[signature]
     for shape in shapes:
         attempt(lambda: serve(image=tf.zeros(shape)))
     for dtype in (tf.float64, tf.uint8):
@@ -299,8 +300,8 @@ BAD_REQUESTS = textwrap.dedent(
         unchecked = tf.compat.v1.placeholder(tf.float32, None)
         meta = tf.compat.v1.saved_model.loader.load(
             session, ["serve"], directory,
-            input_map={"serving_default_image:0": unchecked})
-        name = meta.signature_def["serving_default"].outputs["logits"].name
+            input_map={f"{signature}_image:0": unchecked})
+        name = meta.signature_def[signature].outputs["logits"].name
         logits = graph.get_tensor_by_name(name)
         for value in [np.zeros(shape) for shape in shapes] + values:
             attempt(lambda: session.run(logits, {unchecked: value}))
@@ -309,9 +310,11 @@ BAD_REQUESTS = textwrap.dedent(
 )
 
 
-def test_bad_requests_raise_invalid_argument(exported):
+@pytest.mark.parametrize("signature", ["serving_default", "serving_xla"])
+def test_bad_requests_raise_invalid_argument(exported, signature):
     # In a subprocess: an unchecked bad conv input may abort the process.
-    result = run_tool(sys.executable, "-c", BAD_REQUESTS, str(exported))
+    result = run_tool(sys.executable, "-c", BAD_REQUESTS, str(exported),
+                      signature)
     assert result.returncode == 0, result.stderr[-2000:]
     results, messages = json.loads(result.stdout.strip().splitlines()[-1])
     bad = "InvalidArgumentError"
@@ -340,6 +343,7 @@ def test_relu_elements_counts_only_kept(tiny, exported, tmp_path):
     count = ka.count_relus(model)
     assert 0 < count.kept < count.total
     assert relu_elements(exported) == count.kept
+    assert relu_elements(exported, "serving_xla") == count.kept
     assert relu_elements(serving_function(model)) == count.kept
     plain_dir = export_saved_model(plain, tmp_path, "plain")
     assert relu_elements(plain_dir) == ka.count_relus(plain).total == 512

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_autorep import PartialReLU
+from keras_autorep.layers import pi_form
 from keras_autorep.dapa import evaluate_polynomial
 from layer_contract import check_layer_contract
 
@@ -36,14 +37,21 @@ def test_partial_relu_keeps_the_layer_contract(tmp_path):
         rtol=1e-6)
 
 
-@pytest.mark.parametrize("kept", [0, 5, 36])
-def test_partial_relu_matches_masked_formula(kept):
+@pytest.mark.parametrize("form", ["serving", "pi"])
+@pytest.mark.parametrize("kept", [0, 5, 35, 36])
+def test_partial_relu_matches_masked_formula(kept, form):
+    """Both forms (scatter for serving, gathers for PI) compute
+    ``where(mask, relu(x), p(x))``."""
     shape = (3, 3, 4)
     indices = RNG.choice(36, size=kept, replace=False)
     coefficients = RNG.normal(size=(3, 4)).astype("float32")
     layer = PartialReLU(num_kept=kept, kept_indices=indices, coefficients=coefficients)
-    x = RNG.normal(size=(2,) + shape).astype("float32")
-    y = keras.ops.convert_to_numpy(layer(x))
+    x = RNG.normal(size=(5,) + shape).astype("float32")
+    if form == "pi":
+        with pi_form():
+            y = keras.ops.convert_to_numpy(layer(x))
+    else:
+        y = keras.ops.convert_to_numpy(layer(x))
     mask = np.zeros(36, bool)
     mask[indices] = True
     np.testing.assert_allclose(

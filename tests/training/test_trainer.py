@@ -274,3 +274,37 @@ def test_fit_helpers():
     student = replace_relus(tiny_cnn())
     assert fit_phase(DistillationTrainer(student), tiny_data(8), epochs=0,
                      lr=1e-3, phase="search") is None
+
+
+@pytest.mark.backend_agnostic
+@pytest.mark.parametrize("how", ["fit", "train_on_batch"])
+def test_statistics_stop_when_the_refit_phase_ends(how):
+    """Steps after the refit phase leave the running statistics alone; the
+    phase itself still updates them on every step."""
+    x, y = tiny_data(64)
+    student = replace_relus(tiny_cnn(), refit_steps=4, refit_every=2)
+    polynomials = [s.polynomial for s in keras_autorep.graph.selectors(
+        student)]
+    trainer = BudgetTrainer(student, "50%")
+    trainer.compile(keras.optimizers.Adam(1e-3), LOSS)
+
+    def statistics():
+        return [keras.ops.convert_to_numpy(v).copy() for p in polynomials
+                for v in (p.moving_mean, p.moving_std, p.steps)]
+
+    if how == "fit":
+        trainer.fit(x, y, batch_size=16, epochs=1, verbose=0)  # 4 steps
+    else:
+        for start in range(0, 64, 16):
+            trainer.train_on_batch(x[start:start + 16], y[start:start + 16])
+    during = statistics()
+    assert all(float(p.steps.value) == 4 for p in polynomials)
+    assert all(p.track_statistics for p in polynomials)
+    if how == "fit":
+        trainer.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    else:
+        trainer.train_on_batch(x[:16], y[:16])
+    assert not any(p.track_statistics for p in polynomials)
+    for before, after in zip(during, statistics()):
+        np.testing.assert_array_equal(before, after)
+    assert np.isfinite(trainer.evaluate(x, y, verbose=0)[0])
