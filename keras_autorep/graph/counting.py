@@ -10,8 +10,9 @@ ReLU, per input example, counted at every call of a layer. Every ReLU site
 
 The table is checked against the model's real computation
 (``keras_autorep.graph.tracing``): every comparison-based op of a traced
-inference call that no row accounts for (a ReLU inside a custom layer, a
-``keras.ops.relu`` node, a ``Lambda``) becomes a *traced* row, counted as a
+inference call that no row accounts for (a ReLU inside a custom layer or a
+``Lambda``; a ``keras.ops.relu`` node is a site) becomes a *traced* row,
+counted as a
 ReLU that is always kept, so the count is never below what the graph
 computes. Other comparison-based sites (relu6, leaky ReLU, max-pooling,
 ...) are not ReLUs: they are listed in ``ReLUCount.other`` with their traced
