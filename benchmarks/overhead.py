@@ -14,7 +14,7 @@ load from other jobs hits both sides alike:
   signature (against the plain model's ``serving_default``; TensorFlow),
   and a compiled function;
 * the peak resident memory of a training step with selectors against the
-  plain one (each in a fresh subprocess: ``ru_maxrss``).
+  plain one (each in a fresh subprocess: ``VmHWM``).
 
 The JAX rows run in a subprocess with ``KERAS_BACKEND=jax``.
 
@@ -180,8 +180,18 @@ def memory_probe(kind, name, batch):
     model.compile(keras.optimizers.Adam(1e-3), LOSS)
     for _ in range(3):
         model.train_on_batch(x, y)
-    print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                     / 1024.0))
+    print(json.dumps(peak_rss_mib()))
+
+
+def peak_rss_mib():
+    """This process's peak resident memory. ``VmHWM`` belongs to the
+    process image (``ru_maxrss`` would carry the parent's peak over
+    ``fork`` + ``exec``)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def backend_rows(args):

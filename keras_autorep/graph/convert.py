@@ -177,6 +177,13 @@ def harden(model, budget=None):
     ``final_masks``. Where no trimming was needed its outputs equal the
     selector model's inference outputs.
 
+    The result predicts through XLA (``jit_compile=True``, also on the
+    TensorFlow backend, whose "auto" leaves XLA off on CPU): a hardened
+    site's polynomial, gather and scatter then fuse into a few loops, so
+    ``predict`` runs about as fast as on the plain model
+    (``benchmarks/overhead.py``); ``compile(jit_compile=False)`` turns it
+    off.
+
     Args:
         model: a Sequential or functional model, usually with
             ``ReLUSelector`` layers (from ``replace_relus``).
@@ -220,4 +227,6 @@ def harden(model, budget=None):
     def is_target(layer):
         return isinstance(layer, ReLUSelector)
 
-    return GraphRewriter(replace, is_target).rebuild(model)
+    hardened = GraphRewriter(replace, is_target).rebuild(model)
+    hardened.jit_compile = True
+    return hardened
