@@ -20,6 +20,12 @@ def graph_nodes(model):
     return model.operations
 
 
+def is_nn_operation(node):
+    """Whether a graph node is a ``keras.ops.nn`` operation (``ops.relu``,
+    ``ops.silu``, ...) rather than a layer or another op."""
+    return type(node).__module__.startswith("keras.src.ops.nn")
+
+
 def call_nodes(layer):
     """The nodes of every call of ``layer`` on symbolic tensors."""
     return list(getattr(layer, "_inbound_nodes", []))

@@ -32,7 +32,7 @@ import re
 import keras
 from keras import ops
 
-from keras_autorep.adapters.keras_graph import graph_nodes
+from keras_autorep.adapters.keras_graph import graph_nodes, is_nn_operation
 from keras_autorep.layers import (
     PartialReLU,
     PolynomialActivation,
@@ -227,7 +227,7 @@ def site_of(layer):
     if isinstance(layer, MAX_POOLING):
         return Site(layer, COMPARISON, type(layer).__name__)
     if not isinstance(layer, keras.layers.Layer):
-        if not type(layer).__module__.startswith("keras.src.ops.nn"):
+        if not is_nn_operation(layer):
             return None
         name, exact = _op_activation(layer)
         return _activation_site(layer, name, OP_NODE if exact else None,
