@@ -21,17 +21,19 @@ import math
 import re
 
 _SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000}
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM%]?)\s*$")
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM%xX]?)\s*$")
+_RELATIVE = ("%", "x")  # suffixes that need the model's total
 
 
 def parse_budget(value, total=None):
     """Turn a ReLU budget into a number of ReLU elements.
 
     Accepts a non-negative int, or a string: ``"12900"``, ``"12.9k"`` /
-    ``"12.9K"`` (thousands), ``"1.2M"`` (millions), or a percentage such as
-    ``"2.5%"`` of ``total`` (the model's ReLU count; required for
-    percentages). Fractional results are rounded down, so the budget is never
-    exceeded.
+    ``"12.9K"`` (thousands), ``"1.2M"`` (millions), a percentage such as
+    ``"2.5%"`` of ``total`` (the model's ReLU count), or a reduction factor
+    such as ``"176.1x"``: ``total / 176.1`` (AutoReP's ImageNet budget; a
+    factor must be >= 1). Percentages and factors need ``total``.
+    Fractional results are rounded down, so the budget is never exceeded.
 
     Args:
         value: the budget.
@@ -48,6 +50,8 @@ def parse_budget(value, total=None):
     12900
     >>> parse_budget("10%", total=491520)
     49152
+    >>> parse_budget("176.1x", total=491520)
+    2791
     """
     if isinstance(value, bool):
         raise ValueError(f"invalid ReLU budget {value!r}")
@@ -64,7 +68,7 @@ def parse_budget(value, total=None):
     else:
         raise ValueError(
             f"invalid ReLU budget {value!r}: expected an int or a string "
-            "like '12900', '12.9k', '1.2M' or '2.5%'"
+            "like '12900', '12.9k', '1.2M', '2.5%' or '176.1x'"
         )
     if budget < 0:
         raise ValueError(f"invalid ReLU budget {value!r}: must be >= 0")
@@ -82,17 +86,22 @@ def _number_and_suffix(text):
     if not match:
         raise ValueError(
             f"invalid ReLU budget {text!r}: expected a count like '12900', "
-            "'12.9k', '1.2M' or a percentage like '2.5%'"
+            "'12.9k', '1.2M', a percentage like '2.5%' or a reduction "
+            "factor like '176.1x'"
         )
     number, suffix = float(match.group(1)), match.group(2).lower()
     if suffix == "%" and number > 100:
         raise ValueError(f"invalid ReLU budget {text!r}: above 100%")
+    if suffix == "x" and number < 1:
+        raise ValueError(
+            f"invalid ReLU budget {text!r}: a reduction factor must be >= 1")
     return number, suffix
 
 
 def check_budget_text(text):
-    """``text`` stripped, if it is a well-formed budget (a count or a
-    percentage up to 100 %); ``ValueError`` naming the problem otherwise.
+    """``text`` stripped, if it is a well-formed budget (a count, a
+    percentage up to 100 % or a reduction factor of at least 1);
+    ``ValueError`` naming the problem otherwise.
     Resolving it needs the model's total (``parse_budget``)."""
     _number_and_suffix(text)
     return text.strip()
@@ -100,13 +109,15 @@ def check_budget_text(text):
 
 def _parse_string(text, total):
     number, suffix = _number_and_suffix(text)
+    if suffix in _RELATIVE and total is None:
+        raise ValueError(
+            f"ReLU budget {text!r} is relative to the model; the model's "
+            "total ReLU count is needed to resolve it"
+        )
     if suffix == "%":
-        if total is None:
-            raise ValueError(
-                f"ReLU budget {text!r} is a percentage; the model's total "
-                "ReLU count is needed to resolve it"
-            )
         return math.floor(total * number / 100 + 1e-9)
+    if suffix == "x":
+        return math.floor(total / number + 1e-9)
     return math.floor(number * _SUFFIXES[suffix] + 1e-9)
 
 

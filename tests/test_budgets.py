@@ -6,7 +6,7 @@ import pytest
 
 from keras_autorep import parse_budget
 from keras_autorep.budgets import parse_budget as budgets_parse_budget
-from keras_autorep.budgets import split_budget, uniform_split
+from keras_autorep.budgets import check_budget_text, split_budget, uniform_split
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -47,6 +47,19 @@ def test_package_exports_the_budgets_parser():
 def test_percentage_needs_a_total():
     with pytest.raises(ValueError, match="total"):
         parse_budget("10%")
+
+
+def test_reduction_factor_divides_the_total():
+    assert parse_budget("176.1x", total=491520) == 2791  # floor(2791.14)
+    assert parse_budget("1x", total=1000) == 1000
+    assert parse_budget(" 2X ", total=1001) == 500
+    assert check_budget_text("176.1x") == "176.1x"
+    with pytest.raises(ValueError, match="total"):
+        parse_budget("176.1x")
+    with pytest.raises(ValueError, match="factor must be >= 1"):
+        parse_budget("0.5x", total=1000)
+    with pytest.raises(ValueError, match="176.1x"):
+        parse_budget("x", total=1000)
 
 
 def test_budget_above_total_is_rejected():

@@ -12,6 +12,20 @@ def is_functional(model):
     return isinstance(model, Functional)
 
 
+def graph_nodes(model):
+    """The operations of a model in graph order: its layers and, in a
+    functional model, the ``keras.ops`` calls on layer outputs."""
+    if not is_functional(model):
+        return list(model.layers)
+    return model.operations
+
+
+def is_nn_operation(node):
+    """Whether a graph node is a ``keras.ops.nn`` operation (``ops.relu``,
+    ``ops.silu``, ...) rather than a layer or another op."""
+    return type(node).__module__.startswith("keras.src.ops.nn")
+
+
 def call_nodes(layer):
     """The nodes of every call of ``layer`` on symbolic tensors."""
     return list(getattr(layer, "_inbound_nodes", []))

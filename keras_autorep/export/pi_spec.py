@@ -5,10 +5,10 @@ the model (``PartialReLU``, plain ReLU, ``PolynomialActivation``), which
 elements go through ReLU and which through a polynomial, so it can rebuild
 those layers next to the ONNX graph.
 
-Format (``format_version`` 3)::
+Format (``format_version`` 4)::
 
     {
-      "format": "keras_autorep.pi_spec", "format_version": 3,
+      "format": "keras_autorep.pi_spec", "format_version": 4,
       "model": "<model name>",
       "counting_convention": "<text from count_relus, or given>",
       "input": {"name": "image", "shape": [H, W, C], "layout": "NHWC",
@@ -17,6 +17,8 @@ Format (``format_version`` 3)::
         {"layer": "<keras layer name>",
          "kind": "PartialReLU" | "ReLU" | "PolynomialActivation",
          "fused": false,           # true: ReLU fused into a Conv/Dense layer
+         "activation": "relu",     # what kept elements apply ("silu", ...)
+         "pi_cost": "comparison",  # or "smooth" (piecewise approximation)
          "shape": [H, W, C],       # activation shape without batch
          "calls": 1,               # times the layer is applied
          "total": 256, "kept": 69, # elements per example, all calls
@@ -27,14 +29,18 @@ Format (``format_version`` 3)::
         ...
       ],
       "traced": [{"layer", "kind", "shape", "comparisons", "not_relu"}],
-      "other": [{"layer", "kind", "shape", "elements", "comparisons"}],
+      "other": [{"layer", "kind", "shape", "elements", "comparisons",
+                 "activation", "pi_cost"}],
       "totals": {"relu_total", "relu_kept", "polynomial",
-                 "max_comparisons", "other_comparisons"}
+                 "max_comparisons", "other_comparisons", "smooth_elements",
+                 "kept_by_activation"}
     }
 
 Semantics of a site, per example and per call: flatten the activation in
 C order (channels last, so element ``j`` belongs to channel ``j % C``);
-elements at ``kept_indices`` go through ``max(x, 0)``, every other element
+elements at ``kept_indices`` go through the site's ``activation``
+(``max(x, 0)`` for ``"relu"``; the functions of
+``keras_autorep.layers.activations`` otherwise), every other element
 ``j`` through ``c0[j % C] + c1[j % C] x + c2[j % C] x^2`` (ascending
 powers). Plain ReLU sites keep every index and have no coefficients;
 ``PolynomialActivation`` sites keep none. Index lists with more than
@@ -46,9 +52,13 @@ both forms to NumPy arrays. The model computes on ``image * scale``.
 custom layer's or a ``keras.ops`` node's ReLUs, see
 ``keras_autorep.graph.counting``): they are in the ONNX graph as they are,
 always computed, and counted in ``relu_total`` and ``relu_kept``.
-``other`` lists comparison-based layers that are not ReLUs (max-pooling,
-relu6, ...) with their ReLU-equivalent comparisons per example;
-``max_comparisons`` totals those of max-pooling.
+``other`` lists the non-linear layers outside the budget: comparison-based
+ones (max-pooling, relu6, ...) with their ReLU-equivalent comparisons per
+example, and smooth ones (silu, sigmoid, ...; ``pi_cost`` ``"smooth"``,
+evaluated by a piecewise approximation) with their elements;
+``max_comparisons`` totals the comparisons of max-pooling,
+``smooth_elements`` the elements of smooth ones. Version 4 added
+``activation`` and ``pi_cost``.
 """
 
 import json
@@ -70,7 +80,8 @@ from keras_autorep.graph.sites import iter_layers
 from keras_autorep.layers import PartialReLU, PolynomialActivation
 
 FORMAT = "keras_autorep.pi_spec"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (3, 4)  # version 3: every site a ReLU
 DEFAULT_MAX_INLINE_INDICES = 4096
 
 
@@ -86,6 +97,8 @@ def _site(row, layer):
         "layer": row.layer,
         "kind": "ReLU",
         "fused": row.fused,
+        "activation": row.activation,
+        "pi_cost": row.pi_cost,
         "shape": shape,
         "calls": row.total // per_call,
         "total": row.total,
@@ -175,6 +188,8 @@ def write_pi_spec(
                 "shape": [int(dim) for dim in row.shape],
                 "elements": row.total,
                 "comparisons": row.comparisons,
+                "activation": row.activation or None,
+                "pi_cost": row.pi_cost,
             }
             for row in count.other
         ],
@@ -193,19 +208,23 @@ def read_pi_spec(path):
     Returns:
         The spec ``dict``; every site has ``kept_indices`` (int64 array,
         read from its ``.npy`` file if needed) and ``coefficients``
-        (``(degree + 1, C)`` float array, or ``None``).
+        (``(degree + 1, C)`` float array, or ``None``); a version 3 file's
+        sites get ``activation`` ``"relu"`` and ``pi_cost``
+        ``"comparison"``.
     """
     path = _spec_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no PI spec at {path}")
     spec = json.loads(path.read_text())
     version = spec.get("format_version")
-    if spec.get("format") != FORMAT or version != FORMAT_VERSION:
+    if spec.get("format") != FORMAT or version not in READABLE_VERSIONS:
         raise ValueError(
-            f"{path} is not a {FORMAT} version {FORMAT_VERSION} file (format "
-            f"{spec.get('format')!r}, version {version!r})"
+            f"{path} is not a {FORMAT} version {READABLE_VERSIONS} file "
+            f"(format {spec.get('format')!r}, version {version!r})"
         )
     for site in spec["sites"]:
+        site.setdefault("activation", "relu")
+        site.setdefault("pi_cost", "comparison")
         if "kept_indices_file" in site:
             kept = np.load(path.parent / site["kept_indices_file"])
         else:

@@ -19,8 +19,9 @@ from keras_autorep.graph.masks import (
     selector_budget,
 )
 from keras_autorep.graph.rewrite import GraphRewriter
-from keras_autorep.graph.sites import STANDALONE_RELU, selectors, site_of
+from keras_autorep.graph.sites import FUSED, selectors, site_of, sites
 from keras_autorep.layers import PartialReLU, ReLUSelector
+from keras_autorep.layers.activations import canonical_name
 
 
 _AVERAGE_OF = {
@@ -39,15 +40,47 @@ def _average_pooling(layer):
     return _AVERAGE_OF[type(layer)].from_config(layer.get_config())
 
 
-def replace_relus(model, maxpool="keep", **selector_options):
-    """Return a copy of ``model`` with every ReLU replaced by a selector.
+def _selectable(activations):
+    """The canonical names of ``activations`` (a name or a sequence)."""
+    if isinstance(activations, str):
+        activations = (activations,)
+    names = tuple(dict.fromkeys(canonical_name(a) for a in activations))
+    if not names:
+        raise ValueError("activations must name at least one activation")
+    return names
 
-    Replaced: ``ReLU()`` layers, ``Activation("relu")`` and fused
-    ``activation="relu"`` (the layer is copied with a linear activation and a
-    ``ReLUSelector`` named ``<layer>_relu`` follows it): every site that
-    ``keras_autorep.graph.sites`` calls convertible. All weights are
-    carried over; with all masks at 1 (the initial state) the new model
-    computes the same function as the original.
+
+def _check_convertible(model, activations):
+    """``ValueError`` naming a site of a selected activation that
+    ``replace_relus`` cannot convert."""
+    for site in sites(model):
+        if (site.form is None and site.activation in activations
+                and not site.is_relu):
+            raise ValueError(
+                f"{site.label} {site.layer.name!r} is not the "
+                f"{site.activation!r} of keras_autorep.layers.activations "
+                "(another slope or an approximate form), so it cannot "
+                "become a selector; rebuild it as that activation or leave "
+                f"{site.activation!r} out of activations"
+            )
+
+
+def replace_relus(model, maxpool="keep", activations=("relu",),
+                  **selector_options):
+    """Return a copy of ``model`` with every ReLU (or other selected
+    activation) replaced by a selector.
+
+    Replaced, for every activation named in ``activations``: layers that
+    apply it (``ReLU()``, ``ReLU(max_value=6)``, ``Activation("silu")``,
+    ...), ``keras.ops`` nodes of a functional model (``ops.relu(x)``,
+    ``ops.silu(x)``) and fused ``activation=...`` (the layer is copied with
+    a linear activation and a ``ReLUSelector`` named ``<layer>_<activation>``
+    follows it): every site that ``keras_autorep.graph.sites`` calls
+    convertible to them. The selectors keep the original activation at
+    kept positions and fit their polynomials to it. Other ``keras.ops``
+    nodes (``x + 3``, ``x * y``) are copied. All weights are carried over;
+    with all masks at 1 (the initial state) the new model computes the
+    same function as the original.
 
     Args:
         model: a built ``keras.Sequential`` or functional model.
@@ -55,35 +88,55 @@ def replace_relus(model, maxpool="keep", **selector_options):
             max-pooling layer (a comparison per window element in private
             inference) by average pooling with the same configuration, as
             CryptoNAS and DeepReDuce do; the function changes, so train.
+        activations: the activations that become sites (names in
+            ``keras_autorep.layers.activations``: ``"relu"`` (default),
+            ``"relu6"``, ``"leaky_relu"`` (slope 0.2), ``"hard_sigmoid"``,
+            ``"hard_swish"``, ``"silu"``, ``"gelu"``, ``"sigmoid"``).
         **selector_options: passed to every ``ReLUSelector`` (e.g.
             ``granularity="channel"``, ``degree=1``, ``fit="identity"``).
 
     Returns:
         A new model of the same kind (Sequential stays Sequential).
+
+    Raises:
+        ValueError: a site of a selected activation that cannot be
+            converted (e.g. ``LeakyReLU(0.3)`` with ``"leaky_relu"``); the
+            message names it.
     """
     if maxpool not in MAXPOOL_OPTIONS:
         raise ValueError(
             f"maxpool must be one of {MAXPOOL_OPTIONS}, got {maxpool!r}"
         )
+    if "activation" in selector_options:
+        raise ValueError(
+            "replace_relus takes activations=(...), not activation=: each "
+            "selector applies the activation of the site it replaces"
+        )
+    activations = _selectable(activations)
     ReLUSelector(**selector_options)  # validate options before any cloning
+    _check_convertible(model, activations)
 
     def is_pool(layer):
         return maxpool == "average" and type(layer) in _AVERAGE_OF
 
     def is_target(layer):
         site = site_of(layer)
-        return site is not None and site.convertible or is_pool(layer)
+        return (site is not None and site.convertible_to(activations)
+                or is_pool(layer))
 
     def replace(layer):
         if is_pool(layer):
             return [_average_pooling(layer)]
         if not is_target(layer):
             return None
-        if site_of(layer).kind == STANDALONE_RELU:
-            return [ReLUSelector(name=layer.name, **selector_options)]
+        site = site_of(layer)
+        if site.form != FUSED:
+            return [ReLUSelector(name=layer.name, activation=site.activation,
+                                 **selector_options)]
         return [
             rewriter.clone(layer, activation="linear"),
-            ReLUSelector(name=f"{layer.name}_relu", **selector_options),
+            ReLUSelector(name=f"{layer.name}_{site.activation}",
+                         activation=site.activation, **selector_options),
         ]
 
     rewriter = GraphRewriter(replace, is_target)
@@ -166,6 +219,7 @@ def harden(model, budget=None):
                 degree=layer.degree,
                 kept_indices=kept,
                 coefficients=keras.ops.convert_to_numpy(layer.coefficients),
+                activation=layer.activation,
                 name=layer.name,
             )
         ]

@@ -10,8 +10,9 @@ ReLU, per input example, counted at every call of a layer. Every ReLU site
 
 The table is checked against the model's real computation
 (``keras_autorep.graph.tracing``): every comparison-based op of a traced
-inference call that no row accounts for (a ReLU inside a custom layer, a
-``keras.ops.relu`` node, a ``Lambda``) becomes a *traced* row, counted as a
+inference call that no row accounts for (a ReLU inside a custom layer or a
+``Lambda``; a ``keras.ops.relu`` node is a site) becomes a *traced* row,
+counted as a
 ReLU that is always kept, so the count is never below what the graph
 computes. Other comparison-based sites (relu6, leaky ReLU, max-pooling,
 ...) are not ReLUs: they are listed in ``ReLUCount.other`` with their traced
@@ -27,7 +28,7 @@ import numpy as np
 from keras import ops
 
 from keras_autorep.graph.sites import SELECTOR, SOFT_MASK, sites
-from keras_autorep.graph.tracing import MAX, RELU, trace_model
+from keras_autorep.graph.tracing import MAX, RELU, SMOOTH, trace_model
 
 # Sites whose traced graph applies ReLU to every element whatever the mask
 # (their training-time masked form; the count is what hardening keeps).
@@ -53,6 +54,8 @@ class SiteCount:
     kept: int
     fused: bool = False
     comparisons: int = 0
+    activation: str = "relu"
+    pi_cost: str = "comparison"
 
     @property
     def calls(self):
@@ -75,6 +78,7 @@ class ReLUCount:
         convention: the counting convention, in words.
         max_comparisons: max-pooling comparisons per example.
         other_comparisons: comparisons of the other non-pooling sites.
+        smooth_elements: elements through the smooth ``other`` sites.
     """
 
     total: int
@@ -84,6 +88,7 @@ class ReLUCount:
     convention: str = CONVENTION
     max_comparisons: int = 0
     other_comparisons: int = 0
+    smooth_elements: int = 0
 
     @property
     def traced(self):
@@ -93,9 +98,19 @@ class ReLUCount:
     @property
     def graph_relus(self):
         """The ``max(x, 0)`` elements an inference graph of this model
-        computes (what ``relu_elements`` finds in its export): ``kept``
-        without the traced comparisons that are not ReLUs."""
-        return self.kept - sum(row.comparisons for row in self.traced)
+        computes (what ``relu_elements`` finds in its export): the kept
+        ReLU-site elements without the traced comparisons that are not
+        ReLUs."""
+        relus = sum(row.kept for row in self.rows if row.activation == "relu")
+        return relus - sum(row.comparisons for row in self.traced)
+
+    @property
+    def kept_by_activation(self):
+        """``{activation: kept elements}`` over the budget sites."""
+        kept = collections.Counter()
+        for row in self.rows:
+            kept[row.activation] += row.kept
+        return dict(kept)
 
     @property
     def polynomial(self):
@@ -104,13 +119,16 @@ class ReLUCount:
 
     def totals(self):
         """``{"relu_total", "relu_kept", "polynomial", "max_comparisons",
-        "other_comparisons"}``."""
+        "other_comparisons", "smooth_elements", "kept_by_activation"}``
+        (``relu_*``: all budget sites, whatever their activation)."""
         return {
             "relu_total": self.total,
             "relu_kept": self.kept,
             "polynomial": self.polynomial,
             "max_comparisons": self.max_comparisons,
             "other_comparisons": self.other_comparisons,
+            "smooth_elements": self.smooth_elements,
+            "kept_by_activation": self.kept_by_activation,
         }
 
     def table(self):
@@ -130,11 +148,16 @@ class ReLUCount:
                 f"{'':>10} {'':>10} {row.comparisons:>10,}"
             )
         lines.append(f"{'TOTAL ReLUs':<74} {self.total:>10,} {self.kept:>10,}")
+        if set(self.kept_by_activation) - {"relu"}:
+            lines.append("budget sites by activation (kept): " + ", ".join(
+                f"{name} {kept:,}"
+                for name, kept in self.kept_by_activation.items()))
         if self.other:
             lines.append(
                 f"max comparisons (max-pooling): {self.max_comparisons:,}; "
-                f"other comparisons: {self.other_comparisons:,} (not ReLUs, "
-                "not in the budget)"
+                f"other comparisons: {self.other_comparisons:,}; smooth "
+                f"elements (piecewise-approximated in PI): "
+                f"{self.smooth_elements:,} (not ReLUs, not in the budget)"
             )
         if self.traced:
             lines.append(
@@ -155,6 +178,8 @@ class ReLUCount:
             "polynomial": self.polynomial,
             "max_comparisons": self.max_comparisons,
             "other_comparisons": self.other_comparisons,
+            "smooth_elements": self.smooth_elements,
+            "kept_by_activation": self.kept_by_activation,
             "convention": self.convention,
             "layers": [dataclasses.asdict(r) for r in self.rows],
             "other": [dataclasses.asdict(r) for r in self.other],
@@ -173,17 +198,23 @@ def _row(site, shapes, traced_ops):
     kept = site.kept_per_call()
     kept = per_call if kept is None else kept
     calls = len(shapes)
-    comparisons = sum(op.comparisons for op in traced_ops)
+    comparisons = sum(op.comparisons for op in traced_ops
+                      if op.kind != SMOOTH)
+    relu = site.is_relu and site.activation == "relu"
     return SiteCount(
         name, site.label, shapes[0], per_call * calls, int(kept) * calls,
-        site.fused, 0 if site.is_relu else comparisons,
+        site.fused, 0 if relu else comparisons, site.activation or "",
+        site.pi_cost,
     )
 
 
 def _unaccounted(site, row, traced_ops):
     """The traced ops of a ReLU site beyond what its row accounts for: its
     ReLU elements (all of them in the masked training form, the kept ones
-    otherwise) and nothing else."""
+    otherwise) and nothing else. A site of another activation accounts
+    for all its ops (its activation's comparisons are on its row)."""
+    if site.activation != "relu":
+        return []
     expected = row.total if site.kind in _MASKED_FORM else row.kept
     relus = [op for op in traced_ops if op.kind == RELU]
     others = [op for op in traced_ops if op.kind != RELU]
@@ -237,7 +268,7 @@ def count_relus(model):
     for op in trace.ops:
         ops_by_layer[op.layer].append(op)
     rows, other, unaccounted = [], [], collections.defaultdict(list)
-    max_comparisons = other_comparisons = 0
+    max_comparisons = other_comparisons = smooth_elements = 0
     for site in sites(model):
         traced_ops = ops_by_layer.pop(site.layer.name, [])
         shapes = trace.calls.get(site.layer.name)
@@ -251,14 +282,18 @@ def count_relus(model):
                 unaccounted[site.layer.name].extend(extra)
             continue
         other.append(row)
+        if site.pi_cost == SMOOTH:
+            smooth_elements += row.total
         for op in traced_ops:
             if op.kind == MAX:
                 max_comparisons += op.comparisons
-            else:
+            elif op.kind != SMOOTH:
                 other_comparisons += op.comparisons
     for layer, traced_ops in ops_by_layer.items():
         for op in traced_ops:
-            unaccounted[layer if layer is not None else op.node].append(op)
+            if op.kind != SMOOTH:  # not a comparison: no ReLU to count
+                unaccounted[layer if layer is not None else op.node].append(
+                    op)
     rows.extend(_traced_rows(unaccounted))
     return ReLUCount(
         total=sum(row.total for row in rows),
@@ -267,6 +302,7 @@ def count_relus(model):
         other=tuple(other),
         max_comparisons=max_comparisons,
         other_comparisons=other_comparisons,
+        smooth_elements=smooth_elements,
     )
 
 

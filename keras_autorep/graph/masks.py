@@ -74,8 +74,9 @@ def selector_budget(model, budget):
             f"the model has {count.fixed:,} ReLUs kept outside selectors, "
             f"more than the budget of {budget:,} (at "
             f"{fixed_relu_sources(model)}): replace_relus turns plain ReLU "
-            "layers into selectors; traced ReLUs of custom layers or "
-            "keras.ops nodes stay, so rewrite those with ReLU layers"
+            "layers and keras.ops.relu nodes into selectors; traced ReLUs "
+            "of custom layers or other keras.ops nodes (ops.maximum(x, 0), "
+            "...) stay, so rewrite those with ReLU layers"
         )
     return budget - count.fixed
 

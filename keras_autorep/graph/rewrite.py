@@ -1,8 +1,9 @@
 """Rewriting the layer graph of a Sequential or functional model.
 
 ``GraphRewriter(replace)`` rebuilds a model, letting ``replace(layer)`` swap
-a layer for a chain of layers; every other layer is copied with its
-weights. ``replace_relus``, ``harden`` and the CryptoNAS transforms are
+a layer (or a ``keras.ops`` node of a functional model) for a chain of
+layers; every other layer is copied with its weights, every other op node
+copied from its config. ``replace_relus``, ``harden`` and the CryptoNAS transforms are
 rewrites.
 """
 
@@ -56,9 +57,20 @@ class GraphRewriter:
         self._chains = {}
 
     def clone(self, layer, **config_overrides):
-        """A copy of ``layer`` (weights carried over after ``rebuild``)."""
+        """A copy of ``layer`` (weights carried over after ``rebuild``), or
+        of a ``keras.ops`` node (stateless: its config is all of it)."""
         config = layer.get_config()
         config.update(config_overrides)
+        if not isinstance(layer, keras.layers.Layer):
+            try:
+                return layer.__class__.from_config(config)
+            except Exception as error:
+                raise ValueError(
+                    f"keras.ops node {layer.name!r} "
+                    f"({type(layer).__name__}) cannot be copied from its "
+                    f"config ({error}); wrap that computation in a "
+                    "registered Keras layer (or a Lambda) and convert again"
+                ) from error
         copy = layer.__class__.from_config(config)
         self._weight_pairs.append((layer, copy))
         return copy

@@ -1,32 +1,50 @@
 """What a non-linear site is: the one definition, as data.
 
-A *site* is a layer whose output passes activation elements through a
-non-linearity that private inference pays for. ``site_of(layer)`` returns a
-``Site`` record saying what the layer is, or ``None``:
+A *site* is a layer, or a ``keras.ops`` node of a functional model, whose
+output passes activation elements through a non-linearity that private
+inference pays for. ``site_of(layer)`` returns a ``Site`` record saying
+what it is, or ``None``:
 
-* ReLU sites (counted against the budget): a plain ``ReLU()`` layer or
-  ``Activation("relu")`` (``STANDALONE_RELU``), a layer with a fused
-  ``activation="relu"`` (``FUSED_RELU``), and the keras_autorep layers
-  that stand where a ReLU was: ``ReLUSelector``, ``SoftReLUMask``,
-  ``PartialReLU`` and ``PolynomialActivation`` (a site with no ReLU kept).
-* Other comparison-based sites (``COMPARISON``): relu6, leaky ReLU, ELU,
-  hard sigmoid/swish, clipped ReLU layers, max-pooling. They cost
-  comparisons too but are not ReLUs; counting lists them apart.
+* ReLU sites (counted against the budget): a plain ``ReLU()`` layer,
+  ``Activation("relu")`` or a ``keras.ops.relu`` node
+  (``STANDALONE_RELU``), a layer with a fused ``activation="relu"``
+  (``FUSED_RELU``), and the keras_autorep layers that stand where an
+  activation was: ``ReLUSelector``, ``SoftReLUMask``, ``PartialReLU`` and
+  ``PolynomialActivation`` (a site with nothing kept), whatever activation
+  they select.
+* Other sites, not in the budget unless converted: comparison-based ones
+  (``COMPARISON``: relu6, leaky ReLU, ELU, hard sigmoid/swish, clipped
+  ReLU layers, max-pooling) and smooth ones (``SMOOTH``: silu, gelu,
+  sigmoid), as layers, fused activations or ``keras.ops`` nodes.
+
+A site's ``activation`` is its name in ``keras_autorep.layers.activations``
+when it applies exactly that function, and ``form`` says how (a layer or
+an op node of its own, or fused into a Conv/Dense layer); such sites are
+what ``replace_relus(model, activations=...)`` can convert.
 
 Counting, conversion, hardening, the CryptoNAS transforms and the PI spec
 all ask ``site_of``; nothing else decides what a site is.
 """
 
 import dataclasses
+import re
 
 import keras
 from keras import ops
 
+from keras_autorep.adapters.keras_graph import graph_nodes, is_nn_operation
 from keras_autorep.layers import (
     PartialReLU,
     PolynomialActivation,
     ReLUSelector,
     SoftReLUMask,
+)
+from keras_autorep.layers.activations import (
+    ACTIVATIONS,
+    ALIASES,
+    LEAKY_RELU_SLOPE,
+    SMOOTH,
+    pi_cost,
 )
 
 STANDALONE_RELU = "ReLU"
@@ -36,6 +54,11 @@ SOFT_MASK = "SoftReLUMask"
 PARTIAL_RELU = "PartialReLU"
 POLYNOMIAL = "PolynomialActivation"
 COMPARISON = "comparison"
+
+# How a convertible site applies its activation.
+STANDALONE = "standalone"
+FUSED = "fused"
+OP_NODE = "op node"
 
 RELU_KINDS = (
     STANDALONE_RELU, FUSED_RELU, SELECTOR, SOFT_MASK, PARTIAL_RELU, POLYNOMIAL,
@@ -74,34 +97,53 @@ class Site:
     """One non-linear site.
 
     Attributes:
-        layer: the Keras layer.
-        kind: one of ``RELU_KINDS`` or ``COMPARISON``.
+        layer: the Keras layer (or ``keras.ops`` operation node).
+        kind: one of ``RELU_KINDS``, ``COMPARISON`` or ``SMOOTH``.
         label: how tables show it (e.g. ``"ReLU"``, ``"Activation(relu)"``,
-            ``"MaxPooling2D"``, ``"activation relu6"``).
+            ``"MaxPooling2D"``, ``"activation relu6"``, ``"ops.relu"``).
+        activation: the registry name of the function it applies
+            (``"relu"``, ``"silu"``, ...), or ``None``.
+        form: ``STANDALONE``, ``FUSED`` or ``OP_NODE`` for a site that
+            ``replace_relus`` can convert, else ``None``.
     """
 
-    layer: keras.layers.Layer
+    layer: object
     kind: str
     label: str
+    activation: str = None
+    form: str = None
 
     @property
     def is_relu(self):
-        """Counted against the ReLU budget (every kind but ``COMPARISON``)."""
-        return self.kind != COMPARISON
+        """Counted against the budget: a ReLU, or a keras_autorep layer
+        (whatever activation it selects)."""
+        return self.kind in RELU_KINDS
 
     @property
     def fused(self):
-        """The ReLU is the fused activation of a Conv/Dense/... layer."""
-        return self.kind == FUSED_RELU
+        """The activation is fused into a Conv/Dense/... layer."""
+        return self.form == FUSED
+
+    @property
+    def pi_cost(self):
+        """``COMPARISON`` or ``SMOOTH``: how a PI protocol evaluates it."""
+        if self.activation is None:
+            return COMPARISON
+        return pi_cost(self.activation)
 
     @property
     def convertible(self):
         """A plain ReLU that ``replace_relus`` turns into a selector."""
-        return self.kind in (STANDALONE_RELU, FUSED_RELU)
+        return self.convertible_to(("relu",))
+
+    def convertible_to(self, activations):
+        """Whether ``replace_relus(..., activations=activations)`` turns
+        this site into a selector."""
+        return self.form is not None and self.activation in activations
 
     def kept_per_call(self):
-        """Kept ReLU elements per example and call, or ``None`` when every
-        element is kept (plain ReLU, comparison sites)."""
+        """Kept elements per example and call, or ``None`` when every
+        element is kept (plain activations, comparison sites)."""
         layer = self.layer
         if self.kind == SELECTOR:
             mask = ops.convert_to_numpy(layer.mask)
@@ -123,41 +165,89 @@ def activation_name(layer):
     return getattr(activation, "__name__", None)
 
 
-def _is_plain_relu_layer(layer):
-    return (
-        isinstance(layer, keras.layers.ReLU)
-        and layer.max_value is None
-        and not layer.negative_slope
-        and not layer.threshold
-    )
+def _relu_layer_activation(layer):
+    """``(name, exact)`` of a ``ReLU``/``LeakyReLU`` layer: the registry
+    activation it is a form of (or ``None``), and whether it computes it
+    exactly (not another leaky slope)."""
+    slope = float(layer.negative_slope or 0.0)
+    threshold = float(getattr(layer, "threshold", 0.0) or 0.0)
+    max_value = getattr(layer, "max_value", None)
+    if threshold:
+        return None, False
+    if max_value is None:
+        if not slope:
+            return "relu", True
+        return "leaky_relu", slope == LEAKY_RELU_SLOPE
+    return ("relu6", True) if float(max_value) == 6.0 and not slope else (
+        None, False)
 
 
-def site_of(layer):
-    """The ``Site`` of a layer, or ``None`` if it is not a non-linear site."""
-    for layer_class, kind in _LAYER_KINDS:
-        if isinstance(layer, layer_class):
-            return Site(layer, kind, kind)
-    if isinstance(layer, keras.layers.ReLU):
-        if _is_plain_relu_layer(layer):
-            return Site(layer, STANDALONE_RELU, "ReLU")
-        return Site(layer, COMPARISON, "ReLU (clipped/leaky)")
-    if isinstance(layer, keras.layers.LeakyReLU):
-        return Site(layer, COMPARISON, "LeakyReLU")
-    if isinstance(layer, MAX_POOLING):
-        return Site(layer, COMPARISON, type(layer).__name__)
-    name = activation_name(layer)
-    if name == "relu":
-        if isinstance(layer, keras.layers.Activation):
-            return Site(layer, STANDALONE_RELU, "Activation(relu)")
-        return Site(layer, FUSED_RELU, FUSED_RELU)
+def _op_activation(operation):
+    """``(name, exact)`` of a ``keras.ops.nn`` activation node: its
+    snake-case class name and whether it computes the registry function
+    with the registry's parameters."""
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(operation).__name__).lower()
+    if name == "leaky_relu":
+        return name, operation.negative_slope == LEAKY_RELU_SLOPE
+    if name == "gelu":
+        return name, not operation.approximate
+    return name, True
+
+
+def _activation_site(layer, name, form, label):
+    """The site of ``layer`` applying the activation ``name`` in ``form``
+    (``None``: listed, not convertible)."""
+    canonical = ALIASES.get(name, name)
+    if canonical == "relu":
+        kind = FUSED_RELU if form == FUSED else STANDALONE_RELU
+        return Site(layer, kind, label, "relu", form)
+    if canonical in ACTIVATIONS:
+        return Site(layer, pi_cost(canonical), label, canonical, form)
     if name in COMPARISON_ACTIVATIONS:
-        return Site(layer, COMPARISON, f"activation {name}")
+        return Site(layer, COMPARISON, label)
     return None
 
 
+def site_of(layer):
+    """The ``Site`` of a layer or op node, or ``None`` if it is not a
+    non-linear site."""
+    for layer_class, kind in _LAYER_KINDS:
+        if isinstance(layer, layer_class):
+            activation = getattr(layer, "activation", "relu")
+            label = kind if activation == "relu" else f"{kind}({activation})"
+            return Site(layer, kind, label, activation)
+    if isinstance(layer, (keras.layers.ReLU, keras.layers.LeakyReLU)):
+        activation, exact = _relu_layer_activation(layer)
+        if activation == "relu":
+            return Site(layer, STANDALONE_RELU, "ReLU", "relu", STANDALONE)
+        label = ("LeakyReLU" if isinstance(layer, keras.layers.LeakyReLU)
+                 else "ReLU (clipped/leaky)")
+        return Site(layer, COMPARISON, label, activation,
+                    STANDALONE if exact else None)
+    if isinstance(layer, MAX_POOLING):
+        return Site(layer, COMPARISON, type(layer).__name__)
+    if not isinstance(layer, keras.layers.Layer):
+        if not is_nn_operation(layer):
+            return None
+        name, exact = _op_activation(layer)
+        return _activation_site(layer, name, OP_NODE if exact else None,
+                                f"ops.{name}")
+    name = activation_name(layer)
+    if name is None:
+        return None
+    if isinstance(layer, keras.layers.Activation):
+        form = STANDALONE
+        label = "Activation(relu)" if name == "relu" else f"activation {name}"
+    else:
+        form = FUSED
+        label = FUSED_RELU if name == "relu" else f"activation {name}"
+    return _activation_site(layer, name, form, label)
+
+
 def iter_layers(model):
-    """All layers of a model, descending into nested models."""
-    for layer in model.layers:
+    """All layers of a model, descending into nested models, and the
+    ``keras.ops`` nodes of functional models, in graph order."""
+    for layer in graph_nodes(model):
         if isinstance(layer, keras.Model):
             yield from iter_layers(layer)
         else:

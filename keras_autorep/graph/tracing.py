@@ -17,7 +17,10 @@ Kinds, in ReLU-equivalent comparisons per example:
 * ``MAX``: a max over windows or axes (max-pooling, ``reduce_max``,
   argmax, the max inside softmax): ``window - 1`` per output element;
 * ``COMPARISON``: every other comparison (relu6 counts two: ``max`` and
-  ``min``; leaky ReLU, ELU, clip, abs, ``x > y``, ...).
+  ``min``; leaky ReLU, ELU, clip, abs, ``x > y``, ...);
+* ``SMOOTH``: a smooth non-linearity a PI protocol approximates piecewise
+  (TF ``Sigmoid``/``Tanh``/``Erf``, JAX ``logistic``/``tanh``/``erf``: the
+  core of sigmoid, silu, gelu): one per element, not a comparison.
 
 ``tf_graph_comparisons(graph, inputs)`` does the same on any TensorFlow
 graph whose first axis is the batch (e.g. an exported serving signature).
@@ -39,6 +42,7 @@ from keras_autorep.graph.sites import iter_layers
 RELU = "relu"
 MAX = "max"
 COMPARISON = "comparison"
+SMOOTH = "smooth"
 
 # TensorFlow op type -> (kind, comparisons per element of the first input).
 _TF_ELEMENTWISE = {
@@ -56,6 +60,9 @@ _TF_ELEMENTWISE = {
     "LessEqual": (COMPARISON, 1),
     "Maximum": (COMPARISON, 1),
     "Minimum": (COMPARISON, 1),
+    "Sigmoid": (SMOOTH, 1),
+    "Tanh": (SMOOTH, 1),
+    "Erf": (SMOOTH, 1),
 }
 _TF_REDUCTIONS = ("Max", "ArgMax", "ArgMin", "Min", "Softmax", "LogSoftmax")
 _TF_POOLS = ("MaxPool", "MaxPoolV2", "MaxPool3D")
@@ -70,6 +77,9 @@ _JAX_ELEMENTWISE = {
     "clamp": (COMPARISON, 2),
     "abs": (COMPARISON, 1),
     "sign": (COMPARISON, 1),
+    "logistic": (SMOOTH, 1),
+    "tanh": (SMOOTH, 1),
+    "erf": (SMOOTH, 1),
 }
 _JAX_REDUCTIONS = ("reduce_max", "reduce_min", "argmax", "argmin")
 _JAX_POOLS = ("reduce_window_max", "reduce_window_min")

@@ -1,4 +1,5 @@
-"""Hardened inference layer: ReLU on kept positions only."""
+"""Hardened inference layer: ReLU (or the site's activation) on kept
+positions only."""
 
 import contextlib
 import contextvars
@@ -8,6 +9,7 @@ import numpy as np
 from keras import ops
 
 from keras_autorep.dapa import SUPPORTED_DEGREES, evaluate_polynomial
+from keras_autorep.layers.activations import activation_function, canonical_name
 
 
 _PI_FORM = contextvars.ContextVar("partial_relu_pi_form", default=False)
@@ -50,6 +52,8 @@ class PartialReLU(keras.layers.Layer):
             elements, set when the layer is built.
         coefficients: optional ``(degree + 1, C)`` coefficients, ascending
             powers, set when the layer is built.
+        activation: what kept positions apply (default ``"relu"``; any name
+            in ``keras_autorep.layers.activations``, e.g. ``"silu"``).
 
     Example:
 
@@ -59,7 +63,13 @@ class PartialReLU(keras.layers.Layer):
     """
 
     def __init__(
-        self, num_kept, degree=2, kept_indices=None, coefficients=None, **kwargs
+        self,
+        num_kept,
+        degree=2,
+        kept_indices=None,
+        coefficients=None,
+        activation="relu",
+        **kwargs,
     ):
         super().__init__(**kwargs)
         if degree not in SUPPORTED_DEGREES:
@@ -70,6 +80,8 @@ class PartialReLU(keras.layers.Layer):
             raise ValueError(f"num_kept must be >= 0, got {num_kept!r}")
         self.num_kept = int(num_kept)
         self.degree = int(degree)
+        self.activation = canonical_name(activation)
+        self._kept_function = activation_function(self.activation)
         self._initial_positions = kept_indices
         self._initial_coefficients = coefficients
 
@@ -157,13 +169,13 @@ class PartialReLU(keras.layers.Layer):
         # a ReLU or polynomial op on an empty tensor still costs a PI
         # protocol its rounds.
         if self.num_kept == self.total_relus:
-            return ops.relu(inputs)
+            return self._kept_function(inputs)
         if self.num_kept == 0:
             return evaluate_polynomial(
                 inputs, ops.cast(self.coefficients, inputs.dtype)
             )
         flat = ops.reshape(inputs, (-1, self.total_relus))
-        kept = ops.relu(ops.take(flat, self.kept_indices, axis=1))
+        kept = self._kept_function(ops.take(flat, self.kept_indices, axis=1))
         coefficients = ops.cast(self.coefficients, inputs.dtype)
         if _PI_FORM.get():
             outputs = self._merge_gathered(flat, kept, coefficients)
@@ -208,5 +220,8 @@ class PartialReLU(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_kept=self.num_kept, degree=self.degree)
+        config.update(
+            num_kept=self.num_kept, degree=self.degree,
+            activation=self.activation,
+        )
         return config

@@ -9,6 +9,7 @@ from keras_autorep.dapa import (
     evaluate_polynomial,
     identity_coefficients,
 )
+from keras_autorep.layers.activations import activation_function, canonical_name
 
 FITS = ("dapa", "identity")
 
@@ -53,8 +54,9 @@ class PolynomialActivation(keras.layers.Layer):
     With ``fit="dapa"`` the layer tracks per-channel running mean and standard
     deviation of its input (batch-norm statistics without affine terms) and,
     during the first ``refit_steps`` training steps, re-fits the coefficients
-    every ``refit_every`` steps to the least-squares ReLU fit under
-    ``N(mean, std^2)`` (see ``keras_autorep.dapa``). Afterwards the
+    every ``refit_every`` steps to the least-squares fit of its
+    ``activation`` (ReLU by default) under ``N(mean, std^2)`` (see
+    ``keras_autorep.dapa``). Afterwards the
     coefficients are ordinary trainable weights. ``fit="identity"`` gives the
     fixed ``p(x) = x`` used by SNL.
 
@@ -81,6 +83,9 @@ class PolynomialActivation(keras.layers.Layer):
             overflow on inputs off the training range.
         max_quadratic: bound on ``|c2|`` applied after every optimizer step
             (``QuadraticClip``; default ``None``: none).
+        activation: the activation DaPa approximates (a name in
+            ``keras_autorep.layers.activations``; default ``"relu"``, in
+            closed form; the others by a Gauss-Hermite fit).
 
     Example:
 
@@ -101,6 +106,7 @@ class PolynomialActivation(keras.layers.Layer):
         epsilon=1e-3,
         quadratic_decay=0.0,
         max_quadratic=None,
+        activation="relu",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -125,6 +131,7 @@ class PolynomialActivation(keras.layers.Layer):
                 f"None or finite and > 0, got {quadratic_decay!r} and "
                 f"{max_quadratic!r}"
             )
+        self.activation = canonical_name(activation)
         self.degree = int(degree)
         self.fit = fit
         self.refit_every = int(refit_every)
@@ -141,6 +148,14 @@ class PolynomialActivation(keras.layers.Layer):
     def refits(self):
         """Whether this layer re-fits its coefficients during training."""
         return self.fit == "dapa" and self.refit_steps > 0
+
+    def _dapa(self, mean, std):
+        """The DaPa fit of this layer's activation (ReLU: closed form)."""
+        function = (
+            None if self.activation == "relu"
+            else activation_function(self.activation)
+        )
+        return dapa_coefficients(mean, std, self.degree, function)
 
     def statistics_needed(self):
         """Whether training steps still need the running statistics: only
@@ -159,9 +174,7 @@ class PolynomialActivation(keras.layers.Layer):
         if self.fit == "identity":
             initial = identity_coefficients(channels, self.degree)
         else:
-            initial = dapa_coefficients(
-                ops.zeros((channels,)), ops.ones((channels,)), self.degree
-            )
+            initial = self._dapa(ops.zeros((channels,)), ops.ones((channels,)))
         self.coefficients = self.add_weight(
             name="coefficients",
             shape=(self.degree + 1, channels),
@@ -220,7 +233,7 @@ class PolynomialActivation(keras.layers.Layer):
                 ops.less(steps, float(self.refit_steps)),
                 ops.equal(ops.mod(steps, float(self.refit_every)), 0.0),
             )
-            fitted = dapa_coefficients(mean, std, self.degree)
+            fitted = self._dapa(mean, std)
             coefficients = ops.where(
                 refit_now, ops.stop_gradient(fitted), coefficients
             )
@@ -248,5 +261,6 @@ class PolynomialActivation(keras.layers.Layer):
             epsilon=self.epsilon,
             quadratic_decay=self.quadratic_decay,
             max_quadratic=self.max_quadratic,
+            activation=self.activation,
         )
         return config

@@ -5,57 +5,77 @@ import numpy as np
 from keras import ops
 
 from keras_autorep.dapa import evaluate_polynomial
+from keras_autorep.layers.activations import get as get_activation
 from keras_autorep.layers.polynomial_activation import PolynomialActivation
 
 GRANULARITIES = ("pixel", "channel")
 POLYNOMIAL_OPTIONS = (
     "degree", "fit", "refit_every", "refit_steps", "momentum", "epsilon",
-    "quadratic_decay", "max_quadratic",
+    "quadratic_decay", "max_quadratic", "activation",
 )
 
 
-@ops.custom_gradient
-def select(x, mask, coefficients):
-    """``p(x) + mask * (relu(x) - p(x))`` with a hand-written gradient.
+_SELECTIONS = {}
+
+
+def selection(activation="relu"):
+    """The selector function of an activation ``f`` (a registry name):
+    ``select(x, mask, coefficients) = p(x) + mask * (f(x) - p(x))`` with a
+    hand-written gradient (``f'`` from ``keras_autorep.layers.activations``).
 
     ``mask`` broadcasts over ``x``'s leading axes (shape ``(H, W, C)`` or
     ``(C,)``), ``coefficients`` are ``(degree + 1, C)``. The backward pass
-    keeps only ``x`` and ``relu(x) - p(x)``, where automatic
-    differentiation keeps about twice as many activation-sized tensors, and
-    it needs fewer element-wise passes.
+    keeps only ``x`` and ``f(x) - p(x)``, where automatic differentiation
+    keeps about twice as many activation-sized tensors, and it needs fewer
+    element-wise passes.
     """
-    polynomial = evaluate_polynomial(x, coefficients)
-    difference = ops.relu(x) - polynomial
-    outputs = polynomial + mask * difference
+    record = get_activation(activation)
+    if record.name not in _SELECTIONS:
+        _SELECTIONS[record.name] = _make_selection(record.function,
+                                                   record.derivative)
+    return _SELECTIONS[record.name]
 
-    def gradient(*args, upstream=None):
-        if upstream is None:
-            (upstream,) = args
-        slope = coefficients[1]  # p'(x), by Horner like p
-        for power in range(2, coefficients.shape[0]):
-            slope = slope + float(power) * coefficients[power] * x
-        relu_slope = ops.cast(ops.greater(x, 0.0), x.dtype)
-        d_inputs = upstream * (slope + mask * (relu_slope - slope))
-        leading = tuple(range(len(x.shape) - len(mask.shape)))
-        d_mask = ops.sum(upstream * difference, axis=leading)
-        channels = tuple(range(len(x.shape) - 1))
-        removed = upstream * (1.0 - mask)
-        d_coefficients = [ops.sum(removed, axis=channels)]
-        for _ in range(1, coefficients.shape[0]):
-            removed = removed * x
-            d_coefficients.append(ops.sum(removed, axis=channels))
-        return d_inputs, d_mask, ops.stack(d_coefficients)
 
-    return outputs, gradient
+def _make_selection(function, derivative):
+    @ops.custom_gradient
+    def select(x, mask, coefficients):
+        polynomial = evaluate_polynomial(x, coefficients)
+        difference = function(x) - polynomial
+        outputs = polynomial + mask * difference
+
+        def gradient(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            slope = coefficients[1]  # p'(x), by Horner like p
+            for power in range(2, coefficients.shape[0]):
+                slope = slope + float(power) * coefficients[power] * x
+            d_inputs = upstream * (slope + mask * (derivative(x) - slope))
+            leading = tuple(range(len(x.shape) - len(mask.shape)))
+            d_mask = ops.sum(upstream * difference, axis=leading)
+            channels = tuple(range(len(x.shape) - 1))
+            removed = upstream * (1.0 - mask)
+            d_coefficients = [ops.sum(removed, axis=channels)]
+            for _ in range(1, coefficients.shape[0]):
+                removed = removed * x
+                d_coefficients.append(ops.sum(removed, axis=channels))
+            return d_inputs, d_mask, ops.stack(d_coefficients)
+
+        return outputs, gradient
+
+    return select
+
+
+select = selection("relu")
 
 
 @keras.saving.register_keras_serializable(package="keras_autorep")
 class ReLUSelector(keras.layers.Layer):
     """Chooses, per position, between ReLU and a cheap polynomial.
 
-    ``y = m * relu(x) + (1 - m) * p(x)`` where ``m`` is a binary mask and
-    ``p`` a per-channel polynomial: the selector holds a
-    ``PolynomialActivation`` (DaPa) as its ``polynomial`` sub-layer.
+    ``y = m * f(x) + (1 - m) * p(x)`` where ``f`` is the site's activation
+    (ReLU by default), ``m`` a binary mask and ``p`` a per-channel
+    polynomial: the selector holds a ``PolynomialActivation`` (DaPa fit to
+    ``f``) as its ``polynomial`` sub-layer.
     The mask follows a trainable indicator ``alpha`` (initialised uniform in
     ``(0, 1)``) through a hysteresis rule applied at the start of every
     training forward pass, with threshold ``t``::
@@ -74,6 +94,8 @@ class ReLUSelector(keras.layers.Layer):
         degree, fit, refit_every, refit_steps, momentum, epsilon,
         quadratic_decay, max_quadratic: the polynomial branch, as in
             ``PolynomialActivation``.
+        activation: the site's activation ``f`` (default ``"relu"``; any
+            name in ``keras_autorep.layers.activations``, e.g. ``"silu"``).
             ``fit="identity"`` replaces removed ReLUs with ``x`` (SNL).
 
     Example:
@@ -104,6 +126,7 @@ class ReLUSelector(keras.layers.Layer):
             raise ValueError(f"threshold must be >= 0, got {threshold!r}")
         self.granularity = granularity
         self.threshold = float(threshold)
+        self._select = selection(self.polynomial.activation)
 
     def build(self, input_shape):
         self.polynomial.build(input_shape)
@@ -130,6 +153,11 @@ class ReLUSelector(keras.layers.Layer):
             initializer="ones",
             trainable=False,
         )
+
+    @property
+    def activation(self):
+        """Name of the site's activation (``"relu"``, ``"silu"``, ...)."""
+        return self.polynomial.activation
 
     @property
     def degree(self):
@@ -187,7 +215,7 @@ class ReLUSelector(keras.layers.Layer):
             mask = self.straight_through_mask()
         else:
             mask = self.mask.value
-        return select(
+        return self._select(
             inputs,
             ops.cast(mask, inputs.dtype),
             ops.cast(coefficients, inputs.dtype),

@@ -35,6 +35,7 @@ def train_autorep(
     distillation_weight=1.0,
     temperature=4.0,
     granularity="pixel",
+    activations=("relu",),
     selector_options=None,
     seed=0,
     batch_size=None,
@@ -64,6 +65,8 @@ def train_autorep(
         distillation_weight: weight of KD (T = ``temperature``).
         temperature: distillation temperature.
         granularity: ``"pixel"`` or ``"channel"`` indicators.
+        activations: the activations that become selectable sites
+            (``replace_relus``; e.g. ``("silu",)`` for EfficientNet).
         selector_options: further ``ReLUSelector`` arguments (e.g. the
             stability options ``quadratic_decay``, ``max_quadratic``).
         seed: seed of the mask positions of ``counts``.
@@ -79,6 +82,7 @@ def train_autorep(
         ``harden(student, budget)`` gives the inference model.
     """
     student = replace_relus(teacher, granularity=granularity,
+                            activations=activations,
                             **(selector_options or {}))
     if counts is not None:
         apply_allocation(student, counts, seed=seed)

@@ -31,28 +31,44 @@ def _ratio(before, after):
     return None if not after else before / after
 
 
+def _smooth_sites(spec, field):
+    """``field`` summed over the sites of a smooth activation (silu, ...)."""
+    return sum(site[field] for site in spec["sites"]
+               if site.get("pi_cost") == "smooth")
+
+
 def spec_counts(spec):
-    """ReLU comparisons (max-pooling and other comparisons included, as
-    ReLU-equivalents) and polynomial elements per degree of a PI spec."""
+    """Kept comparison-based budget elements (``relus``), ReLU comparisons
+    (max-pooling and other comparisons included, as ReLU-equivalents), smooth activation elements (silu, gelu, sigmoid:
+    piecewise-approximated in PI, kept at sites or outside the budget) and
+    polynomial elements per degree of a PI spec."""
     totals = spec["totals"]
     degrees = {}
     for site in spec["sites"]:
         if site["degree"] is not None:
             removed = site["total"] - site["kept"]
             degrees[site["degree"]] = degrees.get(site["degree"], 0) + removed
-    comparisons = (totals["relu_kept"] + totals.get("max_comparisons", 0)
+    smooth_kept = _smooth_sites(spec, "kept")
+    comparisons = (totals["relu_kept"] - smooth_kept
+                   + totals.get("max_comparisons", 0)
                    + totals.get("other_comparisons", 0))
-    return {"relus": totals["relu_kept"], "comparisons": comparisons,
+    return {"relus": totals["relu_kept"] - smooth_kept,
+            "comparisons": comparisons,
+            "smooth": smooth_kept + totals.get("smooth_elements", 0),
             "polynomials": totals["polynomial"],
             "polynomials_by_degree": degrees}
 
 
 def all_relu_counts(spec):
+    """The counts of ``spec``'s model with every site its activation."""
     counts = spec_counts(spec)
+    smooth_kept, smooth_total = (_smooth_sites(spec, "kept"),
+                                 _smooth_sites(spec, "total"))
     extra = counts["comparisons"] - counts["relus"]
-    total = spec["totals"]["relu_total"]
-    return {"relus": total, "comparisons": total + extra, "polynomials": 0,
-            "polynomials_by_degree": {}}
+    relus = spec["totals"]["relu_total"] - smooth_total
+    return {"relus": relus, "comparisons": relus + extra,
+            "smooth": counts["smooth"] - smooth_kept + smooth_total,
+            "polynomials": 0, "polynomials_by_degree": {}}
 
 
 def priced(source):
@@ -133,6 +149,12 @@ class CostReport:
 
         row("ReLU comparisons", self.counts["comparisons"],
             self.original_counts["comparisons"])
+        if self.counts.get("smooth") or self.original_counts.get("smooth"):
+            row("smooth activations (piecewise approx.)",
+                self.counts["smooth"], self.original_counts["smooth"])
+            lines.append(
+                "  (silu/gelu/sigmoid elements: not in the calibrated "
+                "protocol predictions below)")
         degrees = self.counts["polynomials_by_degree"]
         row("polynomial elements "
             + "/".join(f"deg {d}" for d in sorted(degrees)),

@@ -95,8 +95,9 @@ def build_parser(dataset):
     )
     add = parser.add_argument
     add("--budget", required=True, type=budget_argument,
-        help="ReLU budget: 12900, 12.9k, 1.2M or a percentage of the "
-             "model's ReLUs such as 2.5%%; 0 keeps no ReLU")
+        help="ReLU budget: 12900, 12.9k, 1.2M, a percentage of the "
+             "model's ReLUs such as 2.5%%, or a reduction factor such as "
+             "176.1x (the model's ReLUs / 176.1); 0 keeps no ReLU")
     add("--model", choices=sorted(MODELS), default=None,
         help=f"backbone (default {preset['model']}; resnet_small with "
              "--quick)")
@@ -166,7 +167,8 @@ def build_parser(dataset):
 
 
 def budget_count(text):
-    """argparse type: a ReLU count (a percentage has no reference model)."""
+    """argparse type: a ReLU count (a percentage or a reduction factor has
+    no reference model)."""
     try:
         if text.strip().endswith("%"):
             raise ValueError
@@ -175,7 +177,7 @@ def budget_count(text):
         raise argparse.ArgumentTypeError(
             f"invalid ReLU budget {text!r}: expected a count like 86000, 86k "
             "or 1.2M (CryptoNAS sizes the network from it; there is no "
-            "model to take a percentage of)") from None
+            "model to take a percentage or a reduction factor of)") from None
 
 
 def depths_argument(text):

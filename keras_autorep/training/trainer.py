@@ -59,11 +59,14 @@ def _with_outputs(model, layers):
 def teacher_sites(teacher, student_sites):
     """The teacher layers whose outputs match the student's selectors.
 
-    The student comes from ``replace_relus(teacher)``, so its selectors and
-    the teacher's convertible ReLU sites correspond one to one, in graph
-    order and with equal activation shapes.
+    The student comes from ``replace_relus(teacher, activations=...)``, so
+    its selectors and the teacher's sites convertible to the selectors'
+    activations correspond one to one, in graph order and with equal
+    activation shapes.
     """
-    candidates = [site.layer for site in sites(teacher) if site.convertible]
+    activations = {getattr(s, "activation", "relu") for s in student_sites}
+    candidates = [site.layer for site in sites(teacher)
+                  if site.convertible_to(activations)]
     shapes_match = len(candidates) == len(student_sites) and all(
         tuple(t.output.shape[1:]) == tuple(s.output.shape[1:])
         for t, s in zip(candidates, student_sites)

@@ -645,13 +645,16 @@ def test_pi_spec_alone_reproduces_outputs(which, tiny, exported, tmp_path):
         spec_path = write_pi_spec(model, tmp_path, max_inline_indices=50)
         assert list(tmp_path.glob("pi_spec.*.kept.npy"))
     raw = json.loads(spec_path.read_text())
-    assert raw["format_version"] == 3 and raw["input"]["shape"] == [8, 8, 3]
+    assert raw["format_version"] == 4 and raw["input"]["shape"] == [8, 8, 3]
     count = ka.count_relus(model)
     assert raw["totals"]["relu_kept"] == count.kept
     assert raw["totals"] == {"relu_total": count.total,
                              "relu_kept": count.kept,
                              "polynomial": count.total - count.kept,
-                             "max_comparisons": 0, "other_comparisons": 0}
+                             "max_comparisons": 0, "other_comparisons": 0,
+                             "smooth_elements": 0,
+                             "kept_by_activation": {"relu": count.kept}}
+    assert {site["activation"] for site in raw["sites"]} == {"relu"}
     assert raw["traced"] == []
     assert all("counted" not in site for site in raw["sites"])
     assert [site["fused"] for site in raw["sites"]] == [
@@ -676,7 +679,7 @@ def test_read_pi_spec_rejects_other_json(tmp_path):
         read_pi_spec(tmp_path)
     (tmp_path / "pi_spec.json").write_text(
         '{"format": "keras_autorep.pi_spec", "format_version": 1}')
-    with pytest.raises(ValueError, match="version 3"):
+    with pytest.raises(ValueError, match=r"version \(3, 4\)"):
         read_pi_spec(tmp_path)
     with pytest.raises(FileNotFoundError):
         read_pi_spec(tmp_path / "missing")

@@ -60,7 +60,7 @@ pytestmark = pytest.mark.backend_agnostic
         (lambda: keras.layers.MaxPooling2D(), COMPARISON, "MaxPooling2D",
          False),
         (lambda: keras.layers.Dense(3, activation="relu6"), COMPARISON,
-         "activation relu6", False),
+         "activation relu6", True),
     ],
 )
 def test_site_of_every_kind(layer_fn, kind, label, fused):
@@ -74,7 +74,7 @@ def test_site_of_every_kind(layer_fn, kind, label, fused):
 
 @pytest.mark.parametrize("layer", [
     keras.layers.Dense(3), keras.layers.Conv2D(3, 1, activation="tanh"),
-    keras.layers.Activation("sigmoid"), keras.layers.Add(),
+    keras.layers.Activation("softmax"), keras.layers.Add(),
     keras.layers.GlobalAveragePooling2D(), keras.layers.BatchNormalization(),
 ], ids=lambda layer: type(layer).__name__)
 def test_other_layers_are_no_site(layer):
@@ -140,7 +140,8 @@ def test_count_relus_table_on_sequential():
     assert count.totals() == {"relu_total": count.total,
                               "relu_kept": count.kept, "polynomial": 0,
                               "max_comparisons": 288,
-                              "other_comparisons": 0}
+                              "other_comparisons": 0, "smooth_elements": 0,
+                              "kept_by_activation": {"relu": count.kept}}
 
 
 def test_other_comparison_activations_are_reported_not_counted():
@@ -177,6 +178,7 @@ def test_every_relu_is_counted_whatever_its_name():
     assert "uncounted ReLUs" not in count.table()
     assert set(count.to_dict()) == {"total", "kept", "polynomial",
                                     "max_comparisons", "other_comparisons",
+                                    "smooth_elements", "kept_by_activation",
                                     "convention", "layers", "other"}
     assert all("counted" not in row and row["fused"] is False
                for row in count.to_dict()["layers"])

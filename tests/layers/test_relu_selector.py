@@ -7,7 +7,8 @@ import pytest
 
 from backend_utils import gradient_wrt, gradients
 from keras_autorep import PolynomialActivation, ReLUSelector
-from keras_autorep.layers.relu_selector import select
+from keras_autorep.layers.activations import ACTIVATIONS, activation_function
+from keras_autorep.layers.relu_selector import select, selection
 from keras_autorep.dapa import dapa_coefficients, evaluate_polynomial
 from layer_contract import check_layer_contract
 
@@ -126,15 +127,18 @@ def test_straight_through_gradient_is_softplus_times_mask_gradient(granularity):
     assert np.abs(mask_grad).max() > 0.1  # the check is not vacuous
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("degree", [1, 2])
 @pytest.mark.parametrize("mask_shape", [(3, 3, 2), (2,)], ids=["pixel",
                                                                "channel"])
 def test_hand_written_gradient_matches_automatic_differentiation(
-        degree, mask_shape):
-    """``select``'s gradients (inputs, mask, coefficients) are those of
-    ``p + m * (relu(x) - p)`` differentiated by the backend, for binary and
-    fractional masks."""
-    x = RNG.normal(size=(4, 3, 3, 2)).astype("float32")
+        degree, mask_shape, activation):
+    """``selection(f)``'s gradients (inputs, mask, coefficients) are those
+    of ``p + m * (f(x) - p)`` differentiated by the backend, for binary and
+    fractional masks and every selectable activation ``f``."""
+    assert select is selection("relu")
+    select_f, f = selection(activation), activation_function(activation)
+    x = 4 * RNG.normal(size=(4, 3, 3, 2)).astype("float32")
     mask = RNG.uniform(size=mask_shape).astype("float32")
     mask[..., 0] = RNG.integers(0, 2, size=mask[..., 0].shape)
     coefficients = RNG.normal(size=(degree + 1, 2)).astype("float32")
@@ -143,14 +147,14 @@ def test_hand_written_gradient_matches_automatic_differentiation(
 
     def formula(x, mask, coefficients):
         polynomial = evaluate_polynomial(x, coefficients)
-        return polynomial + mask * (ops.relu(x) - polynomial)
+        return polynomial + mask * (f(x) - polynomial)
 
     expected = gradients(lambda *a: ops.sum(formula(*a) * weights),
                          x, mask, coefficients)
-    actual = gradients(lambda *a: ops.sum(select(*a) * weights),
+    actual = gradients(lambda *a: ops.sum(select_f(*a) * weights),
                        x, mask, coefficients)
     np.testing.assert_allclose(
-        ops.convert_to_numpy(select(x, mask, coefficients)),
+        ops.convert_to_numpy(select_f(x, mask, coefficients)),
         ops.convert_to_numpy(formula(x, mask, coefficients)), atol=1e-6)
     for got, want in zip(actual, expected):
         assert got.shape == want.shape
