@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_autorep.adapters.replicas import replicas_in_sync
 from keras_autorep.dapa import (
     SUPPORTED_DEGREES,
     dapa_coefficients,
@@ -55,7 +56,9 @@ class PolynomialActivation(keras.layers.Layer):
     during the first ``refit_steps`` training steps, re-fits the coefficients
     every ``refit_every`` steps to the least-squares ReLU fit under
     ``N(mean, std^2)`` (see ``keras_autorep.dapa``). Afterwards the
-    coefficients are ordinary trainable weights. ``fit="identity"`` gives the
+    coefficients are ordinary trainable weights. Under data parallelism the
+    statistics are those of the global batch (all-reduced across
+    TensorFlow replicas), so every replica fits the same coefficients. ``fit="identity"`` gives the
     fixed ``p(x) = x`` used by SNL.
 
     The channel axis is the last one, so the layer works after Conv2D
@@ -191,8 +194,11 @@ class PolynomialActivation(keras.layers.Layer):
             return self.coefficients.value
         axes = tuple(range(len(inputs.shape) - 1))
         x = ops.stop_gradient(ops.cast(inputs, "float32"))
-        batch_mean = ops.mean(x, axis=axes)
-        batch_std = ops.sqrt(ops.var(x, axis=axes) + self.epsilon)
+        if replicas_in_sync() > 1:  # statistics of the global batch
+            batch_mean, batch_var = ops.moments(x, axes, synchronized=True)
+        else:  # one device, or JAX's global program
+            batch_mean, batch_var = ops.mean(x, axis=axes), ops.var(x, axis=axes)
+        batch_std = ops.sqrt(batch_var + self.epsilon)
         steps = self.steps.value
         # The first batch replaces the placeholder N(0, 1) statistics.
         momentum = ops.where(ops.equal(steps, 0.0), 0.0, self.momentum)

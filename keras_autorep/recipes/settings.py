@@ -27,6 +27,7 @@ from keras_autorep.recipes.presets import (
     RESERVED_NAMES,
     TUNER_TRIALS,
 )
+from keras_autorep.training.distribute import check_device_count
 
 
 class UsageError(ValueError):
@@ -95,10 +96,20 @@ def _check_paths(values):
         check_run_name(values["run_name"])
 
 
+def _devices(given):
+    """``--devices`` checked against the devices here (default: all the
+    accelerators, else one CPU)."""
+    try:
+        return check_device_count(given.get("devices"))
+    except ValueError as e:
+        raise UsageError(f"--devices: {e}") from None
+
+
 def _common_key(settings):
-    """The settings that define a run's training (resume check)."""
+    """The settings that define a run's training (resume check); the device
+    count does not (the batch size is the global one)."""
     key = dataclasses.asdict(settings)
-    for name in ("out", "cache_dir", "run_name", "wait"):
+    for name in ("out", "cache_dir", "run_name", "wait", "devices"):
         del key[name]
     key.pop("protocol", None)  # used after training only
     key["data_dir"] = data_source(settings.data_dir)
@@ -137,6 +148,7 @@ class Settings:
     quadratic_decay: float = 0.0  # AutoReP's polynomial stability options
     max_quadratic: float = None
     protocol: str = None  # PI protocol priced and optimised for, or all
+    devices: int = 1  # data-parallel devices
 
     @classmethod
     def resolve(cls, dataset, given):
@@ -157,7 +169,8 @@ class Settings:
                       allow_unstable=bool(given.get("allow_unstable")),
                       protocol=given.get("protocol"),
                       quadratic_decay=given.get("quadratic_decay") or 0.0,
-                      max_quadratic=given.get("max_quadratic"))
+                      max_quadratic=given.get("max_quadratic"),
+                      devices=_devices(given))
         values["allocation"] = (given.get("allocation")
                                 or DEFAULT_ALLOCATION[method])
         if method == "senet" and values["allocation"] == "free":
@@ -232,6 +245,7 @@ class CryptoNASSettings:
     seed: int
     quick: bool
     wait: bool
+    devices: int = 1  # data-parallel devices
 
     @classmethod
     def resolve(cls, given):
@@ -247,7 +261,7 @@ class CryptoNASSettings:
         values.update(dataset=given.get("dataset") or "cifar10", quick=quick,
                       out=given.get("out") or "saved_models",
                       seed=given.get("seed") or 0,
-                      wait=bool(given.get("wait")))
+                      wait=bool(given.get("wait")), devices=_devices(given))
         _check_at_least(values, ("trials", "search_epochs", "epochs",
                                  "batch_size"), 1)
         _check_numbers(values, ("lr",), ("weight_decay",))

@@ -17,7 +17,8 @@ from keras_autorep.recipes.cli import build_parser
 from keras_autorep.recipes.reporting import evaluate, format_accuracy
 from keras_autorep.recipes.run_folder import read_log
 from keras_autorep.recipes.settings import Settings, UsageError
-from keras_autorep.recipes.stages import merge_phase_logs, split_validation
+from keras_autorep.recipes.allocation import split_validation
+from keras_autorep.recipes.stages import merge_phase_logs
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGET = 12_900

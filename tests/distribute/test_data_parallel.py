@@ -1,0 +1,68 @@
+"""Data-parallel training (``keras_autorep.training.distribute``): two
+simulated CPU devices train like one, on JAX and on TensorFlow.
+
+Each backend runs in a fresh process (the simulated devices must be set up
+before the backend starts, and must not leak into the rest of the suite).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_autorep.recipes.cli import build_parser
+from keras_autorep.recipes.settings import Settings, UsageError
+
+HERE = Path(__file__).resolve().parent
+SIMULATED = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+             "TF_CPP_MIN_LOG_LEVEL": "3"}
+# float32 reductions split across two devices add in another order
+RTOL, ATOL = 1e-5, 1e-5
+
+
+def run_check(backend):
+    result = subprocess.run(
+        [sys.executable, str(HERE / "data_parallel_check.py")],
+        env={**os.environ, **SIMULATED, "KERAS_BACKEND": backend,
+             "PYTHONPATH": str(HERE.parents[1])},
+        capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_two_devices_train_like_one(backend):
+    runs = run_check(backend)
+    one, two = runs["1"], runs["2"]
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=RTOL)
+    assert two["relu_counts"] == one["relu_counts"]  # counted once
+    assert len(one["state"]) == len(two["state"]) == 2
+    for a, b in zip(one["state"], two["state"]):
+        assert (a["replicas"], b["replicas"]) == (1, 2)
+        assert b["replicas_agree"]  # identical on every device
+        assert b["mask"] == a["mask"]
+        for key in ("mean", "std", "coefficients"):  # global-batch DaPa
+            np.testing.assert_allclose(b[key], a[key], rtol=RTOL, atol=ATOL)
+    # the masks moved: the comparison is not between two initial states
+    assert one["relu_counts"][-1] < one["relu_counts"][0]
+
+
+def test_devices_beyond_those_here_are_a_usage_error():
+    parser = build_parser("cifar10")
+    here = keras.distribution.list_devices()
+    with pytest.raises(UsageError, match=(
+            rf"--devices: {len(here) + 1} devices asked for, {len(here)} "
+            rf"here \({', '.join(here)}\)")):
+        Settings.resolve("cifar10", vars(parser.parse_args(
+            ["--budget", "1k", "--devices", str(len(here) + 1)])))
+    with pytest.raises(UsageError, match="--devices: 0 devices asked for"):
+        Settings.resolve("cifar10", vars(parser.parse_args(
+            ["--budget", "1k", "--devices", "0"])))
+    default = Settings.resolve("cifar10", vars(parser.parse_args(
+        ["--budget", "1k"])))
+    assert default.devices == (1 if here[0].startswith("cpu") else len(here))
