@@ -66,3 +66,47 @@ def test_devices_beyond_those_here_are_a_usage_error():
     default = Settings.resolve("cifar10", vars(parser.parse_args(
         ["--budget", "1k"])))
     assert default.devices == (1 if here[0].startswith("cpu") else len(here))
+
+
+# The recipe on two logical CPU devices of TensorFlow (MirroredStrategy).
+TWO_TF_DEVICES = """
+import sys
+import tensorflow as tf
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_autorep.recipes.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_quick_recipe_runs_on_two_devices(cifar10_archive, tmp_path):
+    # a small given teacher keeps the compile times of CI short
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Conv2D(8, 3, strides=2, padding="same",
+                            activation="relu"),
+        keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(10)], name="tiny")
+    teacher.save(tmp_path / "teacher.keras")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-c", TWO_TF_DEVICES, "--quick", "--devices", "2",
+         "--budget", "1k", "--subset", "128,64", "--epochs", "1",
+         "--finetune-epochs", "1", "--teacher", str(tmp_path / "teacher.keras"),
+         "--data-dir", str(cifar10_archive), "--out", str(out),
+         "--cache-dir", str(tmp_path / "cache"), "--allow-unstable"],
+        env={**os.environ, "KERAS_BACKEND": "tensorflow",
+             "TF_CPP_MIN_LOG_LEVEL": "3",
+             "PYTHONPATH": str(HERE.parents[1])},
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Devices: data-parallel on 2 (cpu:0, cpu:1), global batch 64" \
+        in result.stdout
+    export = out / "cifar10_tiny_1k_quick" / "1"
+    report = json.loads((export / "report.json").read_text())
+    assert report["relu_count"] == report["budget"] == 1000
+    assert (export / "saved_model.pb").is_file()
+    assert (export / "model.onnx").is_file()
