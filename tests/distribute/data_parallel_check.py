@@ -5,15 +5,19 @@ a fresh process).
 ``python data_parallel_check.py`` with ``KERAS_BACKEND`` set; two CPU
 devices are simulated: ``XLA_FLAGS=--xla_force_host_platform_device_count=2``
 (set by the caller) under JAX, two logical CPU devices under TensorFlow.
+``python data_parallel_check.py multihost`` with ``KERAS_BACKEND=jax`` and
+the ``KERAS_DISTRIBUTION_*`` variables set is one of two processes that
+train on their two CPU devices together; it prints its two-device state.
 """
 
 import json
 import os
+import sys
 import time
 
-if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
-    import tensorflow as tf
+import tensorflow as tf
 
+if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
     tf.config.set_logical_device_configuration(
         tf.config.list_physical_devices("CPU")[0],
         [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -23,7 +27,11 @@ import numpy as np  # noqa: E402
 
 from keras_autorep import BudgetTrainer, replace_relus  # noqa: E402
 from keras_autorep.graph.sites import selectors  # noqa: E402
-from keras_autorep.training.distribute import data_parallel  # noqa: E402
+from keras_autorep.training.distribute import (  # noqa: E402
+    data_parallel,
+    in_scope,
+    initialize_hosts,
+)
 
 STEPS, BATCH = 6, 32  # global batch
 
@@ -59,7 +67,7 @@ def train(devices):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(STEPS * BATCH, 8, 8, 3)).astype("float32")
     y = rng.integers(0, 10, STEPS * BATCH)
-    with data_parallel(devices):
+    with in_scope(data_parallel(devices)):
         keras.utils.set_random_seed(0)
         teacher = keras.Sequential([
             keras.Input((8, 8, 3)),
@@ -76,11 +84,11 @@ def train(devices):
             optimizer=keras.optimizers.Adam(0.05),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         steps = StepLosses()
-        trainer.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False,
-                    verbose=0, callbacks=[steps])
+        # a dataset of global batches: several processes shard it
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
+        trainer.fit(data, epochs=1, verbose=0, callbacks=[steps])
         start = time.perf_counter()  # compiled: the step time
-        trainer.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False,
-                    verbose=0)
+        trainer.fit(data, epochs=1, verbose=0)
         step_seconds = (time.perf_counter() - start) / STEPS
     state = []
     for site in selectors(student):
@@ -99,4 +107,8 @@ def train(devices):
 
 
 if __name__ == "__main__":
-    print(json.dumps({devices: train(devices) for devices in (1, 2)}))
+    if len(sys.argv) == 1:
+        print(json.dumps({devices: train(devices) for devices in (1, 2)}))
+    else:  # one of two JAX processes of one CPU device each
+        initialize_hosts()
+        print(json.dumps(train(2)))

@@ -5,8 +5,10 @@ Each backend runs in a fresh process (the simulated devices must be set up
 before the backend starts, and must not leak into the rest of the suite).
 """
 
+import functools
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,18 +21,23 @@ from keras_autorep.recipes.cli import build_parser
 from keras_autorep.recipes.settings import Settings, UsageError
 
 HERE = Path(__file__).resolve().parent
-SIMULATED = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-             "TF_CPP_MIN_LOG_LEVEL": "3"}
+SIMULATED = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 # float32 reductions split across two devices add in another order
 RTOL, ATOL = 1e-5, 1e-5
 
 
+def check_env(backend, **variables):
+    return {**os.environ, "KERAS_BACKEND": backend,
+            "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(HERE.parents[1]),
+            **variables}
+
+
+@functools.cache  # one process per backend for the whole module
 def run_check(backend):
     result = subprocess.run(
         [sys.executable, str(HERE / "data_parallel_check.py")],
-        env={**os.environ, **SIMULATED, "KERAS_BACKEND": backend,
-             "PYTHONPATH": str(HERE.parents[1])},
-        capture_output=True, text=True, timeout=240)
+        env=check_env(backend, **SIMULATED), capture_output=True, text=True,
+        timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -50,6 +57,46 @@ def test_two_devices_train_like_one(backend):
             np.testing.assert_allclose(b[key], a[key], rtol=RTOL, atol=ATOL)
     # the masks moved: the comparison is not between two initial states
     assert one["relu_counts"][-1] < one["relu_counts"][0]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_jax_processes_on_localhost_train_like_one_device():
+    """keras.distribution.initialize: two processes of one CPU device each
+    (coordinator 127.0.0.1) train as one two-device DataParallel job."""
+    port = free_port()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(HERE / "data_parallel_check.py"),
+             "multihost"],
+            env=check_env("jax", KERAS_DISTRIBUTION_JOB_ADDRESSES=(
+                f"127.0.0.1:{port}"), KERAS_DISTRIBUTION_NUM_PROCESSES="2",
+                KERAS_DISTRIBUTION_PROCESS_ID=str(process)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for process in (0, 1)]
+    runs = []
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=240)
+            assert process.returncode == 0, err[-3000:]
+            runs.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    one = run_check("jax")["1"]  # one device, one process
+    for run in runs:
+        np.testing.assert_allclose(run["losses"], one["losses"], rtol=RTOL)
+        assert run["relu_counts"] == one["relu_counts"]
+        for a, b in zip(one["state"], run["state"]):
+            assert b["mask"] == a["mask"]
+            np.testing.assert_allclose(b["mean"], a["mean"], rtol=RTOL,
+                                       atol=ATOL)
 
 
 def test_devices_beyond_those_here_are_a_usage_error():
