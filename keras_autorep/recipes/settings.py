@@ -11,6 +11,7 @@ not finite (``nan``, ``inf``), a bad run name, a missing ``--data-dir`` or
 
 import dataclasses
 import math
+import os
 import re
 from pathlib import Path
 
@@ -27,7 +28,10 @@ from keras_autorep.recipes.presets import (
     RESERVED_NAMES,
     TUNER_TRIALS,
 )
-from keras_autorep.training.distribute import check_device_count
+from keras_autorep.training.distribute import (
+    MULTI_HOST_VARIABLE,
+    check_device_count,
+)
 
 
 class UsageError(ValueError):
@@ -97,8 +101,16 @@ def _check_paths(values):
 
 
 def _devices(given):
-    """``--devices`` checked against the devices here (default: all the
-    accelerators, else one CPU)."""
+    """``--devices`` checked against the devices of this host (default: all
+    the accelerators, else one CPU). The recipes run on one host: their
+    pipelines (NumPy under JAX; tf.data batches of unknown size for the
+    last, partial batch) are not what ``keras.distribution`` shards across
+    processes."""
+    if int(os.environ.get(MULTI_HOST_VARIABLE) or 1) > 1:
+        raise UsageError(
+            f"{MULTI_HOST_VARIABLE} is set: the recipes run on one host "
+            "(--devices); several hosts train through the Python API "
+            "(keras_autorep.training.distribute)")
     try:
         return check_device_count(given.get("devices"))
     except ValueError as e:

@@ -1,21 +1,24 @@
 """Data-parallel training on the engines' own distribution APIs.
 
 ``data_parallel(n)`` gives the distribution in whose scope (``in_scope``)
-models are built and trained on ``n`` devices: ``keras.distribution.DataParallel`` under JAX (one global
-program, the batch sharded across devices, every variable replicated) and
-``tf.distribute.MirroredStrategy`` under TensorFlow (one replica per device,
-gradients all-reduced). With one device it is ``None`` and changes
-nothing; ``single_device_copy`` takes a trained model out of it for
-hardening and export. The batch size
-stays the global one. The selector state stays replicated: masks follow the
-replicated indicators, DaPa statistics span the global batch and the kept
-ReLU count and the budget term count once per step (see
-``keras_autorep.adapters.replicas``).
+models are built and trained on ``n`` devices:
+``keras.distribution.DataParallel`` under JAX (one global program, the
+batch sharded across devices, every variable replicated) and
+``tf.distribute.MirroredStrategy`` under TensorFlow (one replica per
+device, gradients all-reduced); with one device it is ``None`` and changes
+nothing. The batch size stays the global one. The selector state stays
+replicated: masks follow the replicated indicators, DaPa statistics span
+the global batch, and the kept ReLU count and the budget term count once
+per step (``keras_autorep.adapters.replicas``). ``single_device_copy``
+takes a trained model out of the distribution for hardening and export.
 
-Several hosts (JAX): ``keras.distribution.initialize()`` first, on every
-host, with ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` (the coordinator's
-``host:port``), ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and
-``KERAS_DISTRIBUTION_PROCESS_ID``; the devices are then the global ones.
+Several hosts (JAX): ``initialize_hosts()`` (``keras.distribution
+.initialize()``) first, on every host, with
+``KERAS_DISTRIBUTION_JOB_ADDRESSES`` (the coordinator's ``host:port``),
+``KERAS_DISTRIBUTION_NUM_PROCESSES`` and ``KERAS_DISTRIBUTION_PROCESS_ID``;
+the devices are then the global ones, and the training data must be a
+``tf.data`` pipeline of global batches of known size (Keras shards it per
+process).
 """
 
 import contextlib

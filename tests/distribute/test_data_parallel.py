@@ -99,7 +99,7 @@ def test_two_jax_processes_on_localhost_train_like_one_device():
                                        atol=ATOL)
 
 
-def test_devices_beyond_those_here_are_a_usage_error():
+def test_devices_beyond_those_here_and_several_hosts_are_usage_errors():
     parser = build_parser("cifar10")
     here = keras.distribution.list_devices()
     with pytest.raises(UsageError, match=(
@@ -112,6 +112,11 @@ def test_devices_beyond_those_here_are_a_usage_error():
             ["--budget", "1k", "--devices", "0"])))
     default = Settings.resolve("cifar10", vars(parser.parse_args(
         ["--budget", "1k"])))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+        with pytest.raises(UsageError, match="the recipes run on one host"):
+            Settings.resolve("cifar10", vars(parser.parse_args(
+                ["--budget", "1k"])))
     assert default.devices == (1 if here[0].startswith("cpu") else len(here))
 
 
