@@ -469,7 +469,8 @@ def test_an_unstable_final_model_stops_the_run_unpublished(capsys):
     parser = build_parser("cifar10")
     status = cli._run(parser, ["--budget", "1k"],
                       lambda given: Settings.resolve("cifar10", given),
-                      str, lambda settings: prepared, unstable, print)
+                      str, lambda settings: prepared, unstable, print,
+                      None)  # no keras-tuner worker here
     assert status == 1 and released == [1]
     assert capsys.readouterr().err.strip().endswith(
         "error: exploding logits")
