@@ -58,8 +58,8 @@ class PolynomialActivation(keras.layers.Layer):
     ``N(mean, std^2)`` (see ``keras_autorep.dapa``). Afterwards the
     coefficients are ordinary trainable weights. Under data parallelism the
     statistics are those of the global batch (all-reduced across
-    TensorFlow replicas), so every replica fits the same coefficients. ``fit="identity"`` gives the
-    fixed ``p(x) = x`` used by SNL.
+    TensorFlow replicas), so every replica fits the same coefficients.
+    ``fit="identity"`` gives the fixed ``p(x) = x`` used by SNL.
 
     The channel axis is the last one, so the layer works after Conv2D
     (``(N, H, W, C)``) and Dense (``(N, C)``) layers alike.
@@ -197,7 +197,8 @@ class PolynomialActivation(keras.layers.Layer):
         if replicas_in_sync() > 1:  # statistics of the global batch
             batch_mean, batch_var = ops.moments(x, axes, synchronized=True)
         else:  # one device, or JAX's global program
-            batch_mean, batch_var = ops.mean(x, axis=axes), ops.var(x, axis=axes)
+            batch_mean = ops.mean(x, axis=axes)
+            batch_var = ops.var(x, axis=axes)
         batch_std = ops.sqrt(batch_var + self.epsilon)
         steps = self.steps.value
         # The first batch replaces the placeholder N(0, 1) statistics.

@@ -11,7 +11,10 @@ import numpy as np
 from keras_autorep.allocation import allocate
 from keras_autorep.data import make_datasets
 from keras_autorep.graph import replace_relus
-from keras_autorep.recipes.presets import SENSITIVITY_STEPS, VALIDATION_FRACTION
+from keras_autorep.recipes.presets import (
+    SENSITIVITY_STEPS,
+    VALIDATION_FRACTION,
+)
 from keras_autorep.recipes.run_folder import read_record, write_json
 from keras_autorep.recipes.teacher import teacher_stage
 

@@ -36,6 +36,7 @@ from keras_autorep.adapters.keras_tuner_roles import tuner_role
 from keras_autorep.data import normalization_layer
 from keras_autorep.graph import count_relus
 from keras_autorep.pi import cost_report
+from keras_autorep.recipes.allocation import split_validation
 from keras_autorep.recipes.plots import (
     plot_history,
     plot_relus_per_layer,
@@ -46,7 +47,6 @@ from keras_autorep.recipes.reporting import format_accuracy, one_line, publish
 from keras_autorep.recipes.run import Run, distribution, load_run_data
 from keras_autorep.recipes.run_folder import RunFolder
 from keras_autorep.recipes.settings import UsageError, check_run_name
-from keras_autorep.recipes.allocation import split_validation
 from keras_autorep.search import (
     CryptoNASHyperModel,
     make_tuner,

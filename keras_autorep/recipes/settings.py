@@ -15,6 +15,7 @@ import os
 import re
 from pathlib import Path
 
+from keras_autorep.adapters.keras_tuner_roles import tuner_role
 from keras_autorep.recipes.presets import (
     AUTOREP_FINETUNE_FRACTION,
     CRYPTONAS_DEFAULTS,
@@ -185,6 +186,10 @@ class Settings:
                       devices=_devices(given))
         values["allocation"] = (given.get("allocation")
                                 or DEFAULT_ALLOCATION[method])
+        if tuner_role() == "worker" and values["allocation"] != "tuned":
+            raise UsageError(
+                "KERASTUNER_ORACLE_IP and KERASTUNER_TUNER_ID make this a "
+                "keras-tuner worker: only --allocation tuned searches here")
         if method == "senet" and values["allocation"] == "free":
             raise UsageError("--method senet needs per-layer ReLU counts: "
                              "--allocation sensitivity, uniform or tuned")

@@ -130,12 +130,7 @@ def prepare(settings):
             weight_decay=s.weight_decay / 2,
             preprocessing=normalization_layer(data.info))
     budget, total = check_model(model, data.info, s)
-    if tuner_role() == "worker":  # the chief holds the run folder
-        if s.allocation != "tuned":
-            raise UsageError(
-                "KERASTUNER_ORACLE_IP and KERASTUNER_TUNER_ID make this a "
-                "keras-tuner worker: only --allocation tuned searches here")
-    else:
+    if tuner_role() != "worker":  # the chief holds the run folder
         folder.claim(s.training_key(), s.wait)
     return Recipe(Run(s, data, folder, parallel), model, budget, total)
 

@@ -147,7 +147,8 @@ def test_quick_recipe_runs_on_two_devices(cifar10_archive, tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", TWO_TF_DEVICES, "--quick", "--devices", "2",
          "--budget", "1k", "--subset", "128,64", "--epochs", "1",
-         "--finetune-epochs", "1", "--teacher", str(tmp_path / "teacher.keras"),
+         "--finetune-epochs", "1",
+         "--teacher", str(tmp_path / "teacher.keras"),
          "--data-dir", str(cifar10_archive), "--out", str(out),
          "--cache-dir", str(tmp_path / "cache"), "--allow-unstable"],
         env={**os.environ, "KERAS_BACKEND": "tensorflow",

@@ -90,3 +90,20 @@ def test_chief_and_two_workers_search_on_localhost(search, tmp_path):
     else:
         assert len(completed) == 2  # x2 width rejected before training
         assert chief == best
+
+
+def test_a_worker_of_a_recipe_without_a_search_is_a_usage_error(
+        monkeypatch):
+    from keras_autorep.recipes.cli import build_parser
+    from keras_autorep.recipes.settings import Settings, UsageError
+
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(free_port()))
+    parser = build_parser("cifar10")
+    with pytest.raises(UsageError, match="only --allocation tuned"):
+        Settings.resolve("cifar10", vars(parser.parse_args(
+            ["--budget", "1k"])))
+    tuned = Settings.resolve("cifar10", vars(parser.parse_args(
+        ["--budget", "1k", "--allocation", "tuned"])))
+    assert tuned.allocation == "tuned"

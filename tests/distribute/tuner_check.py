@@ -16,7 +16,10 @@ import keras
 import numpy as np
 
 from keras_autorep import replace_relus
-from keras_autorep.allocation.tuned import AllocationHyperModel, tune_allocation
+from keras_autorep.allocation.tuned import (
+    AllocationHyperModel,
+    tune_allocation,
+)
 from keras_autorep.search import CryptoNASHyperModel, make_tuner
 
 TRIALS = {"allocation": 3, "cryptonas": 4}
