@@ -1,10 +1,10 @@
-"""One process of a distributed keras-tuner search (run by
-test_distributed_search.py): ``python tuner_check.py SEARCH DIRECTORY``
-with keras-tuner's ``KERASTUNER_TUNER_ID``, ``KERASTUNER_ORACLE_IP`` and
-``KERASTUNER_ORACLE_PORT`` set. ``SEARCH`` is ``allocation``
-(``tune_allocation``) or ``cryptonas`` (``make_tuner``). Every trial a
-process trains appends its tuner id to ``DIRECTORY/trained.txt``; the chief
-prints its result and its oracle's trials as JSON.
+"""One process of two distributed keras-tuner searches, run one after the
+other (by test_distributed_search.py): ``python tuner_check.py DIRECTORY
+PORT PORT`` with keras-tuner's ``KERASTUNER_TUNER_ID`` and
+``KERASTUNER_ORACLE_IP`` set; ``tune_allocation`` uses the chief's first
+port, the CryptoNAS search (``make_tuner``) the second. Every trial a
+process trains appends its tuner id to ``DIRECTORY/trained-<search>.txt``;
+the chief prints its results as JSON.
 """
 
 import json
@@ -84,11 +84,14 @@ def cryptonas(directory, record):
     return tuner.get_best_hyperparameters(1)[0].values
 
 
-def main(search, directory):
-    record = RecordTraining(Path(directory) / "trained.txt")
-    result = {"allocation": allocation, "cryptonas": cryptonas}[search](
-        directory, record)
-    print(json.dumps({"result": result}, default=int))
+def main(directory, *ports):
+    results = {}
+    for (search, run), port in zip(
+            (("allocation", allocation), ("cryptonas", cryptonas)), ports):
+        os.environ["KERASTUNER_ORACLE_PORT"] = port
+        record = RecordTraining(Path(directory) / f"trained-{search}.txt")
+        results[search] = run(directory, record)
+    print(json.dumps(results, default=int))
 
 
 if __name__ == "__main__":
