@@ -61,7 +61,8 @@ def allocate(
 
     Returns:
         ``{site: ReLUs}`` summing to the selectors' share of the budget,
-        or ``None`` for ``"free"``.
+        or ``None`` for ``"free"`` and in a keras-tuner worker of
+        ``"tuned"`` (its chief reports the result).
     """
     if method not in ALLOCATIONS:
         raise ValueError(

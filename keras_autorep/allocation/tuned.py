@@ -3,11 +3,19 @@
 Each trial trains a student with frozen random masks at the split the
 weights give (``split_budget``) for a few epochs; the objective is
 ``val_accuracy``.
+
+Distributed search is keras-tuner's own chief/worker mode: every process
+runs the same search with ``KERASTUNER_ORACLE_IP`` and
+``KERASTUNER_ORACLE_PORT`` (the chief's address) and its own
+``KERASTUNER_TUNER_ID`` (``chief``, or a worker name such as ``tuner0``).
+The chief serves the oracle and runs no trial; the workers run the trials
+it hands out. The chief's call returns the result, a worker's ``None``.
 """
 
 import keras
 import keras_tuner
 
+from keras_autorep.adapters.keras_tuner_roles import tuner_role
 from keras_autorep.allocation.apply import apply_allocation
 from keras_autorep.budgets import split_budget
 from keras_autorep.graph import selector_budget, selectors, site_sizes
@@ -153,7 +161,8 @@ def tune_allocation(
         verbose: ``fit`` and tuner verbosity.
 
     Returns:
-        ``{site: ReLUs}`` of the best trial.
+        ``{site: ReLUs}`` of the best trial; ``None`` in a keras-tuner
+        worker (the chief reports the result).
     """
     if tuner not in TUNERS:
         raise ValueError(
@@ -182,5 +191,7 @@ def tune_allocation(
         shuffle=y is not None,
         verbose=verbose,
     )
+    if tuner_role() == "worker":
+        return None
     best = search.get_best_hyperparameters(1)[0]
     return hypermodel.counts(best.values)

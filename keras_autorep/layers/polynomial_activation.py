@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_autorep.adapters.replicas import replicas_in_sync
 from keras_autorep.dapa import (
     SUPPORTED_DEGREES,
     dapa_coefficients,
@@ -57,8 +58,10 @@ class PolynomialActivation(keras.layers.Layer):
     every ``refit_every`` steps to the least-squares fit of its
     ``activation`` (ReLU by default) under ``N(mean, std^2)`` (see
     ``keras_autorep.dapa``). Afterwards the
-    coefficients are ordinary trainable weights. ``fit="identity"`` gives the
-    fixed ``p(x) = x`` used by SNL.
+    coefficients are ordinary trainable weights. Under data parallelism the
+    statistics are those of the global batch (all-reduced across
+    TensorFlow replicas), so every replica fits the same coefficients.
+    ``fit="identity"`` gives the fixed ``p(x) = x`` used by SNL.
 
     The statistics only serve the re-fits, so a trainer may stop computing
     them once the refit phase is over (``statistics_needed()`` is False):
@@ -218,8 +221,12 @@ class PolynomialActivation(keras.layers.Layer):
             return self.coefficients.value
         axes = tuple(range(len(inputs.shape) - 1))
         x = ops.stop_gradient(ops.cast(inputs, "float32"))
-        batch_mean = ops.mean(x, axis=axes)
-        batch_std = ops.sqrt(ops.var(x, axis=axes) + self.epsilon)
+        if replicas_in_sync() > 1:  # statistics of the global batch
+            batch_mean, batch_var = ops.moments(x, axes, synchronized=True)
+        else:  # one device, or JAX's global program
+            batch_mean = ops.mean(x, axis=axes)
+            batch_var = ops.var(x, axis=axes)
+        batch_std = ops.sqrt(batch_var + self.epsilon)
         steps = self.steps.value
         # The first batch replaces the placeholder N(0, 1) statistics.
         momentum = ops.where(ops.equal(steps, 0.0), 0.0, self.momentum)

@@ -4,16 +4,22 @@ Bad input exits with status 2 and a one-line message before any training.
 """
 
 import argparse
+import os
 import sys
 
+from keras_autorep.adapters.keras_tuner_roles import tuner_role
 from keras_autorep.architectures import MODELS
 from keras_autorep.budgets import check_budget_text, parse_budget
 from keras_autorep.export import UnstableModelError
 from keras_autorep.pi import RUNTIMES
+from keras_autorep.recipes.allocation import search_worker
 from keras_autorep.recipes.cryptonas import (
     prepare_cryptonas,
     print_cryptonas_summary,
     run_cryptonas,
+)
+from keras_autorep.recipes.cryptonas import (
+    search_worker as cryptonas_search_worker,
 )
 from keras_autorep.recipes.presets import (
     ALLOCATIONS,
@@ -78,6 +84,11 @@ def add_run_arguments(parser, quick_subset, default_run_name):
         help=f"run folder and export name (default {default_run_name}); "
              "rerunning a name resumes it")
     add("--seed", type=int, default=0, help="random seed (default 0)")
+    add("--devices", type=int, default=None,
+        help="data-parallel training on this many devices, the batch size "
+             "being the global one (default: all the accelerators, else one "
+             "CPU); KERAS_BACKEND=jax uses keras.distribution.DataParallel, "
+             "TensorFlow a MirroredStrategy")
     add("--wait", action="store_true",
         help="if another command works on the same run folder, wait for "
              "it to finish instead of stopping with an error")
@@ -238,11 +249,13 @@ def build_cryptonas_parser():
     return parser
 
 
-def _run(parser, argv, resolve, quick_notice, prepare_run, run, summarize):
+def _run(parser, argv, resolve, quick_notice, prepare_run, run, summarize,
+         search_worker):
     """Parse, resolve and check (a ``UsageError`` exits with status 2 and a
     one-line message before any training), then run and summarise (a model
     that fails its sanity check exits with status 1, unpublished); the run
-    folder is released at the end."""
+    folder is released at the end. A keras-tuner worker runs
+    ``search_worker`` instead: its share of the search, then it exits."""
     args = parser.parse_args(argv)
     try:
         settings = resolve(vars(args))
@@ -251,6 +264,11 @@ def _run(parser, argv, resolve, quick_notice, prepare_run, run, summarize):
         recipe = prepare_run(settings)
     except UsageError as e:
         parser.error(str(e))
+    if tuner_role() == "worker":
+        search_worker(recipe)
+        print(f"keras-tuner worker {os.environ['KERASTUNER_TUNER_ID']}: "
+              "no trial left; the chief finishes the run", flush=True)
+        return 0
     try:
         report = run(recipe)
     except UnstableModelError as e:
@@ -275,7 +293,7 @@ def main(argv=None, dataset="cifar10"):
 
     return _run(build_parser(dataset), argv,
                 lambda given: Settings.resolve(dataset, given), quick_notice,
-                prepare, run_recipe, print_summary)
+                prepare, run_recipe, print_summary, search_worker)
 
 
 def cryptonas_main(argv=None):
@@ -291,4 +309,4 @@ def cryptonas_main(argv=None):
 
     return _run(build_cryptonas_parser(), argv, CryptoNASSettings.resolve,
                 quick_notice, prepare_cryptonas, run_cryptonas,
-                print_cryptonas_summary)
+                print_cryptonas_summary, cryptonas_search_worker)

@@ -10,7 +10,10 @@ of the same command (run folder ``<out>/runs/<run name>/``):
    candidates, ``--search-epochs`` each, objective ``val_accuracy`` on a
    held-out 10% of the training images (never the test split). Candidates
    over the budget are rejected before any training. Trials live in
-   ``search/`` (keras-tuner, ``overwrite=False``).
+   ``search/`` (keras-tuner, ``overwrite=False``). With keras-tuner's
+   chief/worker variables the same command is the chief (which serves
+   the trials, then trains and exports) or a worker (``search_worker``:
+   trials only).
 2. **train**: the best candidate, from scratch, on all training images for
    ``--epochs`` (SGD, momentum 0.9, cosine decay, weight decay), then top-1
    test accuracy. Model, ``log.csv`` and backups in ``train/``.
@@ -29,9 +32,11 @@ from pathlib import Path
 
 import keras
 
+from keras_autorep.adapters.keras_tuner_roles import tuner_role
 from keras_autorep.data import normalization_layer
 from keras_autorep.graph import count_relus
 from keras_autorep.pi import cost_report
+from keras_autorep.recipes.allocation import split_validation
 from keras_autorep.recipes.plots import (
     plot_history,
     plot_relus_per_layer,
@@ -39,10 +44,9 @@ from keras_autorep.recipes.plots import (
 )
 from keras_autorep.recipes.presets import VALIDATION_FRACTION
 from keras_autorep.recipes.reporting import format_accuracy, one_line, publish
-from keras_autorep.recipes.run import Run, load_run_data
+from keras_autorep.recipes.run import Run, distribution, load_run_data
 from keras_autorep.recipes.run_folder import RunFolder
 from keras_autorep.recipes.settings import UsageError, check_run_name
-from keras_autorep.recipes.stages import split_validation
 from keras_autorep.search import (
     CryptoNASHyperModel,
     make_tuner,
@@ -72,7 +76,7 @@ def prepare_cryptonas(settings):
     folder.check_settings(s.training_key())
     data = load_run_data(s)
     search_split = split_validation(data.train, VALIDATION_FRACTION, s.seed)
-    run = Run(s, data, folder)
+    run = Run(s, data, folder, distribution(s))
     steps = run.steps(s.search_epochs, images=len(search_split[0][1]))
     try:
         hypermodel = CryptoNASHyperModel(
@@ -83,7 +87,8 @@ def prepare_cryptonas(settings):
             optimizer=lambda: cosine_sgd(s.lr, steps))
     except ValueError as e:
         raise UsageError(f"--budget: {one_line(e)}") from None
-    folder.claim(s.training_key(), s.wait)
+    if tuner_role() != "worker":  # the chief holds the run folder
+        folder.claim(s.training_key(), s.wait)
     return CryptoNASRecipe(run, hypermodel, search_split)
 
 
@@ -103,6 +108,8 @@ def architecture_search(recipe):
     tuner.search(train_ds, validation_data=validation_ds,
                  epochs=s.search_epochs, shuffle=False,  # pipeline does
                  verbose=0)
+    if tuner_role() == "worker":  # the chief reports the search
+        return None, None
     trials = trial_summaries(tuner)
     best = tuner.get_best_hyperparameters(1)
     if not best:
@@ -117,6 +124,13 @@ def architecture_search(recipe):
         architecture=architecture,
         rejected=sum(t["rejected"] for t in trials),
         wall_seconds=run.times["search"])
+
+
+def search_worker(recipe):
+    """A keras-tuner worker's share: the trials its chief hands out; the
+    chief finishes the run."""
+    with recipe.run.scope():
+        architecture_search(recipe)
 
 
 def train_best(recipe, best):
@@ -189,9 +203,11 @@ def run_cryptonas(recipe):
     report."""
 
     def stages():
-        best, search_record = architecture_search(recipe)
-        model, train_record = train_best(recipe, best)
-        return export_trained(recipe, model, search_record, train_record)
+        with recipe.run.scope():
+            best, search_record = architecture_search(recipe)
+            model, train_record = train_best(recipe, best)
+        return export_trained(recipe, recipe.run.gathered(model),
+                              search_record, train_record)
 
     return recipe.run.folder.run_once(stages)
 

@@ -22,6 +22,12 @@ from keras_autorep.data import (
 )
 from keras_autorep.recipes.reporting import evaluate, one_line
 from keras_autorep.recipes.settings import UsageError
+from keras_autorep.training.distribute import (
+    available_devices,
+    data_parallel,
+    in_scope,
+    single_device_copy,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +57,17 @@ def load_run_data(settings):
     return RunData(train, test, info, time.perf_counter() - start)
 
 
+def distribution(settings):
+    """The data-parallel distribution of ``--devices`` (``None`` for one
+    device), announced."""
+    if settings.devices == 1:
+        return None
+    devices = available_devices()[:settings.devices]
+    print(f"Devices: data-parallel on {len(devices)} ({', '.join(devices)}),"
+          f" global batch {settings.batch_size}", flush=True)
+    return data_parallel(settings.devices)
+
+
 class Run:
     """One recipe run's shared state and training plumbing.
 
@@ -58,15 +75,28 @@ class Run:
         settings: resolved settings (``Settings`` or ``CryptoNASSettings``).
         data: the ``RunData``.
         folder: the ``RunFolder``.
+        distribution: ``distribution(settings)``; models are built and
+            trained in ``scope()``, hardened and exported out of it.
     """
 
-    def __init__(self, settings, data, folder):
+    def __init__(self, settings, data, folder, distribution=None):
         self.settings = settings
+        self.distribution = distribution
         self.train, self.test, self.info = data.train, data.test, data.info
         self.folder = folder
         self.out = Path(settings.out)
         self.times = {"data": data.seconds}
         self.top5 = self.info.num_classes > 10
+
+    def scope(self):
+        """The scope to build and train models in (``--devices``)."""
+        return in_scope(self.distribution)
+
+    def gathered(self, model):
+        """A trained model on one device, ready to harden and export."""
+        if self.distribution is None:
+            return model
+        return single_device_copy(model)
 
     def datasets(self, train=None, test=None):
         """``(train_ds, test_ds)`` pipelines (seeded) over the run's splits,

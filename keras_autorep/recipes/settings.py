@@ -11,9 +11,11 @@ not finite (``nan``, ``inf``), a bad run name, a missing ``--data-dir`` or
 
 import dataclasses
 import math
+import os
 import re
 from pathlib import Path
 
+from keras_autorep.adapters.keras_tuner_roles import tuner_role
 from keras_autorep.recipes.presets import (
     AUTOREP_FINETUNE_FRACTION,
     CRYPTONAS_DEFAULTS,
@@ -26,6 +28,10 @@ from keras_autorep.recipes.presets import (
     QUICK_TUNER_TRIALS,
     RESERVED_NAMES,
     TUNER_TRIALS,
+)
+from keras_autorep.training.distribute import (
+    MULTI_HOST_VARIABLE,
+    check_device_count,
 )
 
 
@@ -95,10 +101,28 @@ def _check_paths(values):
         check_run_name(values["run_name"])
 
 
+def _devices(given):
+    """``--devices`` checked against the devices of this host (default: all
+    the accelerators, else one CPU). The recipes run on one host: their
+    pipelines (NumPy under JAX; tf.data batches of unknown size for the
+    last, partial batch) are not what ``keras.distribution`` shards across
+    processes."""
+    if int(os.environ.get(MULTI_HOST_VARIABLE) or 1) > 1:
+        raise UsageError(
+            f"{MULTI_HOST_VARIABLE} is set: the recipes run on one host "
+            "(--devices); several hosts train through the Python API "
+            "(keras_autorep.training.distribute)")
+    try:
+        return check_device_count(given.get("devices"))
+    except ValueError as e:
+        raise UsageError(f"--devices: {e}") from None
+
+
 def _common_key(settings):
-    """The settings that define a run's training (resume check)."""
+    """The settings that define a run's training (resume check); the device
+    count does not (the batch size is the global one)."""
     key = dataclasses.asdict(settings)
-    for name in ("out", "cache_dir", "run_name", "wait"):
+    for name in ("out", "cache_dir", "run_name", "wait", "devices"):
         del key[name]
     key.pop("protocol", None)  # used after training only
     key["data_dir"] = data_source(settings.data_dir)
@@ -137,6 +161,7 @@ class Settings:
     quadratic_decay: float = 0.0  # AutoReP's polynomial stability options
     max_quadratic: float = None
     protocol: str = None  # PI protocol priced and optimised for, or all
+    devices: int = 1  # data-parallel devices
 
     @classmethod
     def resolve(cls, dataset, given):
@@ -157,9 +182,14 @@ class Settings:
                       allow_unstable=bool(given.get("allow_unstable")),
                       protocol=given.get("protocol"),
                       quadratic_decay=given.get("quadratic_decay") or 0.0,
-                      max_quadratic=given.get("max_quadratic"))
+                      max_quadratic=given.get("max_quadratic"),
+                      devices=_devices(given))
         values["allocation"] = (given.get("allocation")
                                 or DEFAULT_ALLOCATION[method])
+        if tuner_role() == "worker" and values["allocation"] != "tuned":
+            raise UsageError(
+                "KERASTUNER_ORACLE_IP and KERASTUNER_TUNER_ID make this a "
+                "keras-tuner worker: only --allocation tuned searches here")
         if method == "senet" and values["allocation"] == "free":
             raise UsageError("--method senet needs per-layer ReLU counts: "
                              "--allocation sensitivity, uniform or tuned")
@@ -232,6 +262,7 @@ class CryptoNASSettings:
     seed: int
     quick: bool
     wait: bool
+    devices: int = 1  # data-parallel devices
 
     @classmethod
     def resolve(cls, given):
@@ -247,7 +278,7 @@ class CryptoNASSettings:
         values.update(dataset=given.get("dataset") or "cifar10", quick=quick,
                       out=given.get("out") or "saved_models",
                       seed=given.get("seed") or 0,
-                      wait=bool(given.get("wait")))
+                      wait=bool(given.get("wait")), devices=_devices(given))
         _check_at_least(values, ("trials", "search_epochs", "epochs",
                                  "batch_size"), 1)
         _check_numbers(values, ("lr",), ("weight_decay",))

@@ -28,36 +28,31 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_autorep.allocation import allocate
+from keras_autorep.adapters.keras_tuner_roles import tuner_role
 from keras_autorep.architectures import get_model
 from keras_autorep.budgets import parse_budget
-from keras_autorep.data import make_datasets, normalization_layer
+from keras_autorep.data import normalization_layer
 from keras_autorep.export import Calibration, UnstableModelError, check_outputs
 from keras_autorep.graph import (
     check_rewritable,
     count_relus,
     harden,
-    replace_relus,
 )
 from keras_autorep.methods import METHODS
 from keras_autorep.pi import cost_report
 from keras_autorep.pi.replacements import choose_replacements
+from keras_autorep.recipes.allocation import allocation_stage
 from keras_autorep.recipes.plots import plot_history, plot_relus_per_layer
 from keras_autorep.recipes.presets import (
     AUTOREP_FINETUNE_LR_FRACTION,
     PHASES,
-    SENSITIVITY_STEPS,
-    VALIDATION_FRACTION,
 )
 from keras_autorep.recipes.reporting import format_accuracy, one_line, publish
-from keras_autorep.recipes.run import Run, load_run_data
-from keras_autorep.recipes.run_folder import (
-    RunFolder,
-    read_record,
-    write_json,
-)
+from keras_autorep.recipes.run import Run, distribution, load_run_data
+from keras_autorep.recipes.run_folder import RunFolder
 from keras_autorep.recipes.settings import UsageError, check_run_name
 from keras_autorep.recipes.teacher import load_teacher_file, teacher_stage
+from keras_autorep.training.distribute import in_scope
 from keras_autorep.training.schedules import FINAL_LR, cosine_adam_schedule
 
 
@@ -71,16 +66,6 @@ class Recipe:
     model: keras.Model
     budget: int
     total_relus: int
-
-
-def split_validation(split, fraction, seed):
-    """``(fit, validation)``: a seeded random ``fraction`` of the
-    ``(x, y)`` arrays ``split`` held out for validation."""
-    x, y = split
-    order = np.random.default_rng(seed).permutation(len(y))
-    held_out = max(1, round(fraction * len(y)))
-    fit, validation = order[held_out:], order[:held_out]
-    return (x[fit], y[fit]), (x[validation], y[validation])
 
 
 def merge_phase_logs(logs):
@@ -129,66 +114,28 @@ def prepare(settings):
     claimed; ``UsageError`` on bad input."""
     s = settings
     keras.utils.set_random_seed(s.seed)
-    given = load_teacher_file(s.teacher) if s.teacher is not None else None
+    parallel = distribution(s)
+    with in_scope(parallel):
+        given = (load_teacher_file(s.teacher) if s.teacher is not None
+                 else None)
     # A built-in model is named after its --model key.
     folder = RunFolder(s.out, check_run_name(
         s.run_name or s.default_run_name(given.name if given else s.model)))
     folder.check_settings(s.training_key())
     data = load_run_data(s)
-    model = given or get_model(
-        s.model, input_shape=data.info.image_shape,
-        num_classes=data.info.num_classes, weight_decay=s.weight_decay / 2,
-        preprocessing=normalization_layer(data.info))
+    with in_scope(parallel):
+        model = given or get_model(
+            s.model, input_shape=data.info.image_shape,
+            num_classes=data.info.num_classes,
+            weight_decay=s.weight_decay / 2,
+            preprocessing=normalization_layer(data.info))
     budget, total = check_model(model, data.info, s)
-    folder.claim(s.training_key(), s.wait)
-    return Recipe(Run(s, data, folder), model, budget, total)
+    if tuner_role() != "worker":  # the chief holds the run folder
+        folder.claim(s.training_key(), s.wait)
+    return Recipe(Run(s, data, folder, parallel), model, budget, total)
 
 
 # ------------------------------------------------------------------ stages
-
-
-def allocation_stage(recipe, teacher):
-    """``--allocation``: ``{"method", "counts": {site: ReLUs},
-    "wall_seconds"}`` (kept in ``<run folder>/allocation.json``), or
-    ``None`` for ``free``."""
-    run, s = recipe.run, recipe.run.settings
-    if s.allocation == "free":
-        return None
-    path = run.folder.path / "allocation.json"
-    allocation = read_record(path)
-    if allocation is not None:
-        return allocation
-    print(f"Allocation: {s.allocation} split of {recipe.budget:,} ReLUs "
-          "across layers", flush=True)
-    start = time.perf_counter()
-    student = _student(s.method, teacher)
-    options = {}
-    if s.allocation == "sensitivity":
-        options = dict(train_data=run.datasets()[0],
-                       sensitivity_steps=SENSITIVITY_STEPS)
-    elif s.allocation == "tuned":
-        fit, validation = split_validation(run.train, VALIDATION_FRACTION,
-                                           s.seed)
-        train_ds, val_ds = make_datasets(fit, validation, run.info,
-                                         s.batch_size, seed=s.seed)
-        options = dict(train_data=train_ds, val_data=val_ds,
-                       run_dir=run.folder.path, max_trials=s.tuner_trials,
-                       epochs=1, lr=s.lr, seed=s.seed, verbose=run.verbose())
-    counts = allocate(s.allocation, student, recipe.budget, teacher=teacher,
-                      **options)
-    allocation = dict(method=s.allocation,
-                      counts={site: int(n) for site, n in counts.items()},
-                      wall_seconds=time.perf_counter() - start)
-    write_json(path, allocation)
-    return allocation
-
-
-def _student(method, teacher):
-    """The method's selector model of ``teacher``, to allocate for: DaPa
-    polynomials for AutoReP, identity (linear) replacement otherwise."""
-    if method == "autorep":
-        return replace_relus(teacher)
-    return replace_relus(teacher, fit="identity", degree=1)
 
 
 def _method_options(run):
@@ -367,8 +314,11 @@ def run_recipe(recipe):
     """Run every unfinished stage; returns the report."""
 
     def stages():
-        teacher, teacher_record = teacher_stage(recipe)
-        student, search_record = search_stage(recipe, teacher)
+        run = recipe.run
+        with run.scope():
+            teacher, teacher_record = teacher_stage(recipe)
+            student, search_record = search_stage(recipe, teacher)
+        teacher, student = run.gathered(teacher), run.gathered(student)
         hardened, final = harden_stage(recipe, student)
         return export_stage(recipe, teacher, hardened, teacher_record,
                             search_record, final)

@@ -205,6 +205,7 @@ class ActivationMismatch:
             trainer.add_weight(
                 name=f"mismatch_{site.name}", shape=tuple(site.mask.shape),
                 initializer="zeros", trainable=False,
+                aggregation="mean",  # replicas: the global batch mean
             )
             for site in self.selectors
         ]

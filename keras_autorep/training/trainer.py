@@ -15,6 +15,7 @@ value.
 import keras
 from keras import ops
 
+from keras_autorep.adapters.replicas import scale_for_replicas
 from keras_autorep.budgets import parse_budget
 from keras_autorep.graph.counting import LiveReLUCount
 from keras_autorep.graph.sites import selectors, sites
@@ -33,8 +34,9 @@ class LastValue(keras.metrics.Metric):
 
     def __init__(self, name="last_value", **kwargs):
         super().__init__(name=name, **kwargs)
+        # Replicas report the same value: their mean, not their sum.
         self.value = self.add_variable(
-            shape=(), initializer="zeros", name="value"
+            shape=(), initializer="zeros", name="value", aggregation="mean"
         )
 
     def update_state(self, value):
@@ -234,8 +236,8 @@ class StudentTrainer(keras.Model):
         if not training or not self.terms:
             return loss
         step = self._step(x, y_pred, kept)
-        for term in self.terms:
-            loss = loss + term(step)
+        for term in self.terms:  # once per step across replicas
+            loss = loss + scale_for_replicas(term(step))
         return loss
 
 

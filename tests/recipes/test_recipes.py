@@ -17,7 +17,8 @@ from keras_autorep.recipes.cli import build_parser
 from keras_autorep.recipes.reporting import evaluate, format_accuracy
 from keras_autorep.recipes.run_folder import read_log
 from keras_autorep.recipes.settings import Settings, UsageError
-from keras_autorep.recipes.stages import merge_phase_logs, split_validation
+from keras_autorep.recipes.allocation import split_validation
+from keras_autorep.recipes.stages import merge_phase_logs
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGET = 12_900
@@ -468,7 +469,8 @@ def test_an_unstable_final_model_stops_the_run_unpublished(capsys):
     parser = build_parser("cifar10")
     status = cli._run(parser, ["--budget", "1k"],
                       lambda given: Settings.resolve("cifar10", given),
-                      str, lambda settings: prepared, unstable, print)
+                      str, lambda settings: prepared, unstable, print,
+                      None)  # no keras-tuner worker here
     assert status == 1 and released == [1]
     assert capsys.readouterr().err.strip().endswith(
         "error: exploding logits")

@@ -1,0 +1,89 @@
+"""The allocation stage of the AutoReP / SNL / SENet recipe (``--allocation``):
+a per-layer split of the budget before the search, kept in
+``<run folder>/allocation.json``. In a keras-tuner worker of
+``--allocation tuned`` it is the whole run (``search_worker``).
+"""
+
+import time
+
+import numpy as np
+
+from keras_autorep.allocation import allocate
+from keras_autorep.data import make_datasets
+from keras_autorep.graph import replace_relus
+from keras_autorep.recipes.presets import (
+    SENSITIVITY_STEPS,
+    VALIDATION_FRACTION,
+)
+from keras_autorep.recipes.run_folder import read_record, write_json
+from keras_autorep.recipes.teacher import teacher_stage
+
+
+def split_validation(split, fraction, seed):
+    """``(fit, validation)``: a seeded random ``fraction`` of the
+    ``(x, y)`` arrays ``split`` held out for validation."""
+    x, y = split
+    order = np.random.default_rng(seed).permutation(len(y))
+    held_out = max(1, round(fraction * len(y)))
+    fit, validation = order[held_out:], order[:held_out]
+    return (x[fit], y[fit]), (x[validation], y[validation])
+
+
+def allocation_stage(recipe, teacher):
+    """``--allocation``: ``{"method", "counts": {site: ReLUs},
+    "wall_seconds"}`` (kept in ``<run folder>/allocation.json``), or
+    ``None`` for ``free``."""
+    run, s = recipe.run, recipe.run.settings
+    if s.allocation == "free":
+        return None
+    path = run.folder.path / "allocation.json"
+    allocation = read_record(path)
+    if allocation is not None:
+        return allocation
+    start = time.perf_counter()
+    counts = _allocate(recipe, teacher)
+    allocation = dict(method=s.allocation,
+                      counts={site: int(n) for site, n in counts.items()},
+                      wall_seconds=time.perf_counter() - start)
+    write_json(path, allocation)
+    return allocation
+
+
+def _allocate(recipe, teacher):
+    """``allocate`` with the run's options: ``{site: ReLUs}``, or ``None``
+    in a keras-tuner worker."""
+    run, s = recipe.run, recipe.run.settings
+    print(f"Allocation: {s.allocation} split of {recipe.budget:,} ReLUs "
+          "across layers", flush=True)
+    student = _student(s.method, teacher)
+    options = {}
+    if s.allocation == "sensitivity":
+        options = dict(train_data=run.datasets()[0],
+                       sensitivity_steps=SENSITIVITY_STEPS)
+    elif s.allocation == "tuned":
+        fit, validation = split_validation(run.train, VALIDATION_FRACTION,
+                                           s.seed)
+        train_ds, val_ds = make_datasets(fit, validation, run.info,
+                                         s.batch_size, seed=s.seed)
+        options = dict(train_data=train_ds, val_data=val_ds,
+                       run_dir=run.folder.path, max_trials=s.tuner_trials,
+                       epochs=1, lr=s.lr, seed=s.seed, verbose=run.verbose())
+    return allocate(s.allocation, student, recipe.budget, teacher=teacher,
+                    **options)
+
+
+def search_worker(recipe):
+    """A keras-tuner worker's share of ``--allocation tuned``: the teacher
+    (from the shared cache, or trained while the others wait), then the
+    trials its chief hands out; the chief finishes the run."""
+    with recipe.run.scope():
+        teacher, _ = teacher_stage(recipe)
+        _allocate(recipe, teacher)
+
+
+def _student(method, teacher):
+    """The method's selector model of ``teacher``, to allocate for: DaPa
+    polynomials for AutoReP, identity (linear) replacement otherwise."""
+    if method == "autorep":
+        return replace_relus(teacher)
+    return replace_relus(teacher, fit="identity", degree=1)
