@@ -163,9 +163,9 @@ class PolynomialActivation(keras.layers.Layer):
     def statistics_needed(self):
         """Whether training steps still need the running statistics: only
         in the refit phase (reads a variable; call it eagerly)."""
-        return self.refits and float(
-            ops.convert_to_numpy(self.steps.value)
-        ) < self.refit_steps
+        # ``Variable.numpy`` also reads a mirrored variable inside a
+        # distribution scope, where converting its value fails.
+        return self.refits and float(self.steps.numpy()) < self.refit_steps
 
     def build(self, input_shape):
         channels = input_shape[-1]

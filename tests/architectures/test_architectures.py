@@ -194,7 +194,7 @@ def test_balanced_network_rejects_budgets_and_shapes_it_cannot_meet():
         balanced_width(191, 1, (8, 8, 3))
     with pytest.raises(ValueError, match="cannot be divided"):
         balanced_width(10_000, 1, (10, 10, 3))
-    with pytest.raises(ValueError, match="percentage"):
+    with pytest.raises(ValueError, match="relative to the model"):
         balanced_width("10%", 1, (8, 8, 3))
 
 
