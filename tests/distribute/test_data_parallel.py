@@ -37,7 +37,7 @@ def run_check(backend):
     result = subprocess.run(
         [sys.executable, str(HERE / "data_parallel_check.py")],
         env=check_env(backend, **SIMULATED), capture_output=True, text=True,
-        timeout=240)
+        timeout=480)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -81,7 +81,7 @@ def test_two_jax_processes_on_localhost_train_like_one_device():
     runs = []
     try:
         for process in processes:
-            out, err = process.communicate(timeout=240)
+            out, err = process.communicate(timeout=480)
             assert process.returncode == 0, err[-3000:]
             runs.append(json.loads(out.strip().splitlines()[-1]))
     finally:
@@ -154,7 +154,7 @@ def test_quick_recipe_runs_on_two_devices(cifar10_archive, tmp_path):
         env={**os.environ, "KERAS_BACKEND": "tensorflow",
              "TF_CPP_MIN_LOG_LEVEL": "3",
              "PYTHONPATH": str(HERE.parents[1])},
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Devices: data-parallel on 2 (cpu:0, cpu:1), global batch 64" \
         in result.stdout

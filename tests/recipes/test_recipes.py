@@ -139,7 +139,7 @@ def recipe_command(dataset, *args):
 TF_ENV = {**os.environ, "KERAS_BACKEND": "tensorflow"}
 
 
-def run_recipe(dataset, *args, env=TF_ENV, timeout=300):
+def run_recipe(dataset, *args, env=TF_ENV, timeout=600):
     return subprocess.run(
         recipe_command(dataset, *args), cwd=REPO, env=env, timeout=timeout,
         capture_output=True, text=True)
