@@ -3,7 +3,8 @@
 Pure path logic shared by folder and archive sources (no I/O of images):
 
 * image folder: ``<root>/{train,test}/<class>/<image>``, classes are the
-  sorted folder names under ``train/``;
+  sorted folder names under ``train/``; ``val/`` may stand for ``test/``
+  (ImageNet's ``val/<wnid>/`` arrangement);
 * Tiny-ImageNet-200: ``<root>/wnids.txt``, ``<root>/train/<wnid>/images/*``,
   ``<root>/val/images/*`` labelled by ``<root>/val/val_annotations.txt``
   (the validation split serves as the test split); classes are the sorted
@@ -18,9 +19,13 @@ import numpy as np
 IMAGE_FOLDER = "image_folder"
 TINY_IMAGENET = "tiny_imagenet"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+# Folder names of the test split of an image-folder tree, in preference
+# order.
+TEST_FOLDERS = ("test", "val")
 
 LAYOUT_HELP = (
-    "expected an image-folder tree '{train,test}/<class>/*.jpg|png' or the "
+    "expected an image-folder tree '{train,test}/<class>/*.jpg|png' ('val/' "
+    "may stand for 'test/') or the "
     "Tiny-ImageNet-200 tree ('wnids.txt', 'train/<wnid>/images/*.JPEG', "
     "'val/images/*.JPEG', 'val/val_annotations.txt'), as a folder or a "
     ".tar.gz/.tgz/.tar archive of one"
@@ -56,10 +61,12 @@ def find_root(paths):
     splits = {}
     for p in paths:
         parts = p.split("/")
-        if len(parts) >= 3 and parts[-3] in ("train", "test") and _is_image(p):
+        if (len(parts) >= 3 and parts[-3] in ("train",) + TEST_FOLDERS
+                and _is_image(p)):
             root = "".join(part + "/" for part in parts[:-3])
             splits.setdefault(root, set()).add(parts[-3])
-    folders = [r for r, found in splits.items() if found == {"train", "test"}]
+    folders = [r for r, found in splits.items()
+               if "train" in found and found & set(TEST_FOLDERS)]
     if folders:
         return min(folders, key=lambda r: (r.count("/"), r)), IMAGE_FOLDER
     raise ValueError(f"no dataset tree found: {LAYOUT_HELP}")
@@ -110,18 +117,20 @@ def index_files(paths, root, kind, read_text):
                 f"{len(missing):,} images named in val_annotations.txt are "
                 f"missing, e.g. {missing[0]}")
     else:
-        by_split = {"train": [], "test": []}
+        by_split = {folder: [] for folder in ("train",) + TEST_FOLDERS}
         for p in paths:
             parts = p[len(root):].split("/")
             if (p.startswith(root) and len(parts) == 3 and parts[0] in by_split
                     and _is_image(p)):
                 by_split[parts[0]].append((p, parts[1]))
+        test_folder = next(f for f in TEST_FOLDERS if by_split[f])
+        by_split["test"] = by_split[test_folder]
         class_names = sorted({c for _, c in by_split["train"]})
         label_of = {name: i for i, name in enumerate(class_names)}
         unknown = sorted({c for _, c in by_split["test"]} - set(label_of))
         if unknown:
             raise ValueError(
-                f"test classes {unknown} have no folder under "
+                f"{test_folder} classes {unknown} have no folder under "
                 f"{root or './'}train/"
             )
         train = [(p, label_of[c]) for p, c in by_split["train"]]

@@ -107,7 +107,7 @@ def load_dataset(name, data_dir=None, cache_dir=None, subset=None, seed=0,
     """
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"invalid dataset name {name!r}")
-    subset = _check_subset(subset)
+    subset = check_subset(subset)
     cache_dir = Path(cache_dir or DEFAULT_CACHE_DIR).expanduser()
     if data_dir is None:
         if name not in TFDS_NAMES:
@@ -137,7 +137,7 @@ def load_dataset(name, data_dir=None, cache_dir=None, subset=None, seed=0,
     return (x_train, y_train), (x_test, y_test), info
 
 
-def _check_subset(subset):
+def check_subset(subset):
     if subset is None:
         return None
     if not isinstance(subset, (tuple, list)) or len(subset) != 2 or not all(
@@ -150,17 +150,27 @@ def _check_subset(subset):
     return tuple(None if n is None else int(n) for n in subset)
 
 
+def split_validation(split, fraction, seed):
+    """``(fit, validation)``: a seeded random ``fraction`` of the
+    ``(x, y)`` arrays ``split`` held out for validation."""
+    x, y = split
+    order = np.random.default_rng(seed).permutation(len(y))
+    held_out = max(1, round(fraction * len(y)))
+    fit, validation = order[held_out:], order[:held_out]
+    return (x[fit], y[fit]), (x[validation], y[validation])
+
+
 def _apply_selection(splits, class_names, classes, subset, seed):
-    """`_select` applied to loaded arrays."""
+    """`select_examples` applied to loaded arrays."""
     if classes is None and subset is None:
         return splits, class_names
-    class_names, indices, relabel = _select(
+    class_names, indices, relabel = select_examples(
         class_names, splits[0][1], splits[1][1], classes, subset, seed)
     return [(x[i], relabel[y[i]]) for (x, y), i in zip(splits, indices)], \
         class_names
 
 
-def _select(class_names, y_train, y_test, classes, subset, seed):
+def select_examples(class_names, y_train, y_test, classes, subset, seed):
     """Applies the class selection and the subset to label arrays.
 
     Returns:
@@ -214,7 +224,7 @@ def _load_files(name, data_dir, cache_dir, classes, subset, seed, verbose):
     if not data_dir.exists():
         raise FileNotFoundError(f"data_dir {str(data_dir)!r} does not exist")
     if data_dir.is_dir():
-        paths = _list_files(data_dir)
+        paths = list_files(data_dir)
         source = _folder_fingerprint(data_dir, paths)
     elif archives.is_archive(data_dir):
         source = archives.archive_fingerprint(data_dir)
@@ -277,7 +287,7 @@ def _decode_tree(name, source, paths, read_text, open_file, sort_key, classes,
     except ValueError as e:
         raise ValueError(f"{source}: {e}") from None
     check_counts(name, source, class_names, train[1], test[1])
-    class_names, indices, relabel = _select(
+    class_names, indices, relabel = select_examples(
         class_names, train[1], test[1], classes, subset, seed)
     files, labels = [], []
     for (split_files, split_labels), idx, split in zip(
@@ -294,7 +304,7 @@ def _decode_tree(name, source, paths, read_text, open_file, sort_key, classes,
     return [(x[:n_train], labels[0]), (x[n_train:], labels[1])], class_names
 
 
-def _list_files(folder):
+def list_files(folder):
     """All file paths below `folder`, relative, POSIX, hidden ones skipped."""
     paths = []
     for dirpath, dirnames, filenames in os.walk(folder):

@@ -2,7 +2,8 @@
 
 * ``check_outputs(model, calibration)``: on real images, every logit is
   finite and none is beyond ``calibration.max_abs_logit`` (by default 100
-  times the largest logit of the all-ReLU teacher on the same images);
+  times the largest logit of the all-ReLU teacher on the same images, that
+  logit counted as at least 1);
   otherwise ``UnstableModelError``. Polynomial networks can overflow:
   such a model must not be published as a success.
 * ``check_exported_relus(folder, count)``: the written SavedModel (both
@@ -21,6 +22,10 @@ from keras_autorep.export.contract import (
 )
 
 DEFAULT_LOGIT_FACTOR = 100.0
+# The smallest teacher logit scale a bound is taken from: a classifier's
+# logits are of order one or more once trained, and an untrained teacher's
+# near-zero ones must not make every student "unstable".
+MIN_LOGIT_SCALE = 1.0
 
 
 class UnstableModelError(ValueError):
@@ -46,14 +51,15 @@ class Calibration:
     @classmethod
     def from_teacher(cls, teacher, images, factor=DEFAULT_LOGIT_FACTOR):
         """``factor`` times the teacher's largest ``|logit|`` on
-        ``images``."""
+        ``images`` (at least ``MIN_LOGIT_SCALE``)."""
         logits = np.asarray(teacher.predict(images, verbose=0))
         if not np.all(np.isfinite(logits)):
             raise UnstableModelError(
                 "the teacher itself gives non-finite logits on the "
                 "calibration images"
             )
-        return cls(images, factor * float(np.max(np.abs(logits))))
+        return cls(images, factor * max(MIN_LOGIT_SCALE,
+                                        float(np.max(np.abs(logits)))))
 
 
 def check_outputs(model, calibration):

@@ -29,6 +29,7 @@ from keras import ops
 
 from keras_autorep.graph.sites import SELECTOR, SOFT_MASK, sites
 from keras_autorep.graph.tracing import MAX, RELU, SMOOTH, trace_model
+from keras_autorep.layers.activations import canonical_name
 
 # Sites whose traced graph applies ReLU to every element whatever the mask
 # (their training-time masked form; the count is what hardening keeps).
@@ -111,6 +112,15 @@ class ReLUCount:
         for row in self.rows:
             kept[row.activation] += row.kept
         return dict(kept)
+
+    def selectable(self, activations):
+        """Budget-site elements once the sites of ``activations`` (names
+        or aliases) are selectors, as ``replace_relus(model,
+        activations=...)`` makes them: ``total`` and the ``other`` rows
+        of those activations."""
+        names = {canonical_name(name) for name in activations}
+        return self.total + sum(row.total for row in self.other
+                                if row.activation in names)
 
     @property
     def polynomial(self):

@@ -43,7 +43,6 @@ from keras_autorep.layers.activations import (
     ACTIVATIONS,
     ALIASES,
     LEAKY_RELU_SLOPE,
-    SMOOTH,
     pi_cost,
 )
 

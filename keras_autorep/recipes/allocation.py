@@ -6,10 +6,7 @@ a per-layer split of the budget before the search, kept in
 
 import time
 
-import numpy as np
-
 from keras_autorep.allocation import allocate
-from keras_autorep.data import make_datasets
 from keras_autorep.graph import replace_relus
 from keras_autorep.recipes.presets import (
     SENSITIVITY_STEPS,
@@ -17,16 +14,6 @@ from keras_autorep.recipes.presets import (
 )
 from keras_autorep.recipes.run_folder import read_record, write_json
 from keras_autorep.recipes.teacher import teacher_stage
-
-
-def split_validation(split, fraction, seed):
-    """``(fit, validation)``: a seeded random ``fraction`` of the
-    ``(x, y)`` arrays ``split`` held out for validation."""
-    x, y = split
-    order = np.random.default_rng(seed).permutation(len(y))
-    held_out = max(1, round(fraction * len(y)))
-    fit, validation = order[held_out:], order[:held_out]
-    return (x[fit], y[fit]), (x[validation], y[validation])
 
 
 def allocation_stage(recipe, teacher):
@@ -55,16 +42,13 @@ def _allocate(recipe, teacher):
     run, s = recipe.run, recipe.run.settings
     print(f"Allocation: {s.allocation} split of {recipe.budget:,} ReLUs "
           "across layers", flush=True)
-    student = _student(s.method, teacher)
+    student = _student(s, teacher)
     options = {}
     if s.allocation == "sensitivity":
         options = dict(train_data=run.datasets()[0],
                        sensitivity_steps=SENSITIVITY_STEPS)
     elif s.allocation == "tuned":
-        fit, validation = split_validation(run.train, VALIDATION_FRACTION,
-                                           s.seed)
-        train_ds, val_ds = make_datasets(fit, validation, run.info,
-                                         s.batch_size, seed=s.seed)
+        train_ds, val_ds = run.datasets(*run.holdout(VALIDATION_FRACTION))
         options = dict(train_data=train_ds, val_data=val_ds,
                        run_dir=run.folder.path, max_trials=s.tuner_trials,
                        epochs=1, lr=s.lr, seed=s.seed, verbose=run.verbose())
@@ -81,9 +65,9 @@ def search_worker(recipe):
         _allocate(recipe, teacher)
 
 
-def _student(method, teacher):
+def _student(settings, teacher):
     """The method's selector model of ``teacher``, to allocate for: DaPa
     polynomials for AutoReP, identity (linear) replacement otherwise."""
-    if method == "autorep":
-        return replace_relus(teacher)
+    if settings.method == "autorep":
+        return replace_relus(teacher, activations=settings.activations)
     return replace_relus(teacher, fit="identity", degree=1)

@@ -30,10 +30,13 @@ from keras_autorep.recipes.presets import (
     METHODS,
     QUICK_FINETUNE_EPOCHS,
     QUICK_PRESET,
+    QUICK_STREAMED,
     QUICK_TUNER_TRIALS,
+    STREAMED_DATASETS,
     TUNER_TRIALS,
 )
 from keras_autorep.recipes.settings import (
+    IMAGENET_WEIGHTS,
     CryptoNASSettings,
     Settings,
     UsageError,
@@ -62,6 +65,15 @@ def subset_argument(text):
         raise argparse.ArgumentTypeError(
             f"expected N_TRAIN,N_TEST (positive integers), got {text!r}")
     return tuple(int(p) for p in parts)
+
+
+def names_argument(text):
+    """argparse type: comma-separated names, e.g. ``relu,silu``."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(
+            f"expected names like relu or silu,gelu, got {text!r}")
+    return names
 
 
 def add_run_arguments(parser, quick_subset, default_run_name):
@@ -97,6 +109,9 @@ def add_run_arguments(parser, quick_subset, default_run_name):
 def build_parser(dataset):
     """The command line of the ``dataset`` recipe."""
     preset = DATASET_PRESETS[dataset]
+    streamed = dataset in STREAMED_DATASETS
+    quick_model = QUICK_STREAMED["model"] if streamed else QUICK_PRESET[
+        "model"]
     parser = argparse.ArgumentParser(
         prog=f"recipes/{dataset}.py",
         description=(
@@ -110,8 +125,21 @@ def build_parser(dataset):
              "model's ReLUs such as 2.5%%, or a reduction factor such as "
              "176.1x (the model's ReLUs / 176.1); 0 keeps no ReLU")
     add("--model", choices=sorted(MODELS), default=None,
-        help=f"backbone (default {preset['model']}; resnet_small with "
+        help=f"backbone (default {preset['model']}; {quick_model} with "
              "--quick)")
+    add("--activations", type=names_argument, default=None,
+        metavar="NAME[,NAME...]",
+        help="the activations whose elements AutoReP selects, each kept or "
+             "replaced by a polynomial fitted to it: relu, relu6, "
+             "leaky_relu, hard_sigmoid, hard_swish, silu, gelu, sigmoid "
+             "(default: the model's, silu for the EfficientNets, else relu)")
+    if streamed:
+        add("--image-size", type=int, default=None,
+            help="side of the square images the model sees: training "
+                 "images are random-resized crops, test images center "
+                 "crops (default: the model's ImageNet size, 260 for "
+                 f"efficientnet_b2; {QUICK_STREAMED['image_size']} with "
+                 "--quick)")
     add("--epochs", type=int, default=None,
         help=f"search epochs (default {preset['epochs']})")
     add("--teacher-epochs", type=int, default=None,
@@ -167,10 +195,16 @@ def build_parser(dataset):
                       default_run_name="<dataset>_<model>_<budget>[_<method>]"
                                        "[_<allocation>][_quick]")
     add("--teacher", default=None,
-        help="a .keras all-ReLU teacher taking [0, 1] images; skips "
-             "teacher training (the student copies its architecture)")
+        help="skip teacher training: a .keras model taking [0, 1] images "
+             "(the student copies its architecture), a weights file "
+             "(.weights.h5) of --model, or "
+             f"'{IMAGENET_WEIGHTS}' for Keras's ImageNet weights of an "
+             "EfficientNet --model (~/.keras/models/)")
     add("--quick", action="store_true",
-        help="CPU smoke preset: resnet_small, 10k/2k images, "
+        help=f"CPU smoke preset: {quick_model}"
+             + (f" at {QUICK_STREAMED['image_size']}x"
+                f"{QUICK_STREAMED['image_size']}" if streamed else "")
+             + ", 10k/2k images, "
              f"{QUICK_PRESET['teacher_epochs']}+{QUICK_PRESET['epochs']} "
              f"epochs, batch {QUICK_PRESET['batch_size']}, lr "
              f"{QUICK_PRESET['lr']:g}; explicit flags still win")
@@ -211,7 +245,9 @@ def build_cryptonas_parser():
     add = parser.add_argument
     add("--budget", required=True, type=budget_count,
         help="ReLU budget: 86000, 86k or 1.2M")
-    add("--dataset", choices=sorted(DATASET_PRESETS), default="cifar10",
+    add("--dataset", choices=sorted(set(DATASET_PRESETS)
+                                    - set(STREAMED_DATASETS)),
+        default="cifar10",
         help="dataset (default cifar10)")
     add("--trials", type=int, default=None,
         help=f"candidates to examine, rejected ones included (default "
@@ -285,9 +321,11 @@ def main(argv=None, dataset="cifar10"):
 
     def quick_notice(s):
         n_train, n_test = s.subset
+        teacher = (f"{s.teacher_epochs} teacher + " if s.teacher is None
+                   else "")
         return (f"Quick preset (--quick): {s.model}, at most {n_train:,} "
-                f"train / {n_test:,} test images, {s.teacher_epochs} teacher "
-                f"+ {s.epochs} search + {s.finetune_epochs} fine-tuning "
+                f"train / {n_test:,} test images, {teacher}"
+                f"{s.epochs} search + {s.finetune_epochs} fine-tuning "
                 "epochs: a CPU smoke run, far below the accuracy of the "
                 "paper schedule.")
 

@@ -33,10 +33,9 @@ from pathlib import Path
 import keras
 
 from keras_autorep.adapters.keras_tuner_roles import tuner_role
-from keras_autorep.data import normalization_layer
+from keras_autorep.data import normalization_layer, split_validation
 from keras_autorep.graph import count_relus
 from keras_autorep.pi import cost_report
-from keras_autorep.recipes.allocation import split_validation
 from keras_autorep.recipes.plots import (
     plot_history,
     plot_relus_per_layer,

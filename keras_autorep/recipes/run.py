@@ -13,13 +13,18 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from keras_autorep.data import (
     DataUnavailableError,
     DatasetInfo,
+    ImageStream,
     load_dataset,
+    load_image_streams,
     make_datasets,
+    split_validation,
 )
+from keras_autorep.data.streams import IMAGENET
 from keras_autorep.recipes.reporting import evaluate, one_line
 from keras_autorep.recipes.settings import UsageError
 from keras_autorep.training.distribute import (
@@ -32,7 +37,8 @@ from keras_autorep.training.distribute import (
 
 @dataclasses.dataclass(frozen=True)
 class RunData:
-    """The loaded data of a run: uint8 ``(x, y)`` splits and their info."""
+    """The loaded data of a run: its splits, uint8 ``(x, y)`` arrays or
+    ``ImageStream``s (``--image-size``), and their info."""
 
     train: tuple
     test: tuple
@@ -46,15 +52,31 @@ def load_run_data(settings):
     s = settings
     start = time.perf_counter()
     try:
-        train, test, info = load_dataset(
-            s.dataset, data_dir=s.data_dir, cache_dir=s.cache_dir,
-            subset=s.subset, seed=s.seed)
+        if s.image_size:
+            train, test, info = load_image_streams(
+                IMAGENET, data_dir=s.data_dir, image_size=s.image_size,
+                subset=s.subset, seed=s.seed)
+        else:
+            train, test, info = load_dataset(
+                s.dataset, data_dir=s.data_dir, cache_dir=s.cache_dir,
+                subset=s.subset, seed=s.seed)
     except (DataUnavailableError, OSError, ValueError) as e:
         raise UsageError(one_line(e)) from None
-    print(f"Data: {s.dataset}, {len(train[1]):,} train / "
-          f"{len(test[1]):,} test images of {info.image_shape}, "
-          f"{info.num_classes} classes", flush=True)
+    streamed = " (streamed from files)" if s.image_size else ""
+    print(f"Data: {s.dataset}, {split_size(train):,} train / "
+          f"{split_size(test):,} test images of {info.image_shape}"
+          f"{streamed}, {info.num_classes} classes", flush=True)
     return RunData(train, test, info, time.perf_counter() - start)
+
+
+def split_size(split):
+    """Images in a split (``(x, y)`` arrays or an ``ImageStream``)."""
+    return len(split) if isinstance(split, ImageStream) else len(split[1])
+
+
+def split_labels(split):
+    """int32 labels of a split, in the order of its test pipeline."""
+    return split.labels if isinstance(split, ImageStream) else split[1]
 
 
 def distribution(settings):
@@ -100,16 +122,42 @@ class Run:
 
     def datasets(self, train=None, test=None):
         """``(train_ds, test_ds)`` pipelines (seeded) over the run's splits,
-        or over the given ``(x, y)`` arrays."""
+        or over the given ones (``holdout``)."""
         s = self.settings
         keras.utils.set_random_seed(s.seed)
-        return make_datasets(train or self.train, test or self.test,
-                             self.info, s.batch_size, seed=s.seed)
+        train = self.train if train is None else train
+        test = self.test if test is None else test
+        if isinstance(train, ImageStream):
+            return (train.dataset(s.batch_size, training=True, seed=s.seed),
+                    test.dataset(s.batch_size))
+        return make_datasets(train, test, self.info, s.batch_size,
+                             seed=s.seed)
+
+    def holdout(self, fraction):
+        """``(fit, validation)``: the training split with a seeded random
+        ``fraction`` held out."""
+        if isinstance(self.train, ImageStream):
+            return self.train.holdout(fraction, self.settings.seed)
+        return split_validation(self.train, fraction, self.settings.seed)
+
+    def sample(self, count, shuffled=False):
+        """``(images, labels)``: ``count`` training images as float32 in
+        [0, 1] (streams: center-cropped), the first ones or a seeded random
+        sample."""
+        size = split_size(self.train)
+        positions = np.arange(min(count, size))
+        if shuffled:
+            positions = np.sort(np.random.default_rng(
+                self.settings.seed).permutation(size)[:count])
+        if isinstance(self.train, ImageStream):
+            return self.train.subset(positions).take(count)
+        x, y = self.train
+        return x[positions].astype("float32") / 255.0, y[positions]
 
     def steps(self, epochs, images=None):
         """Optimizer steps of ``epochs`` over the training split (or over
         ``images`` examples)."""
-        images = len(self.train[1]) if images is None else images
+        images = split_size(self.train) if images is None else images
         return epochs * math.ceil(images / self.settings.batch_size)
 
     def metrics(self):
@@ -147,4 +195,5 @@ class Run:
 
     def evaluate(self, model):
         """Test accuracy of a logits model (``reporting.evaluate``)."""
-        return evaluate(model, self.datasets()[1], self.test[1], self.top5)
+        return evaluate(model, self.datasets()[1], split_labels(self.test),
+                        self.top5)

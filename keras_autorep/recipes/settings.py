@@ -9,6 +9,11 @@ not finite (``nan``, ``inf``), a bad run name, a missing ``--data-dir`` or
 ``--teacher``, an ``--out`` or ``--cache-dir`` that is a file.
 """
 
+# ``--teacher`` value naming Keras's own ImageNet weights of ``--model``.
+IMAGENET_WEIGHTS = "imagenet"
+# ``--teacher`` file suffixes read as weights of ``--model``.
+WEIGHTS_SUFFIXES = (".h5", ".weights.h5")
+
 import dataclasses
 import math
 import os
@@ -16,17 +21,23 @@ import re
 from pathlib import Path
 
 from keras_autorep.adapters.keras_tuner_roles import tuner_role
+from keras_autorep.architectures import MODEL_ACTIVATIONS
+from keras_autorep.architectures.efficientnet import NATIVE_SIZE
+from keras_autorep.layers.activations import canonical_name
 from keras_autorep.recipes.presets import (
     AUTOREP_FINETUNE_FRACTION,
     CRYPTONAS_DEFAULTS,
     CRYPTONAS_QUICK,
     DATASET_PRESETS,
     DEFAULT_ALLOCATION,
+    DEFAULT_IMAGE_SIZE,
     DEFAULTS,
     QUICK_FINETUNE_EPOCHS,
     QUICK_PRESET,
+    QUICK_STREAMED,
     QUICK_TUNER_TRIALS,
     RESERVED_NAMES,
+    STREAMED_DATASETS,
     TUNER_TRIALS,
 )
 from keras_autorep.training.distribute import (
@@ -91,8 +102,14 @@ def _check_paths(values):
     if values["data_dir"] and not Path(values["data_dir"]).exists():
         raise UsageError(
             f"--data-dir {values['data_dir']}: no such file or folder")
-    if values.get("teacher") and not Path(values["teacher"]).is_file():
-        raise UsageError(f"--teacher {values['teacher']}: no such file")
+    teacher = values.get("teacher")
+    if teacher == IMAGENET_WEIGHTS:
+        if values["model"] not in NATIVE_SIZE:
+            raise UsageError(
+                f"--teacher {IMAGENET_WEIGHTS}: Keras has ImageNet weights "
+                f"for --model {' or '.join(sorted(NATIVE_SIZE))} only")
+    elif teacher and not Path(teacher).is_file():
+        raise UsageError(f"--teacher {teacher}: no such file")
     for key in ("out", "cache_dir"):
         if values[key] and Path(values[key]).expanduser().is_file():
             raise UsageError(f"{_flag(key)} {values[key]} is a file, not a "
@@ -116,6 +133,34 @@ def _devices(given):
         return check_device_count(given.get("devices"))
     except ValueError as e:
         raise UsageError(f"--devices: {e}") from None
+
+
+def _image_size(given, defaults, model, streamed):
+    """``--image-size`` of a streamed dataset (default: the quick preset's,
+    else the model's native size), ``None`` for the others."""
+    if not streamed:
+        return None
+    size = given.get("image_size") or defaults.get("image_size") or (
+        NATIVE_SIZE.get(model, DEFAULT_IMAGE_SIZE))
+    if size < 32:
+        raise UsageError(f"--image-size must be >= 32, got {size}")
+    return size
+
+
+def _activations(given, model, method):
+    """``--activations`` (default: the activation ``model`` is built with),
+    checked against the registry and the method."""
+    try:
+        chosen = tuple(dict.fromkeys(canonical_name(name) for name in (
+            given.get("activations") or (MODEL_ACTIVATIONS.get(
+                model, "relu"),))))
+    except ValueError as e:
+        raise UsageError(f"--activations: {e}") from None
+    if method != "autorep" and chosen != ("relu",):
+        raise UsageError(
+            f"--method {method} selects ReLUs only; --activations "
+            f"{','.join(chosen)} needs --method autorep")
+    return chosen
 
 
 def _common_key(settings):
@@ -162,6 +207,8 @@ class Settings:
     max_quadratic: float = None
     protocol: str = None  # PI protocol priced and optimised for, or all
     devices: int = 1  # data-parallel devices
+    image_size: int = None  # streamed datasets: side of the square images
+    activations: tuple = ("relu",)  # the activations selected (AutoReP)
 
     @classmethod
     def resolve(cls, dataset, given):
@@ -169,9 +216,12 @@ class Settings:
         and, with ``quick``, the quick preset (explicit values win)."""
         quick = bool(given.get("quick"))
         method = given.get("method") or "autorep"
+        streamed = dataset in STREAMED_DATASETS
         defaults = {**DATASET_PRESETS[dataset], **DEFAULTS, "subset": None}
         if quick:
             defaults.update(QUICK_PRESET)
+            if streamed:
+                defaults.update(QUICK_STREAMED)
         values = {key: given.get(key) for key in
                   ("budget", "data_dir", "cache_dir", "run_name", "teacher")}
         values.update(_fill(given, defaults, defaults))
@@ -186,6 +236,9 @@ class Settings:
                       devices=_devices(given))
         values["allocation"] = (given.get("allocation")
                                 or DEFAULT_ALLOCATION[method])
+        values["image_size"] = _image_size(given, defaults, values["model"],
+                                           streamed)
+        values["activations"] = _activations(given, values["model"], method)
         if tuner_role() == "worker" and values["allocation"] != "tuned":
             raise UsageError(
                 "KERASTUNER_ORACLE_IP and KERASTUNER_TUNER_ID make this a "
@@ -216,7 +269,9 @@ class Settings:
         key = _common_key(self)
         del key["allow_unstable"]
         key["teacher"] = (str(Path(self.teacher).resolve())
-                          if self.teacher else None)
+                          if self.teacher not in (None, IMAGENET_WEIGHTS)
+                          else self.teacher)
+        key["activations"] = list(self.activations)
         return key
 
     def teacher_key(self):
@@ -224,7 +279,7 @@ class Settings:
         full = self.training_key()
         return {name: full[name] for name in
                 ("dataset", "data_dir", "subset", "seed", "model",
-                 "teacher_epochs", "batch_size", "teacher_lr",
+                 "image_size", "teacher_epochs", "batch_size", "teacher_lr",
                  "weight_decay")}
 
     def default_run_name(self, model_name):
@@ -263,6 +318,7 @@ class CryptoNASSettings:
     quick: bool
     wait: bool
     devices: int = 1  # data-parallel devices
+    image_size = None  # not a field: CryptoNAS reads in-memory datasets
 
     @classmethod
     def resolve(cls, given):

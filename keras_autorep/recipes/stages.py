@@ -26,12 +26,9 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from keras_autorep.adapters.keras_tuner_roles import tuner_role
-from keras_autorep.architectures import get_model
 from keras_autorep.budgets import parse_budget
-from keras_autorep.data import normalization_layer
 from keras_autorep.export import Calibration, UnstableModelError, check_outputs
 from keras_autorep.graph import (
     check_rewritable,
@@ -51,7 +48,12 @@ from keras_autorep.recipes.reporting import format_accuracy, one_line, publish
 from keras_autorep.recipes.run import Run, distribution, load_run_data
 from keras_autorep.recipes.run_folder import RunFolder
 from keras_autorep.recipes.settings import UsageError, check_run_name
-from keras_autorep.recipes.teacher import load_teacher_file, teacher_stage
+from keras_autorep.recipes.teacher import (
+    build_model,
+    load_teacher_file,
+    teacher_is_file,
+    teacher_stage,
+)
 from keras_autorep.training.distribute import in_scope
 from keras_autorep.training.schedules import FINAL_LR, cosine_adam_schedule
 
@@ -87,8 +89,9 @@ def merge_phase_logs(logs):
 
 
 def check_model(model, info, settings):
-    """``(budget, total ReLUs)`` of a model that fits the data and can be
-    converted; ``UsageError`` otherwise."""
+    """``(budget, total)`` of a model that fits the data and can be
+    converted, ``total`` counting the elements of every ``--activations``
+    site; ``UsageError`` otherwise."""
     expected = (None, *info.image_shape)
     if (tuple(model.input_shape) != expected
             or model.output_shape != (None, info.num_classes)):
@@ -98,10 +101,17 @@ def check_model(model, info, settings):
             f"needs {expected} -> (None, {info.num_classes})")
     try:
         check_rewritable(model)
-        total = count_relus(model).total
+        count = count_relus(model)
     except (TypeError, ValueError) as e:
         raise UsageError(f"cannot convert model {model.name!r}: "
                          f"{one_line(e)}") from None
+    total = count.selectable(settings.activations)
+    if total == 0:
+        applied = sorted({row.activation for row in count.other})
+        raise UsageError(
+            f"model {model.name!r} applies no {'/'.join(settings.activations)}"
+            f"; --activations among the ones it applies: "
+            f"{', '.join(applied) or 'none'}")
     try:
         return parse_budget(settings.budget, total=total), total
     except ValueError as e:
@@ -116,19 +126,14 @@ def prepare(settings):
     keras.utils.set_random_seed(s.seed)
     parallel = distribution(s)
     with in_scope(parallel):
-        given = (load_teacher_file(s.teacher) if s.teacher is not None
-                 else None)
+        given = load_teacher_file(s.teacher) if teacher_is_file(s) else None
     # A built-in model is named after its --model key.
     folder = RunFolder(s.out, check_run_name(
         s.run_name or s.default_run_name(given.name if given else s.model)))
     folder.check_settings(s.training_key())
     data = load_run_data(s)
     with in_scope(parallel):
-        model = given or get_model(
-            s.model, input_shape=data.info.image_shape,
-            num_classes=data.info.num_classes,
-            weight_decay=s.weight_decay / 2,
-            preprocessing=normalization_layer(data.info))
+        model = given or build_model(s, data.info)
     budget, total = check_model(model, data.info, s)
     if tuner_role() != "worker":  # the chief holds the run folder
         folder.claim(s.training_key(), s.wait)
@@ -153,6 +158,7 @@ def _method_options(run):
         callbacks=run.callbacks(epochs))
     if s.method == "autorep":
         options.update(
+            activations=s.activations,
             budget_weight=s.budget_weight,
             selector_options=dict(quadratic_decay=s.quadratic_decay,
                                   max_quadratic=s.max_quadratic),
@@ -173,7 +179,8 @@ def search_stage(recipe, teacher):
 
     def search():
         print(f"Search ({s.method}, allocation {s.allocation}): budget "
-              f"{recipe.budget:,} of {recipe.total_relus:,} ReLUs, Adam lr "
+              f"{recipe.budget:,} of {recipe.total_relus:,} "
+              f"{site_noun(s.activations)}, Adam lr "
               f"{s.lr:g} cosine to {FINAL_LR:g}", flush=True)
         keras.utils.set_random_seed(s.seed)
         return METHODS[s.method](
@@ -187,7 +194,8 @@ def search_stage(recipe, teacher):
     history = merge_phase_logs(logs)
     searched = logs[0][1].get("relu_count", [None])[-1]
     landed = count_relus(student).kept
-    print(f"Landing: {_count_text(searched)} ReLUs after the "
+    print(f"Landing: {_count_text(searched)} {site_noun(s.activations)} "
+          "after the "
           f"{PHASES[s.method][0]} phase, {landed:,} after landing on the "
           f"budget of {recipe.budget:,} ({landed / max(1, recipe.budget):.1%}"
           f"), then {s.finetune_epochs} fine-tuning epoch(s) with the masks "
@@ -211,6 +219,13 @@ def search_stage(recipe, teacher):
     return student, record
 
 
+def site_noun(activations):
+    """What the budget counts: ``"ReLUs"``, or e.g. ``"silu elements"``."""
+    if tuple(activations) == ("relu",):
+        return "ReLUs"
+    return "/".join(activations) + " elements"
+
+
 def _count_text(count):
     return "?" if count is None else f"{int(count):,}"
 
@@ -230,7 +245,8 @@ def harden_stage(recipe, student):
         hardened, replacements = protocol_replacements(run, hardened)
     accuracy = run.evaluate(hardened)
     run.times["harden_evaluate"] = time.perf_counter() - start
-    print(f"Hardened: {count.kept:,} ReLUs (budget {budget:,}), "
+    print(f"Hardened: {count.kept:,} "
+          f"{site_noun(run.settings.activations)} (budget {budget:,}), "
           f"test {format_accuracy(accuracy)}", flush=True)
     return hardened, dict(test_accuracy=accuracy, relus=count,
                           replacements=replacements)
@@ -239,11 +255,8 @@ def harden_stage(recipe, student):
 def protocol_replacements(run, hardened, images=1000):
     """Degree 1 at the sites where, on a seeded sample of training images,
     it costs no accuracy (``choose_replacements`` under --protocol)."""
-    x, y = run.train
-    sample = np.random.default_rng(run.settings.seed).permutation(
-        len(y))[:images]
     hardened, choices = choose_replacements(
-        hardened, run.settings.protocol, x[sample] / 255.0, y[sample])
+        hardened, run.settings.protocol, *run.sample(images, shuffled=True))
     saved = sum(choice["saved_bytes"] for choice in choices)
     print(f"Protocol {run.settings.protocol}: degree 1 at "
           f"{sum(c['degree'] == 1 for c in choices)} of {len(choices)} "
@@ -262,7 +275,7 @@ def check_sane(recipe, teacher, hardened, final):
     ``--allow-unstable`` only warn."""
     run = recipe.run
     non_finite = final["test_accuracy"].get("non_finite", 0)
-    images = run.train[0][:CALIBRATION_IMAGES].astype("float32") / 255.0
+    images = run.sample(CALIBRATION_IMAGES)[0]
     try:
         if non_finite:
             raise UnstableModelError(
@@ -289,6 +302,8 @@ def export_stage(recipe, teacher, hardened, teacher_record, search_record,
         run_name=recipe.run.folder.name,
         dataset=s.dataset,
         model=recipe.model.name,
+        image_size=s.image_size,
+        activations=list(s.activations),
         quick=s.quick,
         budget=recipe.budget,
         budget_argument=s.budget,
@@ -337,7 +352,8 @@ def print_summary(report):
           f"{search['allocation']['method']}) ==")
     print(f"test accuracy   {format_accuracy(report['final_test_accuracy'])}"
           f" (teacher {format_accuracy(report['teacher']['test_accuracy'])})")
-    print(f"ReLUs           {kept:,} kept, budget {budget:,}, model "
+    print(f"{site_noun(report.get('activations', ['relu'])):<16}{kept:,} kept, budget "
+          f"{budget:,}, model "
           f"{total:,} ({kept / max(1, total):.2%})")
     print(f"exported model  {report['export']['dir']}")
     print(f"report          {Path(report['export']['dir']) / 'report.json'}")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import keras
 
+from keras_autorep.architectures import get_model
+from keras_autorep.data import normalization_layer
 from keras_autorep.recipes.reporting import format_accuracy, one_line
 from keras_autorep.recipes.run_folder import (
     hold_lock,
@@ -22,8 +24,42 @@ from keras_autorep.recipes.run_folder import (
     save_atomic,
     write_json,
 )
-from keras_autorep.recipes.settings import UsageError
+from keras_autorep.recipes.settings import (
+    IMAGENET_WEIGHTS,
+    WEIGHTS_SUFFIXES,
+    UsageError,
+)
 from keras_autorep.training.schedules import MOMENTUM, cosine_sgd
+
+
+def teacher_is_file(settings):
+    """Whether ``--teacher`` names a whole ``.keras`` model (rather than
+    weights of ``--model``)."""
+    teacher = settings.teacher
+    return teacher is not None and teacher != IMAGENET_WEIGHTS and (
+        not teacher.endswith(WEIGHTS_SUFFIXES))
+
+
+def build_model(settings, info):
+    """``--model`` for the data: freshly initialised, or with the
+    ``--teacher`` weights (a weights file, or Keras's ImageNet weights);
+    ``UsageError`` when they do not fit."""
+    s = settings
+    options = dict(input_shape=info.image_shape,
+                   num_classes=info.num_classes,
+                   weight_decay=s.weight_decay / 2)
+    try:
+        if s.teacher == IMAGENET_WEIGHTS:
+            return get_model(s.model, weights=IMAGENET_WEIGHTS, **options)
+        model = get_model(s.model, preprocessing=normalization_layer(info),
+                          **options)
+        if s.teacher is not None:
+            model.load_weights(s.teacher)
+    except Exception as e:  # a missing download, a file that does not fit
+        raise UsageError(
+            f"--teacher {s.teacher}: cannot give --model {s.model} these "
+            f"weights ({type(e).__name__}: {one_line(e)[:300]})") from None
+    return model
 
 
 def load_teacher_file(path):

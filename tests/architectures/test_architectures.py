@@ -1,6 +1,8 @@
 """keras_autorep.architectures: the ResNets, the registry and the
 ReLU-balanced CryptoNAS networks."""
 
+import types
+
 import keras
 import numpy as np
 import pytest
@@ -10,12 +12,15 @@ from keras_autorep.architectures import (
     MODELS,
     balanced_network,
     balanced_width,
+    efficientnet_b0,
+    efficientnet_b2,
     get_model,
     relu_network,
     resnet18,
     resnet_small,
     wide_resnet22_8,
 )
+from keras_autorep.data import normalization_layer
 from keras_autorep.graph import count_relus, prunable_relus
 
 
@@ -136,7 +141,8 @@ def test_weight_decay_adds_losses():
 def test_get_model():
     model = get_model("resnet_small", num_classes=3)
     assert model.output.shape == (None, 3)
-    assert set(MODELS) == {"resnet18", "wide_resnet22_8", "resnet_small"}
+    assert set(MODELS) == {"resnet18", "wide_resnet22_8", "resnet_small",
+                           "efficientnet_b0", "efficientnet_b2"}
 
 
 def test_get_model_unknown_name():
@@ -206,3 +212,45 @@ def test_relu_network_of_a_given_width():
     assert set(stage_counts(model).values()) == {128}
     with pytest.raises(ValueError, match="width"):
         relu_network(0, 1, input_shape=(8, 8, 3))
+
+
+# ------------------------------------------------------------ efficientnet
+
+
+def test_efficientnet_takes_unit_images_and_keeps_statistics_in_weights(
+        tmp_path):
+    """[0, 1] input, the dataset statistics inside the model's own
+    normalisation (so a weights file carries them), all-SiLU sites, weight
+    decay on every kernel, and a weights-file round trip."""
+    info = types.SimpleNamespace(mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
+    model = efficientnet_b2(input_shape=(32, 32, 3), num_classes=5,
+                            weight_decay=1e-5,
+                            preprocessing=normalization_layer(info))
+    assert model.name == "efficientnet_b2"
+    assert model.output.shape == (None, 5)
+    norm = next(layer for layer in model.layers
+                if isinstance(layer, keras.layers.Normalization))
+    x = np.full((1, 32, 32, 3), 0.5, "float32")
+    probe = keras.Model(model.input, norm.output)
+    expected = (0.5 - np.array(info.mean)) / np.array(info.std)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(probe(x))[0, 0, 0], expected, rtol=1e-5)
+    kernels = [layer for layer in model.layers
+               if isinstance(layer, (keras.layers.Conv2D,
+                                     keras.layers.DepthwiseConv2D,
+                                     keras.layers.Dense))]
+    assert len(model.losses) == len(kernels) > 0
+    count = count_relus(model)
+    assert count.total == 0  # no ReLU: SiLU sites, selectable with silu
+    assert count.selectable(("silu",)) == count.selectable(("swish",)) > 0
+    assert {row.activation for row in count.other} == {"silu", "sigmoid"}
+
+    path = tmp_path / "b2.weights.h5"
+    model.save_weights(path)
+    again = efficientnet_b2(input_shape=(32, 32, 3), num_classes=5)
+    again.load_weights(path)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(again(x)),
+                                  keras.ops.convert_to_numpy(model(x)))
+    with pytest.raises(ValueError, match="preprocessing=None with weights"):
+        efficientnet_b0(input_shape=(32, 32, 3), weights=str(path),
+                        preprocessing=normalization_layer(info))

@@ -10,7 +10,7 @@ from keras import ops
 from graph_models import random_inputs
 from keras_autorep import PartialReLU, ReLUSelector
 from keras_autorep.graph import count_relus, harden, replace_relus, selectors
-from keras_autorep.graph.sites import OP_NODE, SMOOTH, site_of, sites
+from keras_autorep.graph.sites import OP_NODE, site_of, sites
 from keras_autorep.graph.tracing import trace_model
 from keras_autorep.layers import activations
 
@@ -50,7 +50,7 @@ def test_ops_nodes_are_sites_and_copied():
     relu_node = next(s for s in found.values() if s.form == OP_NODE)
     assert (relu_node.kind, relu_node.activation) == ("ReLU", "relu")
     assert found["relu6"].activation == "relu6"
-    assert found["conv1"].kind == SMOOTH and found["gate"].fused
+    assert found["conv1"].kind == activations.SMOOTH and found["gate"].fused
     x = random_inputs(model)
     converted = replace_relus(model)  # used to fail: 'Add' has no set_weights
     assert [s.activation for s in selectors(converted)] == ["relu"]
@@ -81,9 +81,10 @@ def test_other_activations_become_selectors(chosen):
     assert {s.layer.activation for s in sites(hardened)} == set(chosen)
     # The graph applies the smooth activations to the kept elements only.
     smooth_names = {s.layer.name for s in sites(hardened)
-                    if s.pi_cost == SMOOTH}
+                    if s.pi_cost == activations.SMOOTH}
     traced_smooth = sum(op.comparisons for op in trace_model(hardened).ops
-                        if op.kind == SMOOTH and op.layer in smooth_names)
+                        if op.kind == activations.SMOOTH
+                        and op.layer in smooth_names)
     assert traced_smooth == sum(
         hard_count.kept_by_activation.get(name, 0)
         for name in ("silu", "sigmoid"))
@@ -93,7 +94,7 @@ def test_other_activations_become_selectors(chosen):
 def test_unselected_smooth_sites_are_listed_apart():
     count = count_relus(ops_model())
     other = {row.layer: row for row in count.other}
-    assert other["conv1"].pi_cost == SMOOTH and other["conv1"].total == 144
+    assert other["conv1"].pi_cost == activations.SMOOTH and other["conv1"].total == 144
     assert other["relu6"].pi_cost == "comparison"
     assert count.smooth_elements == 144 + 4
     assert count.other_comparisons == 2 * 144

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_autorep.data import split_validation
 from keras_autorep.recipes.cli import build_parser
 from keras_autorep.recipes.reporting import evaluate, format_accuracy
 from keras_autorep.recipes.run_folder import read_log
 from keras_autorep.recipes.settings import Settings, UsageError
-from keras_autorep.recipes.allocation import split_validation
 from keras_autorep.recipes.stages import merge_phase_logs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -433,9 +433,10 @@ def _sanity_case(allow_unstable):
                                 keras.layers.Dense(10)])
     exploding = keras.models.clone_model(teacher)
     exploding.set_weights([w * 1e6 for w in teacher.get_weights()])
-    images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3))
+    images = np.random.default_rng(0).uniform(0, 1, (16, 32, 32, 3))
     run = types.SimpleNamespace(
-        train=(images.astype("uint8"), np.zeros(16, "int32")),
+        sample=lambda count: (images[:count].astype("float32"),
+                              np.zeros(count, "int32")),
         settings=types.SimpleNamespace(allow_unstable=allow_unstable))
     return types.SimpleNamespace(run=run), teacher, exploding
 

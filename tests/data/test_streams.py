@@ -1,0 +1,131 @@
+"""keras_autorep.data.streams: datasets streamed from image files (image
+trees of any image size, tensorflow-datasets' imagenet2012)."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from keras_autorep.data import DataUnavailableError, load_image_streams
+from keras_autorep.data.streams import CROP_FRACTION, IMAGENET_ARCHIVES
+
+CLASSES = ("n01440764", "n01443537", "n01484850")
+
+
+def write_tree(root, train=4, test=2):
+    """An ImageNet-like tree ``{train,val}/<wnid>/*``: random sizes, some
+    grayscale, PNG and RGBA files among the JPEGs."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train), ("val", test)):
+        for wnid in CLASSES:
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(count):
+                height, width = rng.integers(20, 90, 2)
+                pixels = rng.integers(0, 256, (height, width, 3), np.uint8)
+                image = Image.fromarray(pixels)
+                name = f"{wnid}_{i}.JPEG"
+                if i == 1:
+                    image = image.convert("L")
+                elif i == 2:
+                    image, name = image.convert("RGBA"), f"{wnid}_{i}.png"
+                image.save(folder / name)
+    (root / "test").mkdir()  # ImageNet's unlabelled test images
+    Image.new("RGB", (8, 8)).save(root / "test" / "unlabelled.JPEG")
+    return root
+
+
+def batches(dataset):
+    pairs = [(x.numpy(), y.numpy()) for x, y in dataset]
+    return (np.concatenate([x for x, _ in pairs]),
+            np.concatenate([y for _, y in pairs]))
+
+
+def test_tree_streams_yield_unit_images_with_measured_statistics(tmp_path):
+    tree = write_tree(tmp_path / "tree")
+    train, test, info = load_image_streams("mytree", tree, 24)
+    assert (len(train), len(test)) == (12, 6)
+    assert info.class_names == CLASSES and info.image_shape == (24, 24, 3)
+    images, labels = batches(test.dataset(4))
+    assert images.shape == (6, 24, 24, 3) and images.dtype == np.float32
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    np.testing.assert_array_equal(labels, test.labels)
+    np.testing.assert_array_equal(labels, [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(images, batches(test.dataset(5))[0])
+    everything = train.take(len(train))[0]
+    np.testing.assert_allclose(info.mean, everything.mean(axis=(0, 1, 2)),
+                               rtol=1e-5)
+    np.testing.assert_allclose(info.std, everything.std(axis=(0, 1, 2)),
+                               rtol=1e-5)
+
+
+def test_training_pipeline_is_seeded_and_reshuffled(tmp_path):
+    train, _, _ = load_image_streams("mytree", write_tree(tmp_path / "t"), 16)
+    dataset = train.dataset(5, training=True, seed=3)
+    first, second = batches(dataset), batches(dataset)
+    again = batches(train.dataset(5, training=True, seed=3))
+    np.testing.assert_array_equal(first[0], again[0])
+    assert not np.array_equal(first[0], second[0])
+    assert sorted(first[1]) == sorted(second[1]) == sorted(train.labels)
+
+
+def test_evaluation_crop_is_the_center_of_the_resized_image(tmp_path):
+    tree = write_tree(tmp_path / "tree")
+    # 100 rows x 40 columns: black bands above and below a white middle
+    # of rows 30..69; the center crop at 16 keeps rows 33..67 only.
+    pixels = np.zeros((100, 40, 3), np.uint8)
+    pixels[30:70] = 255
+    Image.fromarray(pixels).save(tree / "val" / CLASSES[0] / "a_band.png")
+    _, test, _ = load_image_streams("mytree", tree, 16)
+    crop = test.take(1)[0][0]
+    assert crop.min() > 0.95, (CROP_FRACTION, crop.min())
+
+
+def test_subset_classes_and_holdout(tmp_path):
+    tree = write_tree(tmp_path / "tree", train=6)
+    train, test, info = load_image_streams(
+        "mytree", tree, 16, subset=(6, None), classes=2, seed=1)
+    assert info.num_classes == 2 and (len(train), len(test)) == (6, 4)
+    assert sorted(train.labels) == [0, 0, 0, 1, 1, 1]
+    assert sorted(batches(train.dataset(4, training=True))[1]) == [
+        0, 0, 0, 1, 1, 1]
+    fit, held = train.holdout(0.3, seed=0)
+    assert (len(fit), len(held)) == (4, 2)
+    assert set(fit.indices).isdisjoint(held.indices)
+    assert set(fit.indices) | set(held.indices) == set(train.indices)
+
+
+def test_bad_sources_are_one_line_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_image_streams("imagenet2012", tmp_path / "none")
+    archive = tmp_path / "data.tar.gz"
+    archive.write_bytes(b"")
+    with pytest.raises(ValueError, match="extract the archive"):
+        load_image_streams("imagenet2012", archive)
+    with pytest.raises(ValueError, match="image_size must be an int >= 8"):
+        load_image_streams("imagenet2012", tmp_path, image_size=4)
+    with pytest.raises(ValueError, match="no dataset tree found"):
+        load_image_streams("imagenet2012", tmp_path)
+    with pytest.raises(DataUnavailableError, match=IMAGENET_ARCHIVES[0]):
+        load_image_streams("imagenet2012", tfds_data_dir=tmp_path / "tfds")
+
+
+def test_imagenet2012_from_the_manual_download_folder(tmp_path):
+    """The tensorflow-datasets path (prepared from the archives of the
+    manual-download folder), on its mock data: random images of random
+    sizes, labels of the 1000 classes."""
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    for archive in IMAGENET_ARCHIVES:
+        (manual / archive).write_bytes(b"")
+    with tfds.testing.mock_data(num_examples=12):
+        train, test, info = load_image_streams(
+            "imagenet2012", manual, 32, subset=(8, None))
+        assert (len(train), len(test)) == (8, 12)
+        assert info.num_classes == 1000 and info.class_names[0] == (
+            "n01440764")
+        images, labels = batches(test.dataset(5))
+        np.testing.assert_array_equal(labels, test.labels)
+        assert images.shape == (12, 32, 32, 3)
+        images, labels = batches(train.dataset(3, training=True))
+        assert sorted(labels) == sorted(train.labels)

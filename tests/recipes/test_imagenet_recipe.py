@@ -1,0 +1,103 @@
+"""recipes/imagenet.py: its settings, and a run end to end on
+tensorflow-datasets' mock imagenet2012 (EfficientNet at 32x32, SiLU sites
+selected, teacher from a weights file, export with the PI report)."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+
+from keras_autorep.data.streams import IMAGENET_ARCHIVES
+from keras_autorep.graph import count_relus
+from keras_autorep.recipes.cli import build_cryptonas_parser, build_parser
+from keras_autorep.recipes.settings import Settings, UsageError
+from test_recipes import TF_ENV, check_finished  # this folder's helpers
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+
+def resolve(*argv):
+    parser = build_parser("imagenet")
+    return Settings.resolve("imagenet", vars(parser.parse_args(
+        ["--budget", "176.1x", *argv])))
+
+
+def test_imagenet_settings_default_to_efficientnet_b2_silu_at_260():
+    paper = resolve()
+    assert (paper.model, paper.image_size, paper.activations) == (
+        "efficientnet_b2", 260, ("silu",))
+    quick = resolve("--quick")
+    assert (quick.model, quick.image_size, quick.subset) == (
+        "efficientnet_b0", 64, (10_000, 2_000))
+    assert resolve("--model", "resnet18").image_size == 224
+    assert resolve("--activations", "swish,silu").activations == ("silu",)
+    assert "image_size" in paper.teacher_key()
+    for argv, message in [
+            (("--image-size", "16"), "--image-size must be >= 32"),
+            (("--activations", "tanh"), "--activations: activation must be"),
+            (("--method", "snl", "--allocation", "uniform"),
+             "--method snl selects ReLUs only"),
+            (("--teacher", "imagenet", "--model", "resnet18"),
+             "Keras has ImageNet weights for --model efficientnet_b0 or "
+             "efficientnet_b2 only")]:
+        with pytest.raises(UsageError) as error:
+            resolve(*argv)
+        assert message in str(error.value), (argv, str(error.value))
+    cifar = Settings.resolve("cifar10", vars(build_parser("cifar10")
+                                             .parse_args(["--budget", "1k"])))
+    assert (cifar.image_size, cifar.activations) == (None, ("relu",))
+    with pytest.raises(SystemExit):
+        build_parser("cifar10").parse_args(["--budget", "1k",
+                                            "--image-size", "64"])
+    with pytest.raises(SystemExit):
+        build_cryptonas_parser().parse_args(["--budget", "1k", "--dataset",
+                                             "imagenet"])
+
+
+def mock_imagenet_run(tmp_path, model):
+    """The recipe on 16/8 mock images at 32x32, 1 search epoch, with a
+    weights-file teacher (the mock's random labels leave nothing to learn:
+    this checks the path, not the accuracy)."""
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    for archive in IMAGENET_ARCHIVES:
+        (manual / archive).write_bytes(b"")
+    weights, out = tmp_path / "teacher.weights.h5", tmp_path / "out"
+    command = [
+        sys.executable, str(HERE / "mock_imagenet_recipe.py"), "24",
+        str(weights), model, "32", "--",
+        "--model", model, "--image-size", "32", "--budget", "176.1x",
+        "--teacher", str(weights), "--epochs", "1", "--finetune-epochs", "0",
+        "--subset", "16,8", "--data-dir", str(manual), "--out", str(out)]
+    result = subprocess.run(command, cwd=REPO, env=TF_ENV, timeout=900,
+                            capture_output=True, text=True)
+    return out, check_finished(result)
+
+
+@pytest.mark.parametrize("model", [
+    "efficientnet_b0",
+    pytest.param("efficientnet_b2", marks=pytest.mark.slow)])
+def test_imagenet_recipe_end_to_end_on_mock_data(tmp_path, model):
+    out, stdout = mock_imagenet_run(tmp_path, model)
+    assert "silu elements" in stdout
+    export = out / f"imagenet_{model}_176.1x" / "1"
+    for name in ("saved_model.pb", "model.onnx", "pi_spec.json",
+                 "pi_cost.txt", "relus_per_layer.png", "training.png"):
+        assert (export / name).is_file(), name
+    report = json.loads((export / "report.json").read_text())
+    assert (report["dataset"], report["model"], report["image_size"],
+            report["activations"]) == ("imagenet", model, 32, ["silu"])
+    assert report["teacher"]["source"] == "given"
+    assert report["budget"] == math.floor(report["total_relus"] / 176.1)
+    assert 0 < report["relu_count"] <= report["budget"]
+    assert report["relus"]["kept_by_activation"] == {
+        "silu": report["relu_count"]}
+    assert set(report["final_test_accuracy"]) == {"top1", "top5"}
+    assert report["pi_cost"]["counts"]["smooth"] > 0
+    exported = keras.saving.load_model(export / "model.keras")
+    assert count_relus(exported).kept == report["relu_count"]
