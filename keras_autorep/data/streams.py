@@ -21,7 +21,14 @@ The pipelines yield float32 images in [0, 1] and int32 labels, like
 (8 to 100 % of the area, aspect ratio 3/4 to 4/3) and a random horizontal
 flip; evaluation images are resized so that their shorter side is
 `image_size / 0.875`, then center-cropped. `DatasetInfo.mean`/`std` are
-measured on a seeded sample of evaluation-cropped training images.
+measured on 1,000 evaluation-cropped training images (a seeded sample; of
+tensorflow-datasets, the first ones of its shuffled split).
+
+Without `subset` or `classes` nothing but the test labels is read before
+training (the train split's size comes from tensorflow-datasets' metadata);
+with them, the labels of both splits are read once (images left encoded).
+An image file that does not decode stops the pipeline with TensorFlow's
+``InvalidArgumentError``.
 """
 
 import functools
@@ -52,9 +59,15 @@ STATS_IMAGES = 1_000  # training images the channel statistics come from
 class FileRecords:
     """The records of one split of an image tree: file paths and labels."""
 
+    # Records can be read in any order: samples are drawn at random.
+    random_access = True
+
     def __init__(self, paths, labels):
         self.paths = np.asarray(paths, dtype=object)
         self.labels = np.asarray(labels, np.int32)
+
+    def __len__(self):
+        return len(self.paths)
 
     def encoded(self, tf, indices, shuffle, seed):
         """``tf.data`` of ``(file bytes, label)`` at ``indices``, in that
@@ -72,8 +85,18 @@ class TfdsRecords:
     """The records of one split of a prepared tensorflow-datasets dataset;
     the labels are read (images left encoded) when first needed."""
 
+    # Records are read in their stored order (tensorflow-datasets shuffles
+    # a split when preparing it): samples are its first records.
+    random_access = False
+
     def __init__(self, builder, split):
         self.builder, self.split = builder, split
+
+    def __len__(self):
+        try:
+            return self.builder.info.splits[self.split].num_examples
+        except KeyError:  # no split metadata (tensorflow-datasets' mock)
+            return len(self.labels)
 
     def _all(self, tf):
         import tensorflow_datasets as tfds
@@ -95,11 +118,12 @@ class TfdsRecords:
         """``tf.data`` of ``(encoded image, label)`` at ``indices`` (sorted),
         in the stored order or shuffled through a buffer every epoch."""
         ds = self._all(tf)
-        if len(indices) < len(self.labels):
-            keep = np.zeros(len(self.labels), bool)
+        if len(indices) < len(self):
+            keep = np.zeros(len(self), bool)
             keep[indices] = True
             keep = tf.constant(keep)
-            ds = ds.enumerate().filter(
+            # The reading stops once the last kept record has been found.
+            ds = ds.take(int(indices[-1]) + 1).enumerate().filter(
                 lambda i, record: tf.gather(keep, i)).map(
                 lambda i, record: record)
         if shuffle:
@@ -122,7 +146,7 @@ class ImageStream:
     def __init__(self, records, image_size, indices=None, relabel=None):
         self.records = records
         self.image_size = int(image_size)
-        self.indices = (np.arange(len(records.labels)) if indices is None
+        self.indices = (np.arange(len(records)) if indices is None
                         else np.asarray(indices, np.int64))
         self.relabel = relabel
 
@@ -175,6 +199,17 @@ class ImageStream:
             images.append(x.numpy())
             labels.append(y.numpy())
         return np.concatenate(images), np.concatenate(labels)
+
+    def sample(self, count, seed=None):
+        """``(images, labels)`` of ``take``: ``count`` images, the first
+        ones, or with a ``seed`` a seeded random sample where the records
+        can be read in any order (else the first ones, which
+        tensorflow-datasets stored shuffled)."""
+        positions = np.arange(min(count, len(self)))
+        if seed is not None and self.records.random_access:
+            positions = np.sort(np.random.default_rng(seed).permutation(
+                len(self))[:count])
+        return self.subset(positions).take(count)
 
     def holdout(self, fraction, seed):
         """``(fit, validation)`` streams: a seeded random ``fraction`` of
@@ -274,19 +309,19 @@ def load_image_streams(name, data_dir=None, image_size=224, subset=None,
                 f"dataset {name!r}: tensorflow-datasets is used for "
                 f"{IMAGENET!r} only; pass an image-folder tree as data_dir")
         records, class_names = _tfds_records(folder, tfds_data_dir)
-    class_names, indices, relabel = select_examples(
-        class_names, records[0].labels, records[1].labels, classes, subset,
-        seed)
-    if relabel.min() >= 0 and np.array_equal(relabel, np.arange(len(relabel))):
-        relabel = None
+    indices, relabel = (None, None), None
+    if classes is not None or subset is not None:
+        class_names, indices, relabel = select_examples(
+            class_names, records[0].labels, records[1].labels, classes,
+            subset, seed)
+        if np.array_equal(relabel, np.arange(len(relabel))):
+            relabel = None  # every class, in its order
     train, test = (ImageStream(r, image_size, i, relabel)
                    for r, i in zip(records, indices))
     for split, stream in (("train", train), ("test", test)):
         if not len(stream):
             raise ValueError(f"{name}: no {split} images found")
-    sample = np.random.default_rng(seed).permutation(len(train))
-    images, _ = train.subset(np.sort(sample[:STATS_IMAGES])).take(
-        STATS_IMAGES)
+    images, _ = train.sample(STATS_IMAGES, seed)
     info = DatasetInfo(
         name=name, num_classes=len(class_names),
         image_shape=(int(image_size), int(image_size), 3),

@@ -143,15 +143,15 @@ class Run:
     def sample(self, count, shuffled=False):
         """``(images, labels)``: ``count`` training images as float32 in
         [0, 1] (streams: center-cropped), the first ones or a seeded random
-        sample."""
-        size = split_size(self.train)
-        positions = np.arange(min(count, size))
-        if shuffled:
-            positions = np.sort(np.random.default_rng(
-                self.settings.seed).permutation(size)[:count])
+        sample (``ImageStream.sample``)."""
+        seed = self.settings.seed if shuffled else None
         if isinstance(self.train, ImageStream):
-            return self.train.subset(positions).take(count)
+            return self.train.sample(count, seed)
         x, y = self.train
+        positions = np.arange(min(count, len(y)))
+        if shuffled:
+            positions = np.sort(np.random.default_rng(seed).permutation(
+                len(y))[:count])
         return x[positions].astype("float32") / 255.0, y[positions]
 
     def steps(self, epochs, images=None):

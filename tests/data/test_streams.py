@@ -89,6 +89,9 @@ def test_subset_classes_and_holdout(tmp_path):
     assert sorted(train.labels) == [0, 0, 0, 1, 1, 1]
     assert sorted(batches(train.dataset(4, training=True))[1]) == [
         0, 0, 0, 1, 1, 1]
+    images, labels = train.sample(4, seed=5)
+    assert images.shape == (4, 16, 16, 3)
+    np.testing.assert_array_equal(labels, train.sample(4, seed=5)[1])
     fit, held = train.holdout(0.3, seed=0)
     assert (len(fit), len(held)) == (4, 2)
     assert set(fit.indices).isdisjoint(held.indices)
@@ -129,3 +132,6 @@ def test_imagenet2012_from_the_manual_download_folder(tmp_path):
         assert images.shape == (12, 32, 32, 3)
         images, labels = batches(train.dataset(3, training=True))
         assert sorted(labels) == sorted(train.labels)
+        # Samples of a tensorflow-datasets split are its first records.
+        np.testing.assert_array_equal(train.sample(3, seed=7)[1],
+                                      train.labels[:3])
