@@ -9,11 +9,15 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
+from PIL import Image
 
+from keras_autorep.data import load_image_streams
 from keras_autorep.data.streams import IMAGENET_ARCHIVES
 from keras_autorep.graph import count_relus
 from keras_autorep.recipes.cli import build_cryptonas_parser, build_parser
+from keras_autorep.recipes.run import Run, RunData
 from keras_autorep.recipes.settings import Settings, UsageError
 from test_recipes import TF_ENV, check_finished  # this folder's helpers
 
@@ -101,3 +105,33 @@ def test_imagenet_recipe_end_to_end_on_mock_data(tmp_path, model):
     assert report["pi_cost"]["counts"]["smooth"] > 0
     exported = keras.saving.load_model(export / "model.keras")
     assert count_relus(exported).kept == report["relu_count"]
+
+
+def test_a_run_over_streams_samples_holds_out_and_evaluates(tmp_path):
+    """What the stages ask of a run (datasets, steps, a hold-out for
+    --allocation tuned, samples for the sanity check and --protocol,
+    evaluation) on streamed splits."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 5), ("val", 2)):
+        for wnid in ("n01", "n02"):
+            folder = tmp_path / "tree" / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(count):
+                size = tuple(rng.integers(30, 70, 2))
+                Image.fromarray(rng.integers(0, 256, size + (3,), np.uint8)
+                                ).save(folder / f"{i}.JPEG")
+    train, test, info = load_image_streams("tree", tmp_path / "tree", 32)
+    settings = resolve("--batch-size", "4", "--seed", "3")
+    run = Run(settings, RunData(train, test, info, 0.0), folder=None)
+    assert run.steps(2) == 2 * 3
+    fit, held = run.holdout(0.2)
+    assert (len(fit), len(held)) == (8, 2)
+    train_ds, test_ds = run.datasets(fit, held)
+    assert sum(len(y) for _, y in train_ds) == 8
+    images, labels = run.sample(3, shuffled=True)
+    assert images.shape == (3, 32, 32, 3) and labels.shape == (3,)
+    np.testing.assert_array_equal(run.sample(3)[1], train.labels[:3])
+    model = keras.Sequential([keras.Input((32, 32, 3)),
+                              keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(2)])
+    assert 0.0 <= run.evaluate(model)["top1"] <= 1.0
