@@ -105,8 +105,7 @@ def load_dataset(name, data_dir=None, cache_dir=None, subset=None, seed=0,
         DataUnavailableError: `data_dir=None` and the data can neither be
             found in the tensorflow-datasets folder nor downloaded.
     """
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ValueError(f"invalid dataset name {name!r}")
+    check_name(name)
     subset = check_subset(subset)
     cache_dir = Path(cache_dir or DEFAULT_CACHE_DIR).expanduser()
     if data_dir is None:
@@ -137,6 +136,13 @@ def load_dataset(name, data_dir=None, cache_dir=None, subset=None, seed=0,
     return (x_train, y_train), (x_test, y_test), info
 
 
+def check_name(name):
+    """``ValueError`` unless ``name`` can name a dataset (and its cache
+    files)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"invalid dataset name {name!r}")
+
+
 def check_subset(subset):
     if subset is None:
         return None
@@ -150,13 +156,27 @@ def check_subset(subset):
     return tuple(None if n is None else int(n) for n in subset)
 
 
+def holdout_positions(size, fraction, seed):
+    """``(fit, validation)`` positions among ``size`` examples: a seeded
+    random ``fraction`` (at least one) held out, both in random order."""
+    order = np.random.default_rng(seed).permutation(size)
+    held_out = max(1, round(fraction * size))
+    return order[held_out:], order[:held_out]
+
+
+def sample_positions(size, count, seed=None):
+    """Sorted positions of ``count`` of ``size`` examples: the first ones,
+    or with a ``seed`` a seeded random sample."""
+    if seed is None:
+        return np.arange(min(count, size))
+    return np.sort(np.random.default_rng(seed).permutation(size)[:count])
+
+
 def split_validation(split, fraction, seed):
     """``(fit, validation)``: a seeded random ``fraction`` of the
     ``(x, y)`` arrays ``split`` held out for validation."""
     x, y = split
-    order = np.random.default_rng(seed).permutation(len(y))
-    held_out = max(1, round(fraction * len(y)))
-    fit, validation = order[held_out:], order[:held_out]
+    fit, validation = holdout_positions(len(y), fraction, seed)
     return (x[fit], y[fit]), (x[validation], y[validation])
 
 

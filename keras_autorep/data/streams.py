@@ -12,7 +12,8 @@ its label) are read, decoded, cropped to `image_size` and batched by
 * `data_dir` the manual-download folder of tensorflow-datasets'
   ``imagenet2012``, holding ``ILSVRC2012_img_train.tar`` and
   ``ILSVRC2012_img_val.tar``: tensorflow-datasets prepares the dataset from
-  them into its data folder once (hours, about 150 GB), later loads read it;
+  them into its data folder once (about 156 GB by tensorflow-datasets'
+  catalogue), later loads read it;
 * `data_dir=None`: ``imagenet2012`` as already prepared in the
   tensorflow-datasets data folder.
 
@@ -32,7 +33,6 @@ An image file that does not decode stops the pipeline with TensorFlow's
 """
 
 import functools
-import re
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +40,11 @@ import numpy as np
 from keras_autorep.data import layout
 from keras_autorep.data.sources import (
     DatasetInfo,
+    check_name,
     check_subset,
+    holdout_positions,
     list_files,
+    sample_positions,
     select_examples,
 )
 from keras_autorep.data.tfds_source import DataUnavailableError
@@ -205,19 +208,16 @@ class ImageStream:
         ones, or with a ``seed`` a seeded random sample where the records
         can be read in any order (else the first ones, which
         tensorflow-datasets stored shuffled)."""
-        positions = np.arange(min(count, len(self)))
-        if seed is not None and self.records.random_access:
-            positions = np.sort(np.random.default_rng(seed).permutation(
-                len(self))[:count])
-        return self.subset(positions).take(count)
+        if not self.records.random_access:
+            seed = None
+        return self.subset(sample_positions(len(self), count, seed)).take(
+            count)
 
     def holdout(self, fraction, seed):
         """``(fit, validation)`` streams: a seeded random ``fraction`` of
         the images held out."""
-        order = np.random.default_rng(seed).permutation(len(self))
-        held_out = max(1, round(fraction * len(self)))
-        return (self.subset(np.sort(order[held_out:])),
-                self.subset(np.sort(order[:held_out])))
+        fit, validation = holdout_positions(len(self), fraction, seed)
+        return self.subset(np.sort(fit)), self.subset(np.sort(validation))
 
 
 def decode(tf, encoded):
@@ -288,8 +288,7 @@ def load_image_streams(name, data_dir=None, image_size=224, subset=None,
         DataUnavailableError: ``imagenet2012`` is neither prepared nor
             preparable (archives missing, tensorflow-datasets failing).
     """
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ValueError(f"invalid dataset name {name!r}")
+    check_name(name)
     if not isinstance(image_size, (int, np.integer)) or image_size < 8:
         raise ValueError(f"image_size must be an int >= 8, got {image_size!r}")
     subset = check_subset(subset)

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from keras_autorep.data import (
     DataUnavailableError,
@@ -24,6 +23,7 @@ from keras_autorep.data import (
     make_datasets,
     split_validation,
 )
+from keras_autorep.data.sources import sample_positions
 from keras_autorep.data.streams import IMAGENET
 from keras_autorep.recipes.reporting import evaluate, one_line
 from keras_autorep.recipes.settings import UsageError
@@ -148,10 +148,7 @@ class Run:
         if isinstance(self.train, ImageStream):
             return self.train.sample(count, seed)
         x, y = self.train
-        positions = np.arange(min(count, len(y)))
-        if shuffled:
-            positions = np.sort(np.random.default_rng(seed).permutation(
-                len(y))[:count])
+        positions = sample_positions(len(y), count, seed)
         return x[positions].astype("float32") / 255.0, y[positions]
 
     def steps(self, epochs, images=None):

@@ -352,8 +352,8 @@ def print_summary(report):
           f"{search['allocation']['method']}) ==")
     print(f"test accuracy   {format_accuracy(report['final_test_accuracy'])}"
           f" (teacher {format_accuracy(report['teacher']['test_accuracy'])})")
-    print(f"{site_noun(report.get('activations', ['relu'])):<16}{kept:,} kept, budget "
-          f"{budget:,}, model "
+    noun = site_noun(report.get("activations", ["relu"]))
+    print(f"{noun:<16}{kept:,} kept, budget {budget:,}, model "
           f"{total:,} ({kept / max(1, total):.2%})")
     print(f"exported model  {report['export']['dir']}")
     print(f"report          {Path(report['export']['dir']) / 'report.json'}")

@@ -48,13 +48,15 @@ def build_model(settings, info):
     options = dict(input_shape=info.image_shape,
                    num_classes=info.num_classes,
                    weight_decay=s.weight_decay / 2)
+    if s.teacher != IMAGENET_WEIGHTS:
+        model = get_model(s.model, preprocessing=normalization_layer(info),
+                          **options)
+        if s.teacher is None:
+            return model
     try:
         if s.teacher == IMAGENET_WEIGHTS:
             return get_model(s.model, weights=IMAGENET_WEIGHTS, **options)
-        model = get_model(s.model, preprocessing=normalization_layer(info),
-                          **options)
-        if s.teacher is not None:
-            model.load_weights(s.teacher)
+        model.load_weights(s.teacher)
     except Exception as e:  # a missing download, a file that does not fit
         raise UsageError(
             f"--teacher {s.teacher}: cannot give --model {s.model} these "
