@@ -21,7 +21,13 @@ from keras_autorep.export import (
     read_pi_spec,
     write_pi_spec,
 )
-from keras_autorep.pi.cost import Network, predict, protocols, provenance
+from keras_autorep.pi.cost import (
+    Network,
+    calibration_path,
+    predict,
+    protocols,
+    provenance,
+)
 from keras_autorep.pi.garbled import SOURCES, estimate_cost
 from keras_autorep.pi.measure import read_measured
 from keras_autorep.pi.workload import onnx_workload
@@ -186,8 +192,11 @@ class CostReport:
             gc_exported.client_storage_bytes / 1e6,
             gc_original.client_storage_bytes / 1e6, "{:,.2f}")
         lines.append(f"counting convention: {self.convention}")
-        lines.append("calibration (keras_autorep/pi/calibration.json):")
-        lines.extend(f"  {provenance(name)}" for name in self.predictions)
+        if self.predictions:
+            lines.append(f"calibration ({calibration_path()}):")
+            lines.extend(f"  {provenance(name)}" for name in self.predictions)
+        else:
+            lines.append("calibrated protocols: not priced (no ONNX graph)")
         lines.append("sources:")
         lines.extend(f"  {source}" for source in SOURCES)
         return "\n".join(lines)
