@@ -10,7 +10,13 @@ line; ``python -m keras_autorep.pi setup`` builds the runtimes'
 virtualenvs (``envs``).
 """
 
-from keras_autorep.pi.cost import Network, Prediction, predict, protocols
+from keras_autorep.costs import (
+    Network,
+    Prediction,
+    Workload,
+    predict,
+    protocols,
+)
 from keras_autorep.pi.garbled import (
     GC_CLIENT_EVAL_MS_PER_RELU,
     GC_CLIENT_GARBLE_MS_PER_RELU,
@@ -27,7 +33,7 @@ from keras_autorep.pi.garbled import (
 from keras_autorep.pi.measure import measure, read_measured
 from keras_autorep.pi.report import CostReport, cost_report
 from keras_autorep.pi.runtimes import RUNTIMES
-from keras_autorep.pi.workload import Workload, onnx_workload
+from keras_autorep.pi.workload import onnx_workload
 
 __all__ = [
     "GC_CLIENT_EVAL_MS_PER_RELU",

@@ -21,7 +21,7 @@ from keras_autorep.export import (
     read_pi_spec,
     write_pi_spec,
 )
-from keras_autorep.pi.cost import (
+from keras_autorep.costs import (
     Network,
     calibration_path,
     predict,

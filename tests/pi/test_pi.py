@@ -24,8 +24,8 @@ from keras_autorep.pi import (
     predict,
 )
 from keras_autorep.pi.__main__ import main
-from keras_autorep.pi import cost
-from keras_autorep.pi.cost import CalibrationError, calibration, features
+from keras_autorep.costs import model as cost
+from keras_autorep.costs import CalibrationError, calibration, features
 from keras_autorep.pi.exported import find_spec, spec_count, write_cost_file
 from pi_models import harden_sites, teacher
 
