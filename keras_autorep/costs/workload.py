@@ -39,35 +39,13 @@ class Workload:
             for f in dataclasses.fields(self)
         ))
 
+    def __sub__(self, other):
+        return self + other.scaled(-1)
+
     def scaled(self, factor):
         return Workload(*(
             getattr(self, f.name) * factor for f in dataclasses.fields(self)
         ))
-
-    def all_relu(self, spec):
-        """This network with every site of ``spec`` a ReLU: the sites'
-        polynomial branches (Horner: one product with the coefficients,
-        then ``degree - 1`` products with ``x``) become comparisons."""
-        change = Workload()
-        for site in spec["sites"]:
-            removed = site["total"] - site["kept"]
-            if site["degree"] is None or removed == 0:
-                continue
-            calls = site["calls"]
-            per_call = removed // calls
-            channels = site["shape"][-1]
-            coefficient = per_call if site["kept"] else channels
-            change += Workload(
-                comparisons=removed,
-                comparison_nodes=calls if site["kept"] == 0 else 0,
-                constant_products_out=-removed,
-                constant_products_in=-calls * (per_call + coefficient),
-                constant_product_nodes=-calls,
-                secret_products_out=-removed * (site["degree"] - 1),
-                secret_products_in=-2 * removed * (site["degree"] - 1),
-                secret_product_nodes=-calls * (site["degree"] - 1),
-            )
-        return self + change
 
     def to_dict(self):
         return dataclasses.asdict(self)

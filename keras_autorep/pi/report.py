@@ -28,6 +28,7 @@ from keras_autorep.costs import (
     protocols,
     provenance,
 )
+from keras_autorep.costs.sites import all_relu_workload
 from keras_autorep.pi.garbled import SOURCES, estimate_cost
 from keras_autorep.pi.measure import read_measured
 from keras_autorep.pi.workload import onnx_workload
@@ -224,7 +225,7 @@ def cost_report(exported, original=None, network=None, names=None):
     counts = spec_counts(spec)
     if original is None:
         original_spec, original_workload = spec, (
-            workload.all_relu(spec) if workload else None)
+            all_relu_workload(workload, spec) if workload else None)
         original_counts = all_relu_counts(spec)
     else:
         original_spec, original_workload = priced(original)

@@ -18,7 +18,8 @@ which only on the model (constants). Each node lands in one op class:
 
 For each class it keeps elements out, elements in (both operands) and
 nodes. Additions, gathers, concatenations, reshapes and transposes are free
-in every protocol priced here and are not counted. ``all_relu(spec)`` is
+in every protocol priced here and are not counted.
+``keras_autorep.costs.sites.all_relu_workload(workload, spec)`` is
 the same network with every site a ReLU (the polynomial branches of the
 spec's sites removed), so an export is priced against its all-ReLU version
 without a second graph.

@@ -25,6 +25,7 @@ from keras_autorep.pi import (
 )
 from keras_autorep.pi.__main__ import main
 from keras_autorep.costs import model as cost
+from keras_autorep.costs.sites import all_relu_workload
 from keras_autorep.costs import CalibrationError, calibration, features
 from keras_autorep.pi.exported import find_spec, spec_count, write_cost_file
 from pi_models import harden_sites, teacher
@@ -120,7 +121,7 @@ def test_all_relu_version_is_the_teachers_graph(exports):
     original = onnx_workload(teacher_dir / "model.onnx")
     assert hardened.comparisons == spec["totals"]["relu_kept"]
     assert hardened.secret_products_out == spec["totals"]["polynomial"]
-    assert hardened.all_relu(spec) == original
+    assert all_relu_workload(hardened, spec) == original
 
 
 def test_calibration_has_every_protocol_with_provenance():
