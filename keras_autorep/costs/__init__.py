@@ -7,9 +7,13 @@ price a model while it trains:
   cost ``features`` it gives;
 * ``model``: the calibrated coefficients per protocol
   (``calibration.json``), ``predict`` (bytes, rounds, compute seconds),
-  ``Network`` and latency.
+  ``Network`` and latency;
+* ``sites``: the workload of one hardened site per replacement form
+  (``poly2``, ``poly1``, ``identity``);
+* ``budget``: ``CostBudget``, a cost budget resolved against a model.
 """
 
+from keras_autorep.costs.budget import CostBudget, SiteCost
 from keras_autorep.costs.model import (
     NETWORKS,
     CalibrationError,
@@ -21,14 +25,18 @@ from keras_autorep.costs.model import (
     protocols,
     provenance,
 )
+from keras_autorep.costs.sites import FORMS, site_workload
 from keras_autorep.costs.workload import FEATURES, Workload, features
 
 __all__ = [
     "FEATURES",
+    "FORMS",
     "NETWORKS",
     "CalibrationError",
+    "CostBudget",
     "Network",
     "Prediction",
+    "SiteCost",
     "Workload",
     "calibration",
     "calibration_path",
@@ -36,4 +44,5 @@ __all__ = [
     "predict",
     "protocols",
     "provenance",
+    "site_workload",
 ]
