@@ -15,6 +15,7 @@ from pathlib import Path
 
 import keras
 
+from keras_autorep.backends import current
 from keras_autorep.export import (
     ONNX_FILENAME,
     SPEC_FILENAME,
@@ -80,7 +81,7 @@ def priced(source):
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
             write_pi_spec(source, folder / SPEC_FILENAME)
-            if keras.backend.backend() == "tensorflow":
+            if current().exports:
                 from keras_autorep.export import write_onnx
 
                 write_onnx(source, folder / ONNX_FILENAME, batch_size=1)
