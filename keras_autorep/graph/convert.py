@@ -2,8 +2,9 @@
 
 ``replace_relus`` turns every ReLU of a Sequential or functional model into a
 ``ReLUSelector``; ``harden`` turns every selector into a ``PartialReLU`` that
-keeps at most the budgeted number of ReLUs. Both return new models and carry
-the weights of all other layers over.
+keeps at most the budgeted number of ReLUs; ``gather_form`` gives a hardened
+model's ``PartialReLU`` layers their PI form. All return new models and
+carry the weights of all other layers over.
 """
 
 import warnings
@@ -19,7 +20,13 @@ from keras_autorep.graph.masks import (
     selector_budget,
 )
 from keras_autorep.graph.rewrite import GraphRewriter
-from keras_autorep.graph.sites import FUSED, selectors, site_of, sites
+from keras_autorep.graph.sites import (
+    FUSED,
+    iter_layers,
+    selectors,
+    site_of,
+    sites,
+)
 from keras_autorep.layers import PartialReLU, ReLUSelector
 from keras_autorep.layers.activations import canonical_name
 
@@ -230,3 +237,31 @@ def harden(model, budget=None):
     hardened = GraphRewriter(replace, is_target).rebuild(model)
     hardened.jit_compile = True
     return hardened
+
+
+
+def _in_scatter_form(layer):
+    return isinstance(layer, PartialReLU) and layer.merge == "scatter"
+
+
+def gather_form(model):
+    """``model`` with every ``PartialReLU`` in its PI form
+    (``merge="gather"``: no scatter op, the polynomial on the removed
+    elements only), nested models included; same function, same weights.
+
+    Returns ``model`` itself when nothing changes, else a new model (the
+    ONNX export traces it; ``model`` keeps its form).
+    """
+    if not any(_in_scatter_form(layer) for layer in iter_layers(model)):
+        return model
+
+    def replace(layer):
+        if isinstance(layer, keras.Model):
+            copy = gather_form(layer)
+            return None if copy is layer else [copy]
+        if _in_scatter_form(layer):
+            return [rewriter.clone(layer, merge="gather")]
+        return None
+
+    rewriter = GraphRewriter(replace, _in_scatter_form)
+    return rewriter.rebuild(model)
