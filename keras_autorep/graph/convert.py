@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from keras_autorep.budgets import parse_budget
-from keras_autorep.graph.counting import count_relus
+from keras_autorep.graph.counting import counted
 from keras_autorep.graph.masks import (
     current_masks,
     land_masks,
@@ -155,13 +155,14 @@ def _expanded(selector, mask):
     return np.broadcast_to(mask, selector.activation_shape).ravel()
 
 
-def final_masks(model, budget=None):
+def final_masks(model, budget=None, count=None):
     """The flat kept-position masks that hardening will use, per selector.
 
     The masks as trained; if they keep more than ``budget`` ReLUs (with the
     ReLUs kept outside selectors, and every call of a shared selector),
     only the kept positions with the largest indicators that fit survive
-    (``land_masks(..., fill=False)``).
+    (``land_masks(..., fill=False)``; ``count``: the model's
+    ``ReLUCount``, computed when needed and not given).
 
     Returns:
         ``{selector name: boolean array of H*W*C}``.
@@ -169,11 +170,11 @@ def final_masks(model, budget=None):
     if budget is None:
         masks = current_masks(model)
     else:
-        masks = land_masks(model, budget, fill=False)
+        masks = land_masks(model, budget, fill=False, count=count)
     return {s.name: _expanded(s, masks[s.name]) for s in selectors(model)}
 
 
-def harden(model, budget=None):
+def harden(model, budget=None, count=None):
     """Return the inference model: every ``ReLUSelector`` -> ``PartialReLU``.
 
     Indicators and statistics are dropped; the binary masks and per-channel
@@ -196,12 +197,14 @@ def harden(model, budget=None):
             ``ReLUSelector`` layers (from ``replace_relus``).
         budget: optional ReLU budget (anything ``parse_budget`` accepts;
             percentages refer to the model's total ReLUs).
+        count: ``count_relus(model)`` if the caller has it (computed once
+            otherwise, and passed to every step).
 
     Raises:
         ValueError: the ReLUs kept outside selectors alone exceed the
             budget; the message names where they are.
     """
-    count = count_relus(model)
+    count = counted(model, count)
     if count.traced:
         warnings.warn(
             f"{sum(row.kept for row in count.traced):,} ReLUs computed "
@@ -213,8 +216,8 @@ def harden(model, budget=None):
         )
     if budget is not None:
         budget = parse_budget(budget, total=count.total)
-        selector_budget(model, budget)  # the fixed ReLUs must fit
-    masks = final_masks(model, budget)
+        selector_budget(model, budget, count)  # the fixed ReLUs must fit
+    masks = final_masks(model, budget, count)
 
     def replace(layer):
         if not isinstance(layer, ReLUSelector):
