@@ -1,6 +1,7 @@
 """A PI spec holds its model's count row for row: ``count_from_spec``
 of what ``write_pi_spec`` wrote is ``count_relus`` of the model."""
 
+import json
 import warnings
 
 import numpy as np
@@ -77,3 +78,22 @@ def test_spec_from_count_is_what_read_pi_spec_reads(tmp_path):
         np.testing.assert_array_equal(made_site.pop("coefficients"),
                                       read_site.pop("coefficients"))
     assert made == read
+
+
+def test_a_version_4_spec_reads_with_defaults(tmp_path):
+    """Before version 5 a spec had no labels, site comparisons or fused
+    flags on other rows: plain kinds, 0 and ``False``."""
+    model = sequential_cnn()
+    count = count_relus(model)
+    path = write_pi_spec(model, tmp_path)
+    raw = json.loads(path.read_text())
+    raw["format_version"] = 4
+    for site in raw["sites"]:
+        del site["label"], site["comparisons"]
+    for entry in raw["other"]:
+        del entry["fused"]
+    path.write_text(json.dumps(raw))
+    read = count_from_spec(read_pi_spec(path))
+    assert [row.kind for row in read.rows] == [
+        "fused relu" if row.fused else "ReLU" for row in count.rows]
+    assert read.totals() == count.totals() and read.other == count.other
