@@ -7,9 +7,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/data
 CIFAR10_ARCHIVE := $(DATA_DIR)/cifar10-images.tar.gz
-# The two-party runtimes, each in its own virtualenv (they share no
-# package versions with the project); keras_autorep.pi drives them through
-# files.
+# The two-party runtimes, each in its own virtualenv in this checkout (they
+# share no package versions with the project): `python -m keras_autorep.pi
+# setup` builds them from the requirement files shipped in
+# keras_autorep/pi/runners/, and keras_autorep.pi drives them through files.
+# The stamps keep `make test` from rebuilding them every time (envs.py
+# holds the setup steps and the crypten pin).
+RUNNERS := keras_autorep/pi/runners
 CRYPTEN_STAMP := .venv-crypten/.installed
 SPU_STAMP := .venv-spu/.installed
 
@@ -24,17 +28,12 @@ $(STAMP): requirements.txt setup.py
 
 install: $(STAMP)
 
-$(CRYPTEN_STAMP): requirements-crypten.txt
-	test -x .venv-crypten/bin/python || $(PYTHON) -m venv .venv-crypten
-	.venv-crypten/bin/python -m pip install --quiet --upgrade pip
-	.venv-crypten/bin/python -m pip install --quiet -r requirements-crypten.txt
-	.venv-crypten/bin/python -m pip install --quiet --no-deps crypten==0.4.1
+$(CRYPTEN_STAMP): $(RUNNERS)/requirements-crypten.txt keras_autorep/pi/envs.py | $(STAMP)
+	$(PY) -m keras_autorep.pi setup --envs $(CURDIR) --runtime crypten
 	touch $@
 
-$(SPU_STAMP): requirements-spu.txt
-	test -x .venv-spu/bin/python || $(PYTHON) -m venv .venv-spu
-	.venv-spu/bin/python -m pip install --quiet --upgrade pip
-	.venv-spu/bin/python -m pip install --quiet -r requirements-spu.txt
+$(SPU_STAMP): $(RUNNERS)/requirements-spu.txt keras_autorep/pi/envs.py | $(STAMP)
+	$(PY) -m keras_autorep.pi setup --envs $(CURDIR) --runtime spu
 	touch $@
 
 pi-env: $(CRYPTEN_STAMP) $(SPU_STAMP)

@@ -63,17 +63,12 @@ from keras_autorep.architectures import (
     get_model,
 )
 from keras_autorep.data import load_dataset, make_datasets, normalization_layer
-from keras_autorep.methods import train_autorep, train_senet, train_snl
+from keras_autorep.methods import METHODS, Plan
 from keras_autorep.recipes.cli import subset_argument
-from keras_autorep.recipes.presets import (
-    AUTOREP_FINETUNE_LR_FRACTION,
-    DATASET_PRESETS,
-    QUICK_PRESET,
-)
+from keras_autorep.recipes.presets import DATASET_PRESETS, QUICK_PRESET
 from keras_autorep.recipes.reporting import evaluate
-from keras_autorep.training.schedules import cosine_adam_schedule, cosine_sgd
+from keras_autorep.training.schedules import cosine_sgd
 
-METHODS = ("autorep", "snl", "senet", "cryptonas")
 BUDGET_0 = "budget 0 (all polynomial)"
 TEACHER_SAME_EPOCHS = "teacher, same total epochs"
 FULL = dict(subset=(10_000, 10_000), teacher_epochs=15, epochs=8,
@@ -221,58 +216,43 @@ class Benchmark:
         model, notes = self.autorep(teacher, 0)
         return model, f"AutoReP at budget 0, {notes}"
 
-    def _phases(self):
+    def plan(self):
+        """The methods' ``Plan``: ``max(1, E // 2)`` search epochs, the
+        rest fine-tuning, the AutoReP CIFAR recipe's lambda."""
         search = max(1, self.args.epochs // 2)
-        return search, self.args.epochs - search
+        return Plan(epochs=search, finetune_epochs=self.args.epochs - search,
+                    lr=self.args.lr, steps_per_epoch=self.steps_per_epoch,
+                    budget_weight=DATASET_PRESETS["cifar10"]["budget_weight"],
+                    seed=self.args.seed)
 
-    def _method_options(self):
-        """Arguments the three methods share; the callbacks record the
-        count at the end of the search phase."""
-        search, finetune = self._phases()
-        self.searched = None
+    def train_method(self, name, teacher, budget, **options):
+        """``METHODS[name].train`` with the benchmark's plan, hardened;
+        the callbacks record the count at the end of the first phase."""
+        method, plan = METHODS[name], self.plan()
 
         def callbacks(phase):
-            if phase == "finetune":
+            if phase != method.phases[0]:
                 return []
             return [keras.callbacks.LambdaCallback(on_epoch_end=lambda _, log:
                     setattr(self, "searched", log.get("relu_count")))]
 
-        return dict(epochs=search, finetune_epochs=finetune,
-                    lr=self.args.lr, callbacks=callbacks,
-                    verbose=self.verbose)
+        student = method.train(teacher, budget, self.train_ds, plan=plan,
+                               callbacks=callbacks, verbose=self.verbose,
+                               **options)
+        return harden(student, budget), (
+            f"{plan.epochs} {method.phases[0]} + {plan.finetune_epochs} "
+            "fine-tune epochs")
 
     def autorep(self, teacher, budget):
-        a = self.args
-        options = self._method_options()
-        options["lr"] = cosine_adam_schedule(
-            a.lr, options["epochs"] * self.steps_per_epoch)
-        options["finetune_lr"] = cosine_adam_schedule(
-            a.lr * AUTOREP_FINETUNE_LR_FRACTION,
-            max(1, options["finetune_epochs"]) * self.steps_per_epoch)
-        student = train_autorep(
-            teacher, budget, self.train_ds,
-            budget_weight=DATASET_PRESETS["cifar10"]["budget_weight"],
-            seed=a.seed, **options)
-        return harden(student, budget), (
-            f"{options['epochs']} search + {options['finetune_epochs']} "
-            "fine-tune epochs")
+        return self.train_method("autorep", teacher, budget)
 
     def snl(self, teacher, budget):
-        options = self._method_options()
-        student = train_snl(teacher, budget, self.train_ds, **options)
-        return harden(student, budget), (
-            f"<= {options['epochs']} search + {options['finetune_epochs']} "
-            "fine-tune epochs")
+        return self.train_method("snl", teacher, budget)
 
     def senet(self, teacher, budget):
-        options = self._method_options()
-        student = train_senet(
-            teacher, budget, self.train_ds,
-            sensitivity_data=self.sensitivity_data,
-            batch_size=self.args.batch_size, seed=self.args.seed, **options)
-        return harden(student, budget), (
-            f"{options['epochs']} identification + "
-            f"{options['finetune_epochs']} fine-tune epochs")
+        return self.train_method(
+            "senet", teacher, budget, sensitivity_data=self.sensitivity_data,
+            batch_size=self.args.batch_size)
 
     def cryptonas(self, teacher, budget):
         a = self.args

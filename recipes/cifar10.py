@@ -5,9 +5,7 @@
 See `python recipes/cifar10.py --help` and docs/recipes.md.
 """
 
-import sys
-
-from keras_autorep.recipes.cli import main
+from keras_autorep.recipes.entry_points import cifar10
 
 if __name__ == "__main__":
-    sys.exit(main(dataset="cifar10"))
+    cifar10()

@@ -5,9 +5,7 @@
 See `python recipes/cifar100.py --help` and docs/recipes.md.
 """
 
-import sys
-
-from keras_autorep.recipes.cli import main
+from keras_autorep.recipes.entry_points import cifar100
 
 if __name__ == "__main__":
-    sys.exit(main(dataset="cifar100"))
+    cifar100()

@@ -5,9 +5,7 @@
 See `python recipes/cryptonas.py --help` and docs/cryptonas.md.
 """
 
-import sys
-
-from keras_autorep.recipes.cli import cryptonas_main
+from keras_autorep.recipes.entry_points import cryptonas
 
 if __name__ == "__main__":
-    sys.exit(cryptonas_main())
+    cryptonas()

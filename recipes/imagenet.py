@@ -8,9 +8,7 @@ image-folder tree; without it, `imagenet2012` must already be prepared.
 See `python recipes/imagenet.py --help` and docs/recipes.md.
 """
 
-import sys
-
-from keras_autorep.recipes.cli import main
+from keras_autorep.recipes.entry_points import imagenet
 
 if __name__ == "__main__":
-    sys.exit(main(dataset="imagenet"))
+    imagenet()

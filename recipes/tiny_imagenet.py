@@ -5,9 +5,7 @@
 See `python recipes/tiny_imagenet.py --help` and docs/recipes.md.
 """
 
-import sys
-
-from keras_autorep.recipes.cli import main
+from keras_autorep.recipes.entry_points import tiny_imagenet
 
 if __name__ == "__main__":
-    sys.exit(main(dataset="tiny_imagenet"))
+    tiny_imagenet()

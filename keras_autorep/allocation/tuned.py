@@ -16,6 +16,7 @@ import keras
 import keras_tuner
 
 from keras_autorep.adapters.keras_tuner_roles import tuner_role
+from keras_autorep.adapters.keras_tuner_seed import tuner_seed
 from keras_autorep.allocation.apply import apply_allocation
 from keras_autorep.budgets import split_budget
 from keras_autorep.graph import (
@@ -158,8 +159,9 @@ def tune_allocation(
         epochs: training epochs per trial.
         tuner: ``"random"`` (``RandomSearch``) or ``"bayesian"``
             (``BayesianOptimization``; needs scikit-learn).
-        groups, min_weight, seed, lr, metrics: see
-            ``AllocationHyperModel``.
+        groups, min_weight, lr, metrics: see ``AllocationHyperModel``.
+        seed: seed of the random mask positions and of the tuner's
+            sampling (``tuner_seed``: 0 is a seed like any other).
         batch_size: batch size for array data.
         callbacks: list or ``phase -> list`` (phase ``"allocation"``);
             keras-tuner deep-copies them per trial, so leave out
@@ -183,7 +185,7 @@ def tune_allocation(
         hypermodel,
         objective="val_accuracy",
         max_trials=max_trials,
-        seed=seed,
+        seed=tuner_seed(seed),
         directory=str(run_dir),
         project_name="allocation",
         overwrite=False,

@@ -1,6 +1,8 @@
-"""The ReLU-reduction methods, one function each, one signature:
-``train_X(teacher, budget, train_data, val_data=None, *, counts=None,
-epochs, lr, ..., callbacks, verbose) -> student``.
+"""The ReLU-reduction methods.
+
+Functions, one signature: ``train_X(teacher, budget, train_data,
+val_data=None, *, counts=None, epochs, lr, ..., callbacks, verbose) ->
+student``:
 
 * ``train_autorep``: AutoReP (selectors with DaPa polynomials, budget
   loss);
@@ -10,16 +12,28 @@ epochs, lr, ..., callbacks, verbose) -> student``.
 
 Each returns a student with ``ReLUSelector`` sites;
 ``harden(student, budget)`` gives the inference model.
+
+``METHODS`` is the registry the recipes and benchmarks orchestrate:
+``{name: Method}`` units that know their phases, student, learning-rate
+plan and report fields (``keras_autorep.methods.method``), CryptoNAS
+(architecture search, no teacher) included.
 """
 
-from keras_autorep.methods.autorep import train_autorep
-from keras_autorep.methods.senet import train_senet
-from keras_autorep.methods.snl import train_snl
+from keras_autorep.methods.autorep import AutoReP, train_autorep
+from keras_autorep.methods.cryptonas import CryptoNAS
+from keras_autorep.methods.method import Method, Plan, TeacherMethod
+from keras_autorep.methods.senet import SENet, train_senet
+from keras_autorep.methods.snl import SNL, train_snl
 
-METHODS = {
-    "autorep": train_autorep,
-    "snl": train_snl,
-    "senet": train_senet,
-}
+METHODS = {method.name: method
+           for method in (AutoReP(), SNL(), SENet(), CryptoNAS())}
 
-__all__ = ["METHODS", "train_autorep", "train_senet", "train_snl"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "Plan",
+    "TeacherMethod",
+    "train_autorep",
+    "train_senet",
+    "train_snl",
+]

@@ -16,8 +16,10 @@ it finally computes.
 
 from keras_autorep.allocation import apply_allocation
 from keras_autorep.graph import land_masks, replace_relus, set_masks
+from keras_autorep.methods.method import TeacherMethod
 from keras_autorep.training import BudgetTrainer, DistillationTrainer
 from keras_autorep.training.fit import fit_phase
+from keras_autorep.training.schedules import cosine_adam_schedule
 
 
 def train_autorep(
@@ -103,3 +105,43 @@ def train_autorep(
               lr=lr if finetune_lr is None else finetune_lr,
               phase="finetune", **fit_options)
     return student
+
+
+class AutoReP(TeacherMethod):
+    """AutoReP as a registry unit: phases ``search`` (the whole paper
+    schedule) and ``finetune`` (a tenth of it by default, at a quarter of
+    the search's learning rate: on the quick demo 56.65 % against 55.25 %
+    at the full rate and 56.45 % at a tenth), each an Adam schedule with
+    cosine decay; a DaPa-polynomial selector student of any activation."""
+
+    name = "autorep"
+    phases = ("search", "finetune")
+    finetune_fraction = 0.1
+    finetune_lr_fraction = 0.25
+
+    def default_finetune_epochs(self, epochs):
+        return max(1, round(self.finetune_fraction * epochs))
+
+    def student(self, teacher, activations=("relu",)):
+        return replace_relus(teacher, activations=activations)
+
+    def learning_rates(self, plan):
+        return {
+            "search": cosine_adam_schedule(plan.lr, plan.steps(plan.epochs)),
+            "finetune": cosine_adam_schedule(
+                plan.lr * self.finetune_lr_fraction,
+                plan.steps(plan.finetune_epochs)),
+        }
+
+    def options(self, plan):
+        rates = self.learning_rates(plan)
+        return dict(lr=rates["search"], finetune_lr=rates["finetune"],
+                    activations=plan.activations,
+                    budget_weight=plan.budget_weight,
+                    selector_options=plan.selector_options, seed=plan.seed)
+
+    def record(self, plan):
+        return dict(super().record(plan), budget_weight=plan.budget_weight,
+                    finetune_lr=plan.lr * self.finetune_lr_fraction)
+
+    train_function = staticmethod(train_autorep)

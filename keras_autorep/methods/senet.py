@@ -30,6 +30,7 @@ from keras_autorep.graph import (
     site_sizes,
     top_masks,
 )
+from keras_autorep.methods.method import TeacherMethod
 from keras_autorep.training import ActivationMismatch, DistillationTrainer
 from keras_autorep.training.fit import fit_phase
 
@@ -133,3 +134,20 @@ def train_senet(
         phase="finetune", **fit_options,
     )
     return student
+
+
+class SENet(TeacherMethod):
+    """SENet as a registry unit: per-layer counts first (``sensitivity``
+    by default), phases ``identify`` and ``finetune`` (as long as the
+    identification by default), one Adam schedule for both; ReLUs only,
+    identity replacements."""
+
+    name = "senet"
+    phases = ("identify", "finetune")
+    default_allocation = "sensitivity"
+    needs_counts = True
+    selects = ("relu",)
+    train_function = staticmethod(train_senet)
+
+    def options(self, plan):
+        return dict(super().options(plan), seed=plan.seed)

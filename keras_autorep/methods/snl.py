@@ -35,6 +35,7 @@ from keras_autorep.graph import (
     top_masks,
 )
 from keras_autorep.layers import ReLUSelector, SoftReLUMask
+from keras_autorep.methods.method import TeacherMethod
 from keras_autorep.training import DistillationTrainer, MaskL1
 from keras_autorep.training.fit import fit_phase
 
@@ -196,3 +197,14 @@ def train_snl(
         phase="finetune", **fit_options,
     )
     return student
+
+
+class SNL(TeacherMethod):
+    """SNL as a registry unit: phases ``search`` (until the budget is
+    reached) and ``finetune`` (as long as the search by default), one Adam
+    schedule for both; ReLUs only, identity replacements."""
+
+    name = "snl"
+    phases = ("search", "finetune")
+    selects = ("relu",)
+    train_function = staticmethod(train_snl)

@@ -6,7 +6,8 @@ version, with the published garbled-circuit figures (``garbled``) as a
 third family; ``measure(export, runtime, images)`` runs a real two-party
 inference (``runtimes``) and writes ``pi_measured.json``.
 ``python -m keras_autorep.pi cost|measure DIR`` does both from the command
-line.
+line; ``python -m keras_autorep.pi setup`` builds the runtimes'
+virtualenvs (``envs``).
 """
 
 from keras_autorep.pi.cost import Network, Prediction, predict, protocols

@@ -8,12 +8,15 @@ Usage::
     python -m keras_autorep.pi measure saved_models/<name>/<version>
         [--runtime crypten|spu-semi2k|spu-cheetah]
         [--baseline TEACHER_EXPORT] [--images N] [--data-dir PATH]
+        [--envs DIR]
+    python -m keras_autorep.pi setup [--envs DIR] [--runtime crypten|spu|all]
 
 ``cost`` prints the ReLU table and the PI cost report of an export from its
 files (``--write`` also saves it as ``pi_cost.txt``). ``measure`` runs
-``N`` real test images through a two-party runtime (``make pi-env``
-builds them), writes ``pi_measured.json`` beside the model and prints the
-entry.
+``N`` real test images through a two-party runtime, writes
+``pi_measured.json`` beside the model and prints the entry. ``setup``
+builds the runtimes' virtualenvs; ``--envs`` overrides the folder they live
+in (see ``envs.envs_folder``). ``keras-autorep-pi`` is the same command.
 """
 
 import argparse
@@ -23,6 +26,7 @@ import sys
 from pathlib import Path
 
 from keras_autorep.pi.cost import Network
+from keras_autorep.pi.envs import ENVIRONMENTS, build_env, envs_folder
 from keras_autorep.pi.exported import cost_text, find_spec, write_cost_file
 from keras_autorep.pi.report import cost_report
 from keras_autorep.pi.runtimes import RUNTIMES
@@ -76,6 +80,17 @@ def build_parser():
                          f"(default $KERAS_AUTOREP_DATA/{DEFAULT_ARCHIVE} or "
                          f"../shared/data/{DEFAULT_ARCHIVE})")
     measure.add_argument("--dataset", default="cifar10")
+    setup = commands.add_parser(
+        "setup", help="build the two-party runtimes' virtualenvs"
+    )
+    setup.add_argument("--runtime", choices=[*sorted(ENVIRONMENTS), "all"],
+                       default="all", help="which virtualenv (default all)")
+    for command in (measure, setup):
+        command.add_argument(
+            "--envs", default=None,
+            help="folder of the runtime virtualenvs (default "
+            "$KERAS_AUTOREP_PI_ENVS, else the source checkout when it "
+            "holds them, else $XDG_DATA_HOME/keras_autorep/pi-envs)")
     return parser
 
 
@@ -105,29 +120,41 @@ def run_measure(args):
     images = test_images(args.dataset, args.data_dir or default_data_dir(),
                          args.images, shape)
     baseline = find_spec(args.baseline).parent if args.baseline else None
-    entry = measure(version, args.runtime, images, baseline)
+    entry = measure(version, args.runtime, images, baseline, envs=args.envs)
     print(json.dumps({"runtime": args.runtime, **entry}, indent=1))
     print(f"wrote {version / 'pi_measured.json'}")
+
+
+def run_setup(args):
+    names = sorted(ENVIRONMENTS) if args.runtime == "all" else [args.runtime]
+    for name in names:
+        venv = envs_folder(args.envs) / ENVIRONMENTS[name].venv
+        print(f"building the {name} runtime in {venv}", flush=True)
+        build_env(name, args.envs)
+    print(f"runtimes ready in {envs_folder(args.envs)}")
+
+
+def run_cost(args):
+    spec_path = find_spec(args.path)
+    network = Network(args.rtt_ms, args.bandwidth_mbps)
+    if args.json:
+        report = cost_report(spec_path, network=network, names=args.protocol)
+        print(json.dumps({"spec": str(spec_path), **report.to_dict()},
+                         indent=1))
+    else:
+        print(cost_text(spec_path, network, args.protocol))
+    if args.write:
+        write_cost_file(spec_path.parent, network, args.protocol)
+
+
+COMMANDS = {"cost": run_cost, "measure": run_measure, "setup": run_setup}
 
 
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "measure":
-            run_measure(args)
-            return 0
-        spec_path = find_spec(args.path)
-        network = Network(args.rtt_ms, args.bandwidth_mbps)
-        if args.json:
-            report = cost_report(spec_path, network=network,
-                                 names=args.protocol)
-            print(json.dumps({"spec": str(spec_path), **report.to_dict()},
-                             indent=1))
-        else:
-            print(cost_text(spec_path, network, args.protocol))
-        if args.write:
-            write_cost_file(spec_path.parent, network, args.protocol)
+        COMMANDS[args.command](args)
     except (OSError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

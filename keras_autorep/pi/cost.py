@@ -7,9 +7,11 @@ a stated network (RTT, bandwidth) into latency::
 
     latency = seconds + rounds * RTT + bytes * 8 / bandwidth
 
-The coefficients live in ``calibration.json`` beside this file, written by
-``benchmarks/pi_calibrate.py`` with their provenance (command, date,
-machine, runtime versions, every micro-program measured). Protocols:
+The coefficients live in ``calibration.json`` beside this file (package
+data), written by ``benchmarks/pi_calibrate.py`` with their provenance
+(command, date, machine, runtime versions, every micro-program measured);
+a missing, unreadable or incomplete file raises ``CalibrationError``.
+Protocols:
 
 * ``crypten``: CrypTen 0.4.1, the model secret-shared by party 0: ReLU
   comparisons, and every Beaver product (linear layers, products with model
@@ -74,11 +76,46 @@ def features(workload):
     }
 
 
+class CalibrationError(RuntimeError):
+    """``calibration.json`` is missing, unreadable or incomplete."""
+
+
+COEFFICIENTS = ("bytes", "rounds", "seconds", "setup_bytes", "provenance")
+
+
+def calibration_path():
+    """The calibration file ``calibration()`` reads."""
+    return CALIBRATION_PATH
+
+
 def calibration():
-    """The calibrated coefficients (``{"protocols": {name: ...}}``)."""
-    if not CALIBRATION_PATH.exists():
-        return {"protocols": {}}
-    return json.loads(CALIBRATION_PATH.read_text())
+    """The calibrated coefficients (``{"protocols": {name: ...}}``);
+    ``CalibrationError`` (one line) when the file is missing, is not JSON
+    or a protocol lacks its coefficients."""
+    path = calibration_path()
+    try:
+        table = json.loads(path.read_text())
+    except OSError as error:
+        raise CalibrationError(
+            f"cannot read the PI calibration {path} ({error.strerror}): "
+            "reinstall keras_autorep or run benchmarks/pi_calibrate.py"
+        ) from error
+    except ValueError as error:
+        raise CalibrationError(
+            f"the PI calibration {path} is not valid JSON ({error})"
+        ) from error
+    entries = table.get("protocols") if isinstance(table, dict) else None
+    if not entries or not isinstance(entries, dict):
+        raise CalibrationError(f"the PI calibration {path} has no protocols")
+    for name, entry in entries.items():
+        missing = [key for key in COEFFICIENTS
+                   if not isinstance(entry, dict) or key not in entry]
+        if missing:
+            raise CalibrationError(
+                f"the PI calibration {path} lacks {', '.join(missing)} of "
+                f"protocol {name!r}"
+            )
+    return table
 
 
 def protocols():

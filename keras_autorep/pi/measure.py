@@ -78,17 +78,19 @@ def summarise(stats):
 
 
 def measure(version_dir, runtime_name, images, baseline_dir=None,
-            work_dir=None, write=True):
+            work_dir=None, write=True, envs=None):
     """Measure ``version_dir``'s model in ``runtime_name`` on ``images``
     (raw pixels, ``(N, H, W, C)``); returns the entry written to
-    ``pi_measured.json`` (with ``write``)."""
+    ``pi_measured.json`` (with ``write``). ``envs``: the folder of the
+    runtime virtualenvs (``envs.envs_folder``)."""
     spec = runtime(runtime_name)
     version_dir = Path(version_dir)
     images = np.asarray(images, "float32")
     with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
         onnx_path = version_dir / ONNX_FILENAME
         logits, stats = run_runtime(
-            runtime_name, onnx_path, images, Path(scratch) / "run"
+            runtime_name, onnx_path, images, Path(scratch) / "run",
+            envs=envs,
         )
     plain = plaintext_logits(onnx_path, images)
     entry = dict(
@@ -100,7 +102,7 @@ def measure(version_dir, runtime_name, images, baseline_dir=None,
     )
     if baseline_dir is not None:
         base = measure(baseline_dir, runtime_name, images,
-                       work_dir=work_dir, write=write)
+                       work_dir=work_dir, write=write, envs=envs)
         entry["baseline"] = {"dir": str(Path(baseline_dir).resolve()),
                              **{k: base[k] for k in RATIO_FIELDS}}
         entry["ratio"] = {

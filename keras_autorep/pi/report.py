@@ -3,11 +3,12 @@
 ``cost_report(export)`` reads an export's ``pi_spec.json`` and
 ``model.onnx`` (or exports a Keras model to a scratch folder first: one
 more tf2onnx run, so price what ``export_all`` wrote, e.g. in its
-``extras`` hook, rather than the model it exported), predicts each calibrated protocol's communication, rounds and latency for
-the model and for its all-ReLU version (every site a ReLU, or a given
-original model), adds the garbled-circuit family and, where
-``pi_measured.json`` exists, the measured figures. ``pi_cost.txt`` is its
-``text()``; ``report.json`` holds its ``to_dict()``.
+``extras`` hook, rather than the model it exported), predicts each
+calibrated protocol's communication, rounds and latency for the model
+and for its all-ReLU version (every site a ReLU, or a given original
+model), adds the garbled-circuit family and, where ``pi_measured.json``
+exists, the measured figures. ``pi_cost.txt`` is its ``text()``;
+``report.json`` holds its ``to_dict()``.
 """
 
 import dataclasses
@@ -23,7 +24,13 @@ from keras_autorep.export import (
     read_pi_spec,
     write_pi_spec,
 )
-from keras_autorep.pi.cost import Network, predict, protocols, provenance
+from keras_autorep.pi.cost import (
+    Network,
+    calibration_path,
+    predict,
+    protocols,
+    provenance,
+)
 from keras_autorep.pi.garbled import SOURCES, estimate_cost
 from keras_autorep.pi.measure import read_measured
 from keras_autorep.pi.workload import onnx_workload
@@ -196,8 +203,11 @@ class CostReport:
             gc_exported.client_storage_bytes / 1e6,
             gc_original.client_storage_bytes / 1e6, "{:,.2f}")
         lines.append(f"counting convention: {self.convention}")
-        lines.append("calibration (keras_autorep/pi/calibration.json):")
-        lines.extend(f"  {provenance(name)}" for name in self.predictions)
+        if self.predictions:
+            lines.append(f"calibration ({calibration_path()}):")
+            lines.extend(f"  {provenance(name)}" for name in self.predictions)
+        else:
+            lines.append("calibrated protocols: not priced (no ONNX graph)")
         lines.append("sources:")
         lines.extend(f"  {source}" for source in SOURCES)
         return "\n".join(lines)

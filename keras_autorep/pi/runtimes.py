@@ -1,13 +1,13 @@
 """The two-party runtimes, each in its own virtualenv, driven through files.
 
-``make pi-env`` builds ``.venv-crypten`` (CrypTen 0.4.1 on torch 2.13.0,
-CPU) and ``.venv-spu`` (SecretFlow SPU 0.9.5, jax 0.4.34, numpy < 2) in the
-repository; neither imports keras_autorep. ``run_runtime`` writes the
+``python -m keras_autorep.pi setup`` (``make pi-env`` in a checkout) builds
+``.venv-crypten`` (CrypTen 0.4.1 on torch 2.13.0, CPU) and ``.venv-spu``
+(SecretFlow SPU 0.9.5, jax 0.4.34, numpy < 2) in the folder ``envs``
+resolves to; neither imports keras_autorep. ``run_runtime`` writes the
 program (``model.onnx`` for CrypTen, its StableHLO text for SPU) and the
-images into a work folder, runs the runner script of ``runtimes/`` with that
-virtualenv's interpreter, and reads back the decrypted logits and the
-communication counts. ``KERAS_AUTOREP_PI_ENVS`` names another folder
-holding the two virtualenvs.
+images into a work folder, runs the runner script shipped in ``runners/``
+with that virtualenv's interpreter, and reads back the decrypted logits and
+the communication counts.
 """
 
 import dataclasses
@@ -20,18 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_autorep.pi.envs import interpreter_path, runner_file
 from keras_autorep.pi.stablehlo import STABLEHLO_FILENAME, onnx_stablehlo
-
-REPOSITORY = Path(__file__).resolve().parents[2]
-RUNNERS = REPOSITORY / "runtimes"
 
 
 @dataclasses.dataclass(frozen=True)
 class Runtime:
-    """A runtime: its virtualenv, runner script and protocol."""
+    """A runtime: its environment (``envs.ENVIRONMENTS``), runner script
+    and protocol."""
 
     name: str
-    venv: str
+    env: str
     runner: str
     protocol: str
     description: str
@@ -39,17 +38,17 @@ class Runtime:
 
 RUNTIMES = {
     "crypten": Runtime(
-        "crypten", ".venv-crypten", "crypten_party.py", None,
+        "crypten", "crypten", "crypten_party.py", None,
         "CrypTen 0.4.1, 2 parties (gloo over loopback), model secret-shared "
         "by party 0, image by party 1, trusted-first-party Beaver triples",
     ),
     "spu-semi2k": Runtime(
-        "spu-semi2k", ".venv-spu", "spu_party.py", "SEMI2K",
+        "spu-semi2k", "spu", "spu_party.py", "SEMI2K",
         "SPU 0.9.5 SEMI2K, 2 parties (brpc over loopback), FM64, image "
         "secret, model public, trusted-dealer correlations (online only)",
     ),
     "spu-cheetah": Runtime(
-        "spu-cheetah", ".venv-spu", "spu_party.py", "CHEETAH",
+        "spu-cheetah", "spu", "spu_party.py", "CHEETAH",
         "SPU 0.9.5 CHEETAH, 2 parties (brpc over loopback), FM64, image "
         "secret, model public, OT and HE based (no dealer)",
     ),
@@ -65,17 +64,15 @@ def runtime(name):
     return RUNTIMES[name]
 
 
-def interpreter(spec):
-    """The Python of ``spec``'s virtualenv (``FileNotFoundError`` says how
-    to build it)."""
-    base = Path(os.environ.get("KERAS_AUTOREP_PI_ENVS", REPOSITORY))
-    python = base / spec.venv / "bin" / "python"
-    if not python.exists():
-        raise FileNotFoundError(
-            f"no {spec.name} runtime at {python.parent.parent}: run "
-            "`make pi-env` in the repository first"
-        )
-    return python
+def interpreter(spec, envs=None):
+    """The Python of ``spec``'s virtualenv in ``envs_folder(envs)``
+    (``FileNotFoundError`` says where it looked and how to build it)."""
+    return interpreter_path(spec.env, envs)
+
+
+def runner(spec):
+    """The runner script of ``spec`` (shipped in ``runners/``)."""
+    return runner_file(spec.runner)
 
 
 def free_port():
@@ -84,16 +81,18 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def run_runtime(name, onnx_path, images, work_dir, timeout=3600):
+def run_runtime(name, onnx_path, images, work_dir, timeout=3600,
+                envs=None):
     """Run ``images`` (raw pixels, NHWC, one forward pass each) through
-    ``onnx_path`` in runtime ``name``; returns ``(logits, stats)``.
+    ``onnx_path`` in runtime ``name`` (its virtualenv in
+    ``envs_folder(envs)``); returns ``(logits, stats)``.
 
     ``stats`` is the runner's ``stats.json``: per party, per image
     ``bytes`` (CrypTen: sent + received; SPU: sent) and ``rounds`` (CrypTen)
     or ``send_actions`` (SPU), ``seconds``; SPU adds the warm-up run.
     """
     spec = runtime(name)
-    python = interpreter(spec)
+    python = interpreter(spec, envs)
     work_dir = Path(work_dir)
     if work_dir.exists():
         shutil.rmtree(work_dir)
@@ -107,7 +106,7 @@ def run_runtime(name, onnx_path, images, work_dir, timeout=3600):
         program.write_text(onnx_stablehlo(onnx_path))
         options = ["--protocol", spec.protocol]
     command = [
-        str(python), str(RUNNERS / spec.runner), str(program),
+        str(python), str(runner(spec)), str(program),
         str(work_dir / "images.npy"), str(work_dir / "out"),
         "--port", str(free_port()), *options,
     ]

@@ -7,7 +7,6 @@ a per-layer split of the budget before the search, kept in
 import time
 
 from keras_autorep.allocation import allocate
-from keras_autorep.graph import replace_relus
 from keras_autorep.recipes.presets import (
     SENSITIVITY_STEPS,
     VALIDATION_FRACTION,
@@ -16,7 +15,7 @@ from keras_autorep.recipes.run_folder import read_record, write_json
 from keras_autorep.recipes.teacher import teacher_stage
 
 
-def allocation_stage(recipe, teacher):
+def allocate_stage(recipe, teacher):
     """``--allocation``: ``{"method", "counts": {site: ReLUs},
     "wall_seconds"}`` (kept in ``<run folder>/allocation.json``), or
     ``None`` for ``free``."""
@@ -42,7 +41,7 @@ def _allocate(recipe, teacher):
     run, s = recipe.run, recipe.run.settings
     print(f"Allocation: {s.allocation} split of {recipe.budget:,} ReLUs "
           "across layers", flush=True)
-    student = _student(s, teacher)
+    student = recipe.method.student(teacher, s.activations)
     options = {}
     if s.allocation == "sensitivity":
         options = dict(train_data=run.datasets()[0],
@@ -60,14 +59,5 @@ def search_worker(recipe):
     """A keras-tuner worker's share of ``--allocation tuned``: the teacher
     (from the shared cache, or trained while the others wait), then the
     trials its chief hands out; the chief finishes the run."""
-    with recipe.run.scope():
-        teacher, _ = teacher_stage(recipe)
-        _allocate(recipe, teacher)
-
-
-def _student(settings, teacher):
-    """The method's selector model of ``teacher``, to allocate for: DaPa
-    polynomials for AutoReP, identity (linear) replacement otherwise."""
-    if settings.method == "autorep":
-        return replace_relus(teacher, activations=settings.activations)
-    return replace_relus(teacher, fit="identity", degree=1)
+    teacher, _ = teacher_stage(recipe)
+    _allocate(recipe, teacher)

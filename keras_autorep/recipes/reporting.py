@@ -1,10 +1,12 @@
-"""Evaluation and publishing: test accuracy, the export with its report.
+"""Evaluation, the sanity check, and the export with its report.
 
-``publish(run, model, report, plots)`` writes a run's version folder in one
-atomic step: on the TensorFlow backend everything ``export_all`` writes
-plus the PI cost report (``pi_cost.txt``), on another backend only
-``model.keras`` (with a notice); then ``report.json`` and the plots, and
-the run is marked finished.
+``export_report(recipe, model, count, accuracy, fields, plots)`` is the
+last stage of every recipe run: the report's common fields with the
+method family's ``fields``, then ``publish``: one atomic version folder
+with, on the TensorFlow backend, everything ``export_all`` writes plus the
+PI cost report (``pi_cost.txt``), on another backend only ``model.keras``
+(with a notice); then ``report.json`` and the plots, and the run is marked
+finished.
 """
 
 import platform
@@ -16,10 +18,21 @@ import keras
 import numpy as np
 
 import keras_autorep
-from keras_autorep.export import KERAS_FILENAME, export_all, write_version
+from keras_autorep.export import (
+    KERAS_FILENAME,
+    Calibration,
+    UnstableModelError,
+    check_outputs,
+    export_all,
+    write_version,
+)
+from keras_autorep.pi import cost_report
+from keras_autorep.pi.exported import write_cost_file
+from keras_autorep.recipes.plots import plot_relus_per_layer
 from keras_autorep.recipes.run_folder import write_json
 
 REPORT_FILENAME = "report.json"
+CALIBRATION_IMAGES = 256  # training images of the sanity check
 
 
 def evaluate(model, dataset, labels, top5):
@@ -79,29 +92,73 @@ def library_versions():
     }
 
 
-def publish(run, model, report, plots):
-    """Export ``model`` to the run's next version folder with its report.
+def check_sane(run, model, accuracy, teacher=None):
+    """Stop the run (``UnstableModelError``) when the final model gives
+    non-finite logits on the test split, or non-finite or exploding logits
+    (beyond 100x the teacher's largest, where there is a teacher) on real
+    training images; with ``--allow-unstable`` only warn."""
+    non_finite = accuracy.get("non_finite", 0)
+    images = run.sample(CALIBRATION_IMAGES)[0]
+    try:
+        if non_finite:
+            raise UnstableModelError(
+                f"the final model gives non-finite logits on {non_finite:,} "
+                "test images")
+        check_outputs(model, Calibration(images, np.inf) if teacher is None
+                      else Calibration.from_teacher(teacher, images))
+    except UnstableModelError as e:
+        if not run.settings.allow_unstable:
+            raise UnstableModelError(
+                f"{e}; nothing exported (--allow-unstable exports it "
+                "anyway)") from None
+        print(f"Warning: {e}; exporting it as --allow-unstable asks",
+              flush=True)
+
+
+def export_report(recipe, model, count, accuracy, fields, plots,
+                  original=None):
+    """Publish the final ``model`` with its report; returns the report.
 
     Args:
-        run: the ``Run``.
-        model: the inference model to export.
-        report: the run's report fields; the fields every run has (library
-            versions, exported files, settings, export wall time) are added.
-        plots: ``{filename: draw(path)}`` PNGs to write beside the model.
-
-    Returns:
-        The report as written to ``report.json``.
+        recipe: the ``Recipe``.
+        model: the final inference model.
+        count: its ``ReLUCount``.
+        accuracy: its ``evaluate`` result on the test split.
+        fields: the method family's report fields.
+        plots: the family's ``{filename: draw(path)}`` PNGs (the ReLUs per
+            layer are added).
+        original: the model the PI cost compares with (the teacher), or
+            ``None`` for the model with every site a ReLU.
     """
-    from keras_autorep.pi.exported import write_cost_file
+    run, s = recipe.run, recipe.run.settings
+    report = dict(
+        run_name=run.folder.name, dataset=s.dataset, method=s.method,
+        quick=s.quick, budget=recipe.budget, budget_argument=s.budget,
+        relu_count=count.kept, relus=count.to_dict(),
+        final_test_accuracy=accuracy, **fields)
+    plots = {"relus_per_layer.png": lambda path: plot_relus_per_layer(
+        count, path, recipe.budget), **plots}
+    return publish(run, model, report, plots, original)
 
+
+def publish(run, model, report, plots, original=None):
+    """Export ``model`` to the run's next version folder with its report,
+    the PI cost against ``original`` and the ``plots``; returns the report
+    as written to ``report.json``."""
     start = time.perf_counter()
     backend = keras.backend.backend()
+    protocol = run.settings.protocol
+    names = [protocol] if protocol else None
     written = {}
 
     def extras(folder, version_dir):
-        if backend == "tensorflow":
-            protocol = getattr(run.settings, "protocol", None)
-            write_cost_file(folder, names=[protocol] if protocol else None)
+        if backend == "tensorflow":  # price the written graph
+            report["pi_cost"] = cost_report(folder, original,
+                                            names=names).to_dict()
+            write_cost_file(folder, names=names)
+        else:
+            report["pi_cost"] = cost_report(model, original,
+                                            names=names).to_dict()
         for filename, draw in plots.items():
             draw(folder / filename)
         run.times["export"] = time.perf_counter() - start

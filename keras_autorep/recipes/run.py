@@ -25,6 +25,7 @@ from keras_autorep.data import (
 )
 from keras_autorep.data.sources import sample_positions
 from keras_autorep.data.streams import IMAGENET
+from keras_autorep.methods import Plan
 from keras_autorep.recipes.reporting import evaluate, one_line
 from keras_autorep.recipes.settings import UsageError
 from keras_autorep.training.distribute import (
@@ -94,7 +95,7 @@ class Run:
     """One recipe run's shared state and training plumbing.
 
     Args:
-        settings: resolved settings (``Settings`` or ``CryptoNASSettings``).
+        settings: the resolved ``Settings``.
         data: the ``RunData``.
         folder: the ``RunFolder``.
         distribution: ``distribution(settings)``; models are built and
@@ -156,6 +157,19 @@ class Run:
         ``images`` examples)."""
         images = split_size(self.train) if images is None else images
         return epochs * math.ceil(images / self.settings.batch_size)
+
+    def plan(self):
+        """The method's ``Plan``: epochs, learning rate, steps per epoch
+        and options, from the settings."""
+        s = self.settings
+        return Plan(
+            epochs=s.epochs, finetune_epochs=s.finetune_epochs or 0,
+            lr=s.lr, steps_per_epoch=self.steps(1),
+            budget_weight=s.budget_weight,
+            activations=s.activations or ("relu",),
+            selector_options=dict(quadratic_decay=s.quadratic_decay or 0.0,
+                                  max_quadratic=s.max_quadratic),
+            seed=s.seed)
 
     def metrics(self):
         """Compiled metrics: top-1, and top-5 with more than 10 classes."""

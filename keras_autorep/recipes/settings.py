@@ -1,18 +1,14 @@
 """Resolved recipe settings: what the user gave, filled from the presets and
 checked, before any data is loaded.
 
-``Settings.resolve(dataset, given)`` (AutoReP, SNL and SENet recipes) and
-``CryptoNASSettings.resolve(given)`` take a mapping of the values the user
-gave (``None`` = not given, as argparse leaves them) and raise
-``UsageError`` with a one-line message on bad input: numbers out of range or
-not finite (``nan``, ``inf``), a bad run name, a missing ``--data-dir`` or
-``--teacher``, an ``--out`` or ``--cache-dir`` that is a file.
+``Settings.resolve(dataset, given)`` takes a mapping of the values the user
+gave (``None`` = not given, as argparse leaves them; ``given["dataset"]``
+where the command line names it) and raises ``UsageError`` with a one-line
+message on bad input: numbers out of range or not finite (``nan``,
+``inf``), a budget the method cannot take, a flag of another method, a bad
+run name, a missing ``--data-dir`` or ``--teacher``, an ``--out`` or
+``--cache-dir`` that is a file. Flags a method does not use are ``None``.
 """
-
-# ``--teacher`` value naming Keras's own ImageNet weights of ``--model``.
-IMAGENET_WEIGHTS = "imagenet"
-# ``--teacher`` file suffixes read as weights of ``--model``.
-WEIGHTS_SUFFIXES = (".h5", ".weights.h5")
 
 import dataclasses
 import math
@@ -23,27 +19,38 @@ from pathlib import Path
 from keras_autorep.adapters.keras_tuner_roles import tuner_role
 from keras_autorep.architectures import MODEL_ACTIVATIONS
 from keras_autorep.architectures.efficientnet import NATIVE_SIZE
+from keras_autorep.budgets import parse_budget
 from keras_autorep.layers.activations import canonical_name
+from keras_autorep.methods import METHODS
 from keras_autorep.recipes.presets import (
-    AUTOREP_FINETUNE_FRACTION,
-    CRYPTONAS_DEFAULTS,
-    CRYPTONAS_QUICK,
     DATASET_PRESETS,
-    DEFAULT_ALLOCATION,
     DEFAULT_IMAGE_SIZE,
     DEFAULTS,
-    QUICK_FINETUNE_EPOCHS,
+    METHOD_PRESETS,
+    METHOD_QUICK,
     QUICK_PRESET,
     QUICK_STREAMED,
-    QUICK_TUNER_TRIALS,
     RESERVED_NAMES,
     STREAMED_DATASETS,
-    TUNER_TRIALS,
 )
 from keras_autorep.training.distribute import (
     MULTI_HOST_VARIABLE,
     check_device_count,
 )
+
+# ``--teacher`` value naming Keras's own ImageNet weights of ``--model``.
+IMAGENET_WEIGHTS = "imagenet"
+# ``--teacher`` file suffixes read as weights of ``--model``.
+WEIGHTS_SUFFIXES = (".h5", ".weights.h5")
+# The settings of teacher-based methods and of CryptoNAS only.
+TEACHER_FIELDS = ("model", "teacher", "teacher_epochs", "teacher_lr",
+                  "budget_weight", "allocation", "finetune_epochs",
+                  "tuner_trials", "quadratic_decay", "max_quadratic",
+                  "activations", "image_size")
+SEARCH_FIELDS = ("trials", "search_epochs", "depths", "stem_stride")
+# Settings that do not change what a run trains (resume check).
+NOT_TRAINING = ("out", "cache_dir", "run_name", "wait", "devices",
+                "protocol", "allow_unstable")
 
 
 class UsageError(ValueError):
@@ -65,33 +72,30 @@ def check_run_name(name):
     return name
 
 
-def _fill(given, defaults, keys):
-    """``given[key]`` where given, else ``defaults[key]``, for ``keys``."""
-    return {key: defaults[key] if given.get(key) is None else given[key]
-            for key in keys}
-
-
-def _flag(key):
+def flag(key):
+    """The command-line flag of a settings field."""
     return "--lambda" if key == "budget_weight" else "--" + key.replace(
         "_", "-")
 
 
 def _check_at_least(values, keys, minimum):
     for key in keys:
-        if values[key] < minimum:
-            raise UsageError(f"{_flag(key)} must be >= {minimum}")
+        if values[key] is not None and values[key] < minimum:
+            raise UsageError(f"{flag(key)} must be >= {minimum}")
 
 
 def _check_numbers(values, positive, non_negative):
     """Finite values, ``> 0`` for the keys ``positive``, ``>= 0`` for
-    ``non_negative``; a seed NumPy accepts."""
+    ``non_negative`` (unset ones skipped); a seed NumPy accepts."""
     for key in positive + non_negative:
         value = values[key]
+        if value is None:
+            continue
         low = "> 0" if key in positive else ">= 0"
         if not math.isfinite(value) or not (
                 value > 0 if key in positive else value >= 0):
             raise UsageError(
-                f"{_flag(key)} must be a finite number {low}, got {value}")
+                f"{flag(key)} must be a finite number {low}, got {value}")
     if not 0 <= values["seed"] < 2**32:
         raise UsageError(
             f"--seed must be between 0 and {2**32 - 1}, got {values['seed']}")
@@ -102,7 +106,7 @@ def _check_paths(values):
     if values["data_dir"] and not Path(values["data_dir"]).exists():
         raise UsageError(
             f"--data-dir {values['data_dir']}: no such file or folder")
-    teacher = values.get("teacher")
+    teacher = values["teacher"]
     if teacher == IMAGENET_WEIGHTS:
         if values["model"] not in NATIVE_SIZE:
             raise UsageError(
@@ -112,7 +116,7 @@ def _check_paths(values):
         raise UsageError(f"--teacher {teacher}: no such file")
     for key in ("out", "cache_dir"):
         if values[key] and Path(values[key]).expanduser().is_file():
-            raise UsageError(f"{_flag(key)} {values[key]} is a file, not a "
+            raise UsageError(f"{flag(key)} {values[key]} is a file, not a "
                              "folder")
     if values["run_name"] is not None:
         check_run_name(values["run_name"])
@@ -135,16 +139,21 @@ def _devices(given):
         raise UsageError(f"--devices: {e}") from None
 
 
-def _image_size(given, defaults, model, streamed):
-    """``--image-size`` of a streamed dataset (default: the quick preset's,
-    else the model's native size), ``None`` for the others."""
-    if not streamed:
-        return None
-    size = given.get("image_size") or defaults.get("image_size") or (
-        NATIVE_SIZE.get(model, DEFAULT_IMAGE_SIZE))
-    if size < 32:
-        raise UsageError(f"--image-size must be >= 32, got {size}")
-    return size
+def _budget(text, method):
+    """The ``--budget`` text; a method without a model to start from takes
+    counts only."""
+    if not method.uses_teacher:
+        try:
+            if text.strip().endswith(("%", "x")):
+                raise ValueError
+            parse_budget(text)
+        except ValueError:
+            raise UsageError(
+                f"invalid ReLU budget {text!r}: expected a count like "
+                f"86000, 86k or 1.2M (--method {method.name} sizes the "
+                "network from it; there is no model to take a percentage or "
+                "a reduction factor of)") from None
+    return text
 
 
 def _activations(given, model, method):
@@ -156,122 +165,155 @@ def _activations(given, model, method):
                 model, "relu"),))))
     except ValueError as e:
         raise UsageError(f"--activations: {e}") from None
-    if method != "autorep" and chosen != ("relu",):
-        raise UsageError(
-            f"--method {method} selects ReLUs only; --activations "
-            f"{','.join(chosen)} needs --method autorep")
     return chosen
 
 
-def _common_key(settings):
-    """The settings that define a run's training (resume check); the device
-    count does not (the batch size is the global one)."""
-    key = dataclasses.asdict(settings)
-    for name in ("out", "cache_dir", "run_name", "wait", "devices"):
-        del key[name]
-    key.pop("protocol", None)  # used after training only
-    key["data_dir"] = data_source(settings.data_dir)
-    key["subset"] = list(settings.subset) if settings.subset else None
-    return key
+def _defaults(dataset, method, quick):
+    """The presets in order: the dataset's paper schedule, the common
+    defaults, the quick preset, the method's own (paper, then quick)."""
+    defaults = {**DATASET_PRESETS[dataset], **DEFAULTS, "subset": None}
+    if quick:
+        defaults.update(QUICK_PRESET)
+        if dataset in STREAMED_DATASETS:
+            defaults.update(QUICK_STREAMED)
+    defaults.update(METHOD_PRESETS.get(method.name, {}))
+    if quick:
+        defaults.update(METHOD_QUICK.get(method.name, {}))
+    return defaults
+
+
+def _method_values(given, method, defaults, streamed, epochs):
+    """The values of the method's own fields, checked; the other family's
+    fields are ``None`` (and an error where the user gave one)."""
+    own, other = ((TEACHER_FIELDS, SEARCH_FIELDS) if method.uses_teacher
+                  else (SEARCH_FIELDS, TEACHER_FIELDS))
+    for key in other:
+        if given.get(key) is not None:
+            raise UsageError(f"{flag(key)} does not apply to --method "
+                             f"{method.name}")
+    values = {key: None for key in other}
+    values.update({key: given[key] if given.get(key) is not None
+                   else defaults.get(key) for key in own})
+    if not method.uses_teacher:
+        return values
+    if not streamed:
+        values["image_size"] = None
+    elif values["image_size"] is None:
+        values["image_size"] = NATIVE_SIZE.get(values["model"],
+                                               DEFAULT_IMAGE_SIZE)
+    if values["image_size"] is not None and values["image_size"] < 32:
+        raise UsageError(
+            f"--image-size must be >= 32, got {values['image_size']}")
+    values["activations"] = _activations(given, values["model"], method)
+    values["allocation"] = (given.get("allocation")
+                            or method.default_allocation)
+    if values["finetune_epochs"] is None:
+        values["finetune_epochs"] = method.default_finetune_epochs(
+            epochs)
+    values["quadratic_decay"] = values["quadratic_decay"] or 0.0
+    try:
+        method.check(values["allocation"], values["activations"])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if tuner_role() == "worker" and values["allocation"] != "tuned":
+        raise UsageError(
+            "KERASTUNER_ORACLE_IP and KERASTUNER_TUNER_ID make this a "
+            "keras-tuner worker: only --allocation tuned searches here")
+    return values
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Settings of an AutoReP, SNL or SENet recipe run."""
+    """Settings of a recipe run (every method; see ``TEACHER_FIELDS`` and
+    ``SEARCH_FIELDS`` for the fields of one family)."""
 
     dataset: str
-    budget: str
-    model: str
-    epochs: int
-    teacher_epochs: int
-    batch_size: int
-    lr: float
-    teacher_lr: float
-    weight_decay: float
-    budget_weight: float
     method: str
-    allocation: str
-    finetune_epochs: int
-    tuner_trials: int
+    budget: str
+    quick: bool
     data_dir: str
     cache_dir: str
     subset: tuple
     out: str
     run_name: str
-    teacher: str
     seed: int
-    quick: bool
     wait: bool
-    allow_unstable: bool = False
-    quadratic_decay: float = 0.0  # AutoReP's polynomial stability options
-    max_quadratic: float = None
+    devices: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    epochs: int
     protocol: str = None  # PI protocol priced and optimised for, or all
-    devices: int = 1  # data-parallel devices
+    allow_unstable: bool = False
+    # Teacher-based methods (AutoReP, SNL, SENet).
+    model: str = None
+    teacher: str = None
+    teacher_epochs: int = None
+    teacher_lr: float = None
+    budget_weight: float = None
+    allocation: str = None
+    finetune_epochs: int = None
+    tuner_trials: int = None
+    quadratic_decay: float = None
+    max_quadratic: float = None
+    activations: tuple = None
     image_size: int = None  # streamed datasets: side of the square images
-    activations: tuple = ("relu",)  # the activations selected (AutoReP)
+    # CryptoNAS.
+    trials: int = None
+    search_epochs: int = None
+    depths: tuple = None
+    stem_stride: int = None
 
     @classmethod
     def resolve(cls, dataset, given):
-        """Settings from the ``given`` values, the dataset's paper preset
-        and, with ``quick``, the quick preset (explicit values win)."""
+        """Settings from the ``given`` values, the presets and, with
+        ``quick``, the quick presets (explicit values win)."""
+        dataset = given.get("dataset") or dataset
         quick = bool(given.get("quick"))
-        method = given.get("method") or "autorep"
-        streamed = dataset in STREAMED_DATASETS
-        defaults = {**DATASET_PRESETS[dataset], **DEFAULTS, "subset": None}
-        if quick:
-            defaults.update(QUICK_PRESET)
-            if streamed:
-                defaults.update(QUICK_STREAMED)
+        method = METHODS[given.get("method") or "autorep"]
+        if not method.uses_teacher and dataset in STREAMED_DATASETS:
+            raise UsageError(f"--method {method.name} reads in-memory "
+                             f"datasets, not {dataset}")
+        defaults = _defaults(dataset, method, quick)
         values = {key: given.get(key) for key in
-                  ("budget", "data_dir", "cache_dir", "run_name", "teacher")}
-        values.update(_fill(given, defaults, defaults))
-        values.update(method=method, quick=quick,
-                      out=given.get("out") or "saved_models",
-                      seed=given.get("seed") or 0,
-                      wait=bool(given.get("wait")),
-                      allow_unstable=bool(given.get("allow_unstable")),
-                      protocol=given.get("protocol"),
-                      quadratic_decay=given.get("quadratic_decay") or 0.0,
-                      max_quadratic=given.get("max_quadratic"),
-                      devices=_devices(given))
-        values["allocation"] = (given.get("allocation")
-                                or DEFAULT_ALLOCATION[method])
-        values["image_size"] = _image_size(given, defaults, values["model"],
-                                           streamed)
-        values["activations"] = _activations(given, values["model"], method)
-        if tuner_role() == "worker" and values["allocation"] != "tuned":
-            raise UsageError(
-                "KERASTUNER_ORACLE_IP and KERASTUNER_TUNER_ID make this a "
-                "keras-tuner worker: only --allocation tuned searches here")
-        if method == "senet" and values["allocation"] == "free":
-            raise UsageError("--method senet needs per-layer ReLU counts: "
-                             "--allocation sensitivity, uniform or tuned")
-        full_finetune = values["epochs"]
-        if method == "autorep":
-            full_finetune = max(1, round(AUTOREP_FINETUNE_FRACTION
-                                         * values["epochs"]))
-        values.update(_fill(given, {
-            "finetune_epochs": (QUICK_FINETUNE_EPOCHS if quick
-                                else full_finetune),
-            "tuner_trials": QUICK_TUNER_TRIALS if quick else TUNER_TRIALS,
-        }, ("finetune_epochs", "tuner_trials")))
+                  ("data_dir", "cache_dir", "run_name", "protocol")}
+        values.update(
+            {key: defaults[key] if given.get(key) is None else given[key]
+             for key in ("subset", "batch_size", "lr", "weight_decay",
+                         "epochs")},
+            method=method.name, quick=quick,
+            budget=_budget(given["budget"], method),
+            out=given.get("out") or "saved_models",
+            seed=given.get("seed") or 0, wait=bool(given.get("wait")),
+            allow_unstable=bool(given.get("allow_unstable")),
+            devices=_devices(given))
+        values.update(_method_values(given, method, defaults,
+                                     dataset in STREAMED_DATASETS,
+                                     values["epochs"]))
         _check_at_least(values, ("epochs", "teacher_epochs", "batch_size",
-                                 "tuner_trials"), 1)
+                                 "tuner_trials", "trials", "search_epochs"),
+                        1)
         _check_at_least(values, ("finetune_epochs",), 0)
-        _check_numbers(values, ("lr", "teacher_lr") + (
-            ("max_quadratic",) if values["max_quadratic"] is not None
-            else ()), ("weight_decay", "budget_weight", "quadratic_decay"))
+        _check_numbers(values, ("lr", "teacher_lr", "max_quadratic"),
+                       ("weight_decay", "budget_weight", "quadratic_decay"))
         _check_paths(values)
         return cls(dataset=dataset, **values)
 
+    @property
+    def uses_teacher(self):
+        """Whether the method starts from an all-ReLU teacher."""
+        return METHODS[self.method].uses_teacher
+
     def training_key(self):
         """The settings that define the run's training (resume check)."""
-        key = _common_key(self)
-        del key["allow_unstable"]
-        key["teacher"] = (str(Path(self.teacher).resolve())
-                          if self.teacher not in (None, IMAGENET_WEIGHTS)
-                          else self.teacher)
-        key["activations"] = list(self.activations)
+        key = dataclasses.asdict(self)
+        for name in NOT_TRAINING:
+            del key[name]
+        key["data_dir"] = data_source(self.data_dir)
+        for name in ("subset", "depths", "activations"):
+            key[name] = list(key[name]) if key[name] else key[name]
+        if self.teacher not in (None, IMAGENET_WEIGHTS):
+            key["teacher"] = str(Path(self.teacher).resolve())
         return key
 
     def teacher_key(self):
@@ -284,70 +326,17 @@ class Settings:
 
     def default_run_name(self, model_name):
         """``<dataset>_<model>_<budget>[_<method>][_<allocation>][_quick]``,
-        e.g. cifar10_resnet18_12.9k or cifar10_resnet18_12.9k_snl_uniform;
-        the method and allocation appear when they are not the defaults."""
+        e.g. cifar10_resnet18_12.9k, cifar10_resnet18_12.9k_snl_uniform
+        or cifar10_cryptonas_86k; the method and allocation appear when
+        they are not the defaults."""
         budget = self.budget.replace("%", "pct")
-        name = f"{self.dataset}_{model_name}_{budget}"
-        if self.method != "autorep":
-            name += f"_{self.method}"
-        if self.allocation != DEFAULT_ALLOCATION[self.method]:
-            name += f"_{self.allocation}"
-        return name + "_quick" if self.quick else name
-
-
-@dataclasses.dataclass(frozen=True)
-class CryptoNASSettings:
-    """Settings of a CryptoNAS recipe run."""
-
-    dataset: str
-    budget: int
-    depths: tuple
-    stem_stride: int
-    trials: int
-    search_epochs: int
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    data_dir: str
-    cache_dir: str
-    subset: tuple
-    out: str
-    run_name: str
-    seed: int
-    quick: bool
-    wait: bool
-    devices: int = 1  # data-parallel devices
-    image_size = None  # not a field: CryptoNAS reads in-memory datasets
-
-    @classmethod
-    def resolve(cls, given):
-        """Settings from the ``given`` values and the CryptoNAS presets
-        (the quick one with ``quick``; explicit values win)."""
-        quick = bool(given.get("quick"))
-        defaults = dict(CRYPTONAS_DEFAULTS)
-        if quick:
-            defaults.update(CRYPTONAS_QUICK)
-        values = {key: given.get(key) for key in
-                  ("budget", "data_dir", "cache_dir", "run_name")}
-        values.update(_fill(given, defaults, defaults))
-        values.update(dataset=given.get("dataset") or "cifar10", quick=quick,
-                      out=given.get("out") or "saved_models",
-                      seed=given.get("seed") or 0,
-                      wait=bool(given.get("wait")), devices=_devices(given))
-        _check_at_least(values, ("trials", "search_epochs", "epochs",
-                                 "batch_size"), 1)
-        _check_numbers(values, ("lr",), ("weight_decay",))
-        _check_paths(values)
-        return cls(**values)
-
-    def training_key(self):
-        """The settings that define the run (resume check)."""
-        key = _common_key(self)
-        key["depths"] = list(self.depths)
-        return key
-
-    def default_run_name(self):
-        """``<dataset>_cryptonas_<budget>[_quick]``."""
-        name = f"{self.dataset}_cryptonas_{self.budget}"
+        method = METHODS[self.method]
+        if not method.uses_teacher:
+            name = f"{self.dataset}_{self.method}_{budget}"
+        else:
+            name = f"{self.dataset}_{model_name}_{budget}"
+            if self.method != "autorep":
+                name += f"_{self.method}"
+            if self.allocation != method.default_allocation:
+                name += f"_{self.allocation}"
         return name + "_quick" if self.quick else name

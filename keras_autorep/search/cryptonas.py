@@ -17,6 +17,7 @@ import keras
 import keras_tuner
 
 from keras_autorep.adapters.keras_tuner_quiet import tracebacks_off
+from keras_autorep.adapters.keras_tuner_seed import tuner_seed
 from keras_autorep.architectures.cryptonas import balanced_width, relu_network
 from keras_autorep.budgets import parse_budget
 from keras_autorep.graph import count_relus
@@ -157,7 +158,7 @@ def make_tuner(hypermodel, directory, project_name="cryptonas", max_trials=10,
         hypermodel,
         objective=OBJECTIVE,
         max_trials=max_trials,
-        seed=seed + 1,  # keras-tuner treats seed 0 as "random"
+        seed=tuner_seed(seed),
         directory=str(directory),
         project_name=project_name,
         overwrite=False,

@@ -2,12 +2,15 @@
 sensitivity, tuned) and seeding students at an allocation. (The pure
 splits are tested with keras_autorep.budgets.)"""
 
+import json
+
 import keras
 import numpy as np
 import pytest
 
 import keras_autorep
 from keras_autorep import BudgetTrainer, count_relus, replace_relus
+from keras_autorep.adapters.keras_tuner_seed import tuner_seed
 from keras_autorep.allocation import (
     ALLOCATIONS,
     allocate,
@@ -19,6 +22,7 @@ from keras_autorep.allocation.tuned import (
     TUNERS,
     AllocationHyperModel,
     site_groups,
+    tune_allocation,
 )
 from keras_autorep.architectures import resnet_small
 from keras_autorep.graph import (
@@ -114,6 +118,33 @@ def test_tuned_allocation_resumes(tmp_path):
     assert all(c <= 256 for c in counts.values())
     assert all_trainable(teacher)
     assert count_relus(student).kept == count_relus(student).total
+
+
+def tuned_trials(run_dir, seed, global_seed):
+    """The hyperparameters of each trial of a two-trial tuned search after
+    ``keras.utils.set_random_seed(global_seed)``."""
+    keras.utils.set_random_seed(global_seed)
+    student = replace_relus(tiny_cnn())
+    x, y = tiny_data(64)
+    tune_allocation(student, 128, (x, y), (x[:32], y[:32]), run_dir,
+                    max_trials=2, groups="layer", seed=seed, batch_size=32)
+    return [json.loads(path.read_text())["hyperparameters"]["values"]
+            for path in sorted(run_dir.glob("allocation/trial_*/trial.json"))]
+
+
+def test_tuned_allocation_is_seeded_by_its_seed_also_0(tmp_path):
+    first = tuned_trials(tmp_path / "a", seed=0, global_seed=0)
+    assert len(first) == 2 and first[0] != first[1]
+    assert tuned_trials(tmp_path / "b", seed=0, global_seed=1) == first
+    assert tuned_trials(tmp_path / "c", seed=1, global_seed=0) != first
+
+
+def test_tuner_seed_is_deterministic_and_never_0():
+    seeds = [tuner_seed(s) for s in range(1000)]
+    assert seeds == [s + 1 for s in range(1000)]
+    for seed in (2**32 - 2, 2**32 - 1, 2**40, -1):
+        assert 0 < tuner_seed(seed) < 2**32
+    assert tuner_seed(2**32 - 1) != tuner_seed(2**32 - 2)
 
 
 def test_allocation_names():

@@ -24,7 +24,8 @@ from keras_autorep.pi import (
     predict,
 )
 from keras_autorep.pi.__main__ import main
-from keras_autorep.pi.cost import calibration, features
+from keras_autorep.pi import cost
+from keras_autorep.pi.cost import CalibrationError, calibration, features
 from keras_autorep.pi.exported import find_spec, write_cost_file
 from pi_models import harden_sites, teacher
 
@@ -132,6 +133,49 @@ def test_calibration_has_every_protocol_with_provenance():
         assert table[name]["bytes"]["comparisons"] > 0
     assert table["crypten"]["bytes"]["comparisons"] == pytest.approx(464)
     assert table["crypten"]["bytes"]["opened"] == pytest.approx(16)
+
+
+def broken_calibration(tmp_path, how):
+    """A calibration file that is missing, not JSON or lacks the crypten
+    bytes coefficients."""
+    path = tmp_path / f"{how}.json"
+    if how == "invalid":
+        path.write_text('{"protocols": {')
+    elif how == "incomplete":
+        table = calibration()
+        del table["protocols"]["crypten"]["bytes"]
+        path.write_text(json.dumps(table))
+    return path
+
+
+@pytest.mark.parametrize("how, message", [
+    ("missing", "cannot read the PI calibration"),
+    ("invalid", "is not valid JSON"),
+    ("incomplete", "lacks bytes of protocol 'crypten'"),
+])
+def test_broken_calibration_is_a_one_line_error(
+        how, message, exports, tmp_path, monkeypatch, capsys):
+    path = broken_calibration(tmp_path, how)
+    monkeypatch.setattr(cost, "CALIBRATION_PATH", path)
+    with pytest.raises(CalibrationError, match=message):
+        calibration()
+    with pytest.raises(CalibrationError):
+        cost_report(exports[0])
+    assert main(["cost", str(exports[0])]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ")
+    assert message in captured.err and str(path) in captured.err
+    assert captured.err.count("\n") == 1
+
+
+def test_report_names_the_calibration_file_it_read(
+        exports, tmp_path, monkeypatch):
+    path = tmp_path / "elsewhere.json"
+    path.write_text(json.dumps(calibration()))
+    monkeypatch.setattr(cost, "CALIBRATION_PATH", path)
+    text = cost_report(exports[0]).text()
+    assert f"calibration ({path}):\n  crypten: CrypTen 0.4.1" in text
 
 
 def test_prediction_is_the_calibrated_sum(exports):
@@ -263,4 +307,5 @@ def test_spec_alone_prices_garbled_circuits_only(exports, tmp_path):
     report = cost_report(folder)
     assert report.predictions == {}
     assert "garbled circuits" in report.text()
+    assert "calibrated protocols: not priced (no ONNX graph)" in report.text()
 

@@ -3,7 +3,8 @@ exported model and its all-ReLU teacher on real CIFAR-10 images:
 agreement with the plaintext model, and the calibrated prediction within
 10 % of the measured communication on models the calibration never saw.
 
-Needs the runtimes ``make pi-env`` builds (``make test`` builds them)."""
+Needs the runtimes ``python -m keras_autorep.pi setup`` builds (``make
+pi-env`` in the checkout; ``make test`` builds them)."""
 
 import re
 import subprocess
@@ -76,9 +77,16 @@ def test_measured_agrees_and_matches_the_prediction(
     assert (entry["ratio"]["bytes"] > 1) == (runtime != "spu-cheetah")
 
 
-def test_measure_rejects_bad_input(exports, tmp_path, capsys):
+def test_measure_rejects_bad_input(exports, tmp_path, capsys,
+                                   cifar10_archive):
     assert main(["measure", str(exports[0]), "--images", "0"]) == 1
     assert "--images must be >= 1" in capsys.readouterr().err
+    assert main(["measure", str(exports[0]), "--images", "1",
+                 "--data-dir", str(cifar10_archive),
+                 "--envs", str(tmp_path / "none")]) == 1
+    error = capsys.readouterr().err
+    assert f"no crypten runtime in {tmp_path / 'none'}" in error
+    assert error.count("\n") == 1
     assert main(["measure", str(tmp_path)]) == 1
     assert "no pi_spec.json" in capsys.readouterr().err
     with pytest.raises(SystemExit):

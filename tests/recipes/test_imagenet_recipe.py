@@ -16,7 +16,7 @@ from PIL import Image
 from keras_autorep.data import load_image_streams
 from keras_autorep.data.streams import IMAGENET_ARCHIVES
 from keras_autorep.graph import count_relus
-from keras_autorep.recipes.cli import build_cryptonas_parser, build_parser
+from keras_autorep.recipes.cli import build_parser
 from keras_autorep.recipes.run import Run, RunData
 from keras_autorep.recipes.settings import Settings, UsageError
 from test_recipes import TF_ENV, check_finished  # this folder's helpers
@@ -59,8 +59,11 @@ def test_imagenet_settings_default_to_efficientnet_b2_silu_at_260():
         build_parser("cifar10").parse_args(["--budget", "1k",
                                             "--image-size", "64"])
     with pytest.raises(SystemExit):
-        build_cryptonas_parser().parse_args(["--budget", "1k", "--dataset",
-                                             "imagenet"])
+        build_parser(None, "cryptonas").parse_args(["--budget", "1k",
+                                                    "--dataset", "imagenet"])
+    with pytest.raises(UsageError, match="--method cryptonas reads "
+                       "in-memory datasets, not imagenet"):
+        resolve("--method", "cryptonas")
 
 
 def mock_imagenet_run(tmp_path, model):

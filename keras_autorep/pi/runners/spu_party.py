@@ -1,10 +1,11 @@
 """Two-party SPU inference of StableHLO text, run in SPU's virtualenv.
 
 Run by ``python -m keras_autorep.pi measure`` with the interpreter of
-``.venv-spu`` (``make pi-env``); it talks to the project through files
-only and never imports keras_autorep::
+``.venv-spu`` (built by ``python -m keras_autorep.pi setup``); it talks
+to the project through files only and never imports keras_autorep. Shipped
+as package data, not as a module of the package::
 
-    .venv-spu/bin/python runtimes/spu_party.py MODEL.stablehlo.mlir \\
+    .venv-spu/bin/python spu_party.py MODEL.stablehlo.mlir \\
         IMAGES.npy OUT_DIR --protocol SEMI2K|CHEETAH [--port 29600]
 
 The program's one argument, the image, is secret; everything it closes

@@ -1,10 +1,11 @@
 """Two-party CrypTen inference of an ONNX file, run in CrypTen's virtualenv.
 
 Run by ``python -m keras_autorep.pi measure`` with the interpreter of
-``.venv-crypten`` (``make pi-env``); it talks to the project through files
-only and never imports keras_autorep::
+``.venv-crypten`` (built by ``python -m keras_autorep.pi setup``); it talks
+to the project through files only and never imports keras_autorep. Shipped
+as package data, not as a module of the package::
 
-    .venv-crypten/bin/python runtimes/crypten_party.py \\
+    .venv-crypten/bin/python crypten_party.py \\
         MODEL.onnx IMAGES.npy OUT_DIR [--port 29500]
 
 Party 0 holds the model (``encrypt(src=0)``: every initialiser becomes a
