@@ -21,8 +21,8 @@ draws differ):
   backends without TensorFlow (e.g. JAX on a GPU machine).
 
 `make_datasets` picks `tf.data` when the Keras backend is TensorFlow and the
-PyDataset otherwise (`keras_autorep.backends`) (this keeps TensorFlow out of JAX/PyTorch processes,
-where it would also claim GPU memory).
+PyDataset otherwise (`keras_autorep.backends`: this keeps TensorFlow out of
+JAX/PyTorch processes, where it would also claim GPU memory).
 """
 
 import math

@@ -205,9 +205,9 @@ def relu_elements(source, signature=SIGNATURE_KEY):
     inlined at each call site, so a function called twice counts twice) and
     re-imported for static shape inference. Then the ReLU ops whose input
     depends on the served input (``Relu``, ``Maximum`` with a zero
-    constant; see ``keras_autorep.backends.tensorflow``) are summed, without the
-    batch axis. A function freezing keeps (one compiled by XLA, as in
-    ``serving_xla``) is counted inside, once per call.
+    constant; see ``keras_autorep.backends.tensorflow``) are summed,
+    without the batch axis. A function freezing keeps (one compiled by XLA,
+    as in ``serving_xla``) is counted inside, once per call.
 
     Args:
         source: a SavedModel folder, a ``ConcreteFunction``, or a

@@ -242,7 +242,6 @@ def harden(model, budget=None, count=None):
     return hardened
 
 
-
 def _in_scatter_form(layer):
     return isinstance(layer, PartialReLU) and layer.merge == "scatter"
 

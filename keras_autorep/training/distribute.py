@@ -9,9 +9,9 @@ device, gradients all-reduced); with one device it is ``None`` and changes
 nothing. The batch size stays the global one. The selector state stays
 replicated: masks follow the replicated indicators, DaPa statistics span
 the global batch, and the kept ReLU count and the budget term count once
-per step (``keras_autorep.adapters.replicas``). The engine-specific part
-lives in ``keras_autorep.backends``. ``single_device_copy``
+per step (``keras_autorep.adapters.replicas``). ``single_device_copy``
 takes a trained model out of the distribution for hardening and export.
+What differs between the engines lives in ``keras_autorep.backends``.
 
 Several hosts (JAX): ``initialize_hosts()`` (``keras.distribution
 .initialize()``) first, on every host, with
