@@ -6,12 +6,18 @@
   training);
 * ``rewrite``: ``GraphRewriter``, the rewrite every conversion uses;
 * ``convert``: ``replace_relus`` (ReLU -> selector), ``harden``
-  (selector -> ``PartialReLU``), ``final_masks``;
+  (selector -> ``PartialReLU``), ``final_masks``, ``gather_form`` (the
+  PI form of a hardened model);
 * ``masks``: setting, choosing and freezing selector masks;
 * ``transforms``: CryptoNAS ReLU pruning and shuffling.
 """
 
-from keras_autorep.graph.convert import final_masks, harden, replace_relus
+from keras_autorep.graph.convert import (
+    final_masks,
+    gather_form,
+    harden,
+    replace_relus,
+)
 from keras_autorep.graph.counting import (
     LiveReLUCount,
     ReLUCount,
@@ -50,6 +56,7 @@ __all__ = [
     "current_masks",
     "final_masks",
     "freeze_masks",
+    "gather_form",
     "harden",
     "land_masks",
     "prunable_relus",

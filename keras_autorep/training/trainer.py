@@ -17,7 +17,7 @@ from keras import ops
 
 from keras_autorep.adapters.replicas import scale_for_replicas
 from keras_autorep.budgets import parse_budget
-from keras_autorep.graph.counting import LiveReLUCount
+from keras_autorep.graph.counting import LiveReLUCount, count_relus
 from keras_autorep.graph.sites import selectors, sites
 from keras_autorep.layers import PolynomialActivation
 from keras_autorep.training.losses import (
@@ -116,6 +116,8 @@ class StudentTrainer(keras.Model):
             (logits); needed by the distillation and activation terms.
         terms: loss terms (``keras_autorep.training.losses``), applied in
             training steps.
+        count: ``count_relus(student)`` if the caller has it (else
+            computed).
 
     Example:
 
@@ -126,7 +128,8 @@ class StudentTrainer(keras.Model):
     >>> trainer.fit(x, y, epochs=3)   # logs relu_count every epoch
     """
 
-    def __init__(self, student, teacher=None, terms=(), **kwargs):
+    def __init__(self, student, teacher=None, terms=(), count=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
@@ -137,7 +140,7 @@ class StudentTrainer(keras.Model):
                 "a teacher"
             )
         self.sites = selectors(student)
-        self.relu_counter = LiveReLUCount(student)
+        self.relu_counter = LiveReLUCount(student, count)
         self.relu_count = LastValue(name="relu_count")
         self._polynomials = [site.polynomial for site in self.sites] + [
             site.layer for site in sites(student)
@@ -281,7 +284,8 @@ class BudgetTrainer(StudentTrainer):
                 f"model {student.name!r} has no ReLUSelector layers; convert "
                 "it with keras_autorep.replace_relus first"
             )
-        counter = LiveReLUCount(student)
+        count = count_relus(student)
+        counter = LiveReLUCount(student, count)
         budget = parse_budget(budget, total=counter.total)
         if counter.fixed > budget:
             raise ValueError(
@@ -290,7 +294,8 @@ class BudgetTrainer(StudentTrainer):
             )
         hinge = BudgetHinge(budget, counter.total, budget_weight)
         terms = _distillation(teacher, distillation_weight, temperature)
-        super().__init__(student, teacher, [*terms, hinge], **kwargs)
+        super().__init__(student, teacher, [*terms, hinge], count=count,
+                         **kwargs)
         self.hinge = hinge
         self.budget = budget
         self.total_relus = counter.total
