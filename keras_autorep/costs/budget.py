@@ -125,11 +125,16 @@ class CostBudget:
         return self.cost({n: s.total for n, s in self.sites.items()},
                          "identity")
 
-    def floor(self):
-        """The least this model can cost: no ReLU kept, each site in its
-        cheapest form."""
-        return self.fixed + sum(min(site.forms[form][0] for form in FORMS)
-                                for site in self.sites.values())
+    def floor(self, forms=None):
+        """The least this model can cost: each site keeping nothing in the
+        cheapest of ``forms`` (default: every form), or everything where
+        that is cheaper (a degree-2 replacement can cost more than a
+        comparison)."""
+        forms = FORMS if forms is None else forms
+        return self.fixed + sum(
+            min([site.forms[form][0] for form in forms]
+                + [site.forms[FORMS[0]][3]])
+            for site in self.sites.values())
 
     def describe(self, value=None):
         """``"3.70 MB"`` or ``"250.0 ms"`` (the budget, or ``value``)."""

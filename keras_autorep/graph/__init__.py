@@ -9,6 +9,8 @@
   (selector -> ``PartialReLU``), ``final_masks``, ``gather_form`` (the
   PI form of a hardened model);
 * ``masks``: setting, choosing and freezing selector masks;
+* ``costing``: a model's predicted PI cost under a ``CostBudget``
+  (``LiveCost`` during training) and landing masks on it;
 * ``transforms``: CryptoNAS ReLU pruning and shuffling.
 """
 
@@ -18,6 +20,7 @@ from keras_autorep.graph.convert import (
     harden,
     replace_relus,
 )
+from keras_autorep.graph.costing import LiveCost, land_cost_masks, site_forms
 from keras_autorep.graph.counting import (
     LiveReLUCount,
     ReLUCount,
@@ -46,6 +49,7 @@ from keras_autorep.graph.transforms import (
 
 __all__ = [
     "GraphRewriter",
+    "LiveCost",
     "LiveReLUCount",
     "ReLUCount",
     "Site",
@@ -58,6 +62,7 @@ __all__ = [
     "freeze_masks",
     "gather_form",
     "harden",
+    "land_cost_masks",
     "land_masks",
     "prunable_relus",
     "prune_relus",
@@ -68,6 +73,7 @@ __all__ = [
     "set_masks",
     "shufflable_relus",
     "shuffle_relus",
+    "site_forms",
     "site_of",
     "site_sizes",
     "sites",

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from keras_autorep.budgets import parse_budget
+from keras_autorep.costs import CostBudget
 from keras_autorep.graph.counting import counted
 from keras_autorep.graph.masks import (
     current_masks,
@@ -196,7 +197,9 @@ def harden(model, budget=None, count=None):
         model: a Sequential or functional model, usually with
             ``ReLUSelector`` layers (from ``replace_relus``).
         budget: optional ReLU budget (anything ``parse_budget`` accepts;
-            percentages refer to the model's total ReLUs).
+            percentages refer to the model's total ReLUs), or a
+            ``CostBudget`` (``keras_autorep.pi.cost_budget``): the masks
+            are trimmed until the predicted cost fits.
         count: ``count_relus(model)`` if the caller has it (computed once
             otherwise, and passed to every step).
 
@@ -214,7 +217,7 @@ def harden(model, budget=None, count=None):
             "model and take their share of the budget",
             stacklevel=2,
         )
-    if budget is not None:
+    if budget is not None and not isinstance(budget, CostBudget):
         budget = parse_budget(budget, total=count.total)
         selector_budget(model, budget, count)  # the fixed ReLUs must fit
     masks = final_masks(model, budget, count)

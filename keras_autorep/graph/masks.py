@@ -22,6 +22,8 @@ import keras
 import numpy as np
 
 from keras_autorep.budgets import parse_budget
+from keras_autorep.costs import CostBudget
+from keras_autorep.graph.costing import land_cost_masks
 from keras_autorep.graph.counting import LiveReLUCount, counted
 from keras_autorep.graph.sites import selectors
 
@@ -234,11 +236,13 @@ def land_masks(model, budget, fill=True, count=None):
     ``alpha`` survive (trim); with ``fill``, below it the removed positions
     with the largest ``alpha`` are switched back on until the next one
     would not fit. ReLUs kept outside selectors come off the budget first.
+    A ``CostBudget`` lands on the predicted cost instead
+    (``land_cost_masks``).
 
     Args:
         model: a model with ``ReLUSelector`` layers.
         budget: the model's ReLU budget (anything ``parse_budget``
-            accepts).
+            accepts), or a ``CostBudget``.
         fill: also fill up to the budget (the recipes' landing); without
             it only trim (``harden``).
         count: the model's ``ReLUCount`` (see the module doc).
@@ -250,6 +254,8 @@ def land_masks(model, budget, fill=True, count=None):
         ValueError: the ReLUs kept outside selectors exceed the budget.
     """
     count = counted(model, count)
+    if isinstance(budget, CostBudget):
+        return land_cost_masks(model, budget, fill, count)
     room = selector_budget(model, budget, count)
     current = current_masks(model)
     costs = _costs(model, count)
