@@ -77,9 +77,9 @@ class PolynomialActivation(keras.layers.Layer):
             (``QuadraticDecay``; default 0: none). Stability options for
             degree 2, both off by default: a deep stack of quadratics can
             overflow on inputs off the training range.
-        max_quadratic: bound on ``|c2|`` applied after every optimizer step
-            (it takes effect on read, and each training step keeps it in
-            the fitted part; default ``None``: none).
+        max_quadratic: bound on ``|c2|``: every polynomial the layer
+            computes with, refitted or trained, is clipped to it (default
+            ``None``: none).
         activation: the activation DaPa approximates (a name in
             ``keras_autorep.layers.activations``; default ``"relu"``, in
             closed form; the others by a Gauss-Hermite fit).
@@ -221,36 +221,25 @@ class PolynomialActivation(keras.layers.Layer):
             variable.assign(store[str(index)])
         self.fitted.assign(ops.zeros(self.fitted.shape))
 
-    @property
-    def bounded(self):
-        """Whether ``max_quadratic`` bounds the quadratic coefficients."""
-        return self.max_quadratic is not None and self.degree == 2
-
-    def combine(self, learned, fitted):
-        """The coefficients ``learned + fitted``, with ``|c2|`` clipped to
-        ``max_quadratic``; the gradient reaches ``learned`` unchanged (it
-        is the gradient of the clipped coefficients, as for a constraint).
-
-        Returns:
-            ``(coefficients, fitted part that stores the clip)``.
-        """
-        coefficients = learned + fitted
-        if not self.bounded:
-            return coefficients, fitted
+    def clip(self, coefficients):
+        """What clips ``coefficients``' quadratic row to ``max_quadratic``
+        (zeros where it holds, or with no bound), without gradient: adding
+        it bounds a polynomial and lets its gradient through unchanged, as
+        for a constraint."""
+        if self.max_quadratic is None or self.degree != 2:
+            return ops.zeros_like(coefficients)
         quadratic = coefficients[-1:]
-        clip = ops.stop_gradient(
-            ops.clip(quadratic, -self.max_quadratic, self.max_quadratic)
-            - quadratic
-        )
-        clip = ops.concatenate([ops.zeros_like(coefficients[:-1]), clip], 0)
-        return coefficients + clip, fitted + clip
+        bounded = ops.clip(quadratic, -self.max_quadratic, self.max_quadratic)
+        return ops.stop_gradient(ops.concatenate(
+            [ops.zeros_like(coefficients[:-1]), bounded - quadratic], axis=0))
 
     @property
     def coefficients(self):
         """The ``(degree + 1, C)`` coefficients ``[c0, c1(, c2)]`` the layer
-        computes with: the learned part plus the fitted part (a tensor;
-        ``assign_coefficients`` sets them)."""
-        return self.combine(self.learned.value, self.fitted.value)[0]
+        computes with: the learned part plus the fitted part, clipped (a
+        tensor; ``assign_coefficients`` sets them)."""
+        coefficients = self.learned.value + self.fitted.value
+        return coefficients + self.clip(coefficients)
 
     def assign_coefficients(self, coefficients):
         """Sets the coefficients: the learned part takes them, the fitted
@@ -259,22 +248,24 @@ class PolynomialActivation(keras.layers.Layer):
         self.fitted.assign(ops.zeros(self.fitted.shape))
 
     def quadratic_penalty(self, learned):
-        """The regularizer of the learned part: ``quadratic_decay`` times
-        the sum of the squared quadratic coefficients that it gives with
-        the fitted part (``QuadraticDecay``)."""
-        coefficients = self.combine(learned, self.fitted.value)[0]
-        return QuadraticDecay(self.quadratic_decay)(coefficients)
+        """The regularizer of the learned part: ``QuadraticDecay`` of the
+        coefficients it gives with the fitted part."""
+        coefficients = learned + self.fitted.value
+        return QuadraticDecay(self.quadratic_decay)(
+            coefficients + self.clip(coefficients))
 
     def step_coefficients(self, inputs, training):
         """The coefficients of this forward pass on ``inputs``.
 
         In training, first updates the running statistics (while
         ``track_statistics``) and, in the refit phase, refits; the fitted
-        part takes the refit and the ``max_quadratic`` clip. The gradient
+        part keeps the refit and the ``max_quadratic`` clip. The gradient
         reaches the learned part, except at a refit.
         """
-        learned = self.learned.value
-        coefficients, fitted = self.combine(learned, self.fitted.value)
+        learned, fitted = self.learned.value, self.fitted.value
+        coefficients = learned + fitted
+        clip = self.clip(coefficients)
+        coefficients, fitted = coefficients + clip, fitted + clip
         if not training or self.fit == "identity":
             return coefficients
         refitting = self.track_statistics and self.refits
@@ -288,9 +279,10 @@ class PolynomialActivation(keras.layers.Layer):
             mean, std = self.update_statistics(inputs)
         if refitting:
             fit = ops.stop_gradient(self._dapa(mean, std))
-            coefficients = ops.where(refit_now, fit, coefficients)
+            coefficients = ops.where(refit_now, fit + self.clip(fit),
+                                     coefficients)
             fitted = ops.where(refit_now, fit - learned, fitted)
-        if refitting or self.bounded:
+        if refitting or self.max_quadratic is not None:
             self.fitted.assign(ops.stop_gradient(fitted))
         return coefficients
 

@@ -119,6 +119,13 @@ def test_stability_options_bound_the_quadratic_coefficients(tmp_path):
     coefficients = keras.ops.convert_to_numpy(clipped.coefficients)
     assert np.all(np.abs(coefficients[-1]) <= 0.05 + 1e-7)
     assert np.any(np.abs(coefficients[:-1]) > 1.0)  # the rest moved freely
+    refit = PolynomialActivation(max_quadratic=0.05, refit_every=1)
+    x = np.random.default_rng(4).normal(0.0, 0.5, (64, 3)).astype("float32")
+    y = refit(x, training=True)  # the fit's c2 is about 0.4: clipped
+    coefficients = numpy(refit.coefficients)
+    np.testing.assert_allclose(coefficients[-1], 0.05, rtol=1e-6)
+    np.testing.assert_allclose(y, evaluate_polynomial(x, coefficients),
+                               rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="max_quadratic"):
         PolynomialActivation(max_quadratic=0.0)
     with pytest.raises(ValueError, match="quadratic_decay"):
