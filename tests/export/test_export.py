@@ -77,7 +77,7 @@ def residual_model():
     model = keras.Model(inputs, keras.layers.Dense(5)(x))
     rng = np.random.default_rng(1)
     poly = model.get_layer("poly")
-    poly.coefficients.assign(rng.normal(0.3, 0.1, poly.coefficients.shape))
+    poly.assign_coefficients(rng.normal(0.3, 0.1, poly.coefficients.shape))
     return model
 
 
@@ -90,7 +90,7 @@ def hardened(model, keep=0.3, seed=0):
         mask = rng.random(selector.mask.shape) < keep
         selector.mask.assign(mask.astype("float32"))
         coefficients = rng.normal(0.3, 0.1, selector.coefficients.shape)
-        selector.coefficients.assign(coefficients)
+        selector.polynomial.assign_coefficients(coefficients)
     return ka.harden(selected)
 
 
