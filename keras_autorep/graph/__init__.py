@@ -11,6 +11,9 @@
 * ``masks``: setting, choosing and freezing selector masks;
 * ``costing``: a model's predicted PI cost under a ``CostBudget``
   (``LiveCost`` during training) and landing masks on it;
+* ``fold``: affine replacements folded into the linear layer that feeds
+  them;
+* ``topology``: who feeds whom among a model's layers;
 * ``transforms``: CryptoNAS ReLU pruning and shuffling.
 """
 
@@ -27,6 +30,7 @@ from keras_autorep.graph.counting import (
     SiteCount,
     count_relus,
 )
+from keras_autorep.graph.fold import fold_linear_sites, foldable_sites
 from keras_autorep.graph.masks import (
     check_counts,
     current_masks,
@@ -59,6 +63,8 @@ __all__ = [
     "count_relus",
     "current_masks",
     "final_masks",
+    "fold_linear_sites",
+    "foldable_sites",
     "freeze_masks",
     "gather_form",
     "harden",

@@ -15,6 +15,7 @@ import numpy as np
 from keras_autorep.budgets import parse_budget
 from keras_autorep.costs import CostBudget
 from keras_autorep.graph.counting import counted
+from keras_autorep.graph.fold import fold_linear_sites
 from keras_autorep.graph.masks import (
     current_masks,
     land_masks,
@@ -175,7 +176,7 @@ def final_masks(model, budget=None, count=None):
     return {s.name: _expanded(s, masks[s.name]) for s in selectors(model)}
 
 
-def harden(model, budget=None, count=None):
+def harden(model, budget=None, count=None, fold=True):
     """Return the inference model: every ``ReLUSelector`` -> ``PartialReLU``.
 
     Indicators and statistics are dropped; the binary masks and per-channel
@@ -202,6 +203,9 @@ def harden(model, budget=None, count=None):
             are trimmed until the predicted cost fits.
         count: ``count_relus(model)`` if the caller has it (computed once
             otherwise, and passed to every step).
+        fold: fold every ``poly1`` site that keeps no ReLU into the linear
+            layer feeding it, where that is exact (``fold_linear_sites``):
+            the site then computes nothing.
 
     Raises:
         ValueError: the ReLUs kept outside selectors alone exceed the
@@ -226,12 +230,14 @@ def harden(model, budget=None, count=None):
         if not isinstance(layer, ReLUSelector):
             return None
         kept = np.flatnonzero(masks[layer.name])
+        form = layer.current_form()
         return [
             PartialReLU(
                 num_kept=kept.size,
-                degree=layer.degree,
+                form=form,
                 kept_indices=kept,
-                coefficients=keras.ops.convert_to_numpy(layer.coefficients),
+                coefficients=keras.ops.convert_to_numpy(
+                    layer.form_coefficients(form)),
                 activation=layer.activation,
                 name=layer.name,
             )
@@ -242,7 +248,7 @@ def harden(model, budget=None, count=None):
 
     hardened = GraphRewriter(replace, is_target).rebuild(model)
     hardened.jit_compile = True
-    return hardened
+    return fold_linear_sites(hardened) if fold else hardened
 
 
 def _in_scatter_form(layer):

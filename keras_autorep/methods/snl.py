@@ -18,7 +18,7 @@ As in the official code (``snl_finetune_unstructured.py``):
 The search runs on a copy of the student whose selectors are swapped for
 ``SoftReLUMask`` layers; the trained weights are copied back before
 binarisation. The result has exactly the layers of
-``replace_relus(teacher, fit="identity", degree=1)``, so counting,
+``replace_relus(teacher, replacement=replacement)``, so counting,
 ``harden`` and export treat it like an AutoReP student.
 """
 
@@ -108,6 +108,7 @@ def train_snl(
     l1_growth=1.1,
     threshold=1e-2,
     granularity="pixel",
+    replacement="identity",
     distillation_weight=1.0,
     temperature=4.0,
     batch_size=None,
@@ -135,6 +136,9 @@ def train_snl(
         l1_growth: factor on ``lambda`` after an epoch without a new low.
         threshold: mask value above which a position counts as a ReLU.
         granularity: ``"pixel"`` or ``"channel"`` masks.
+        replacement: what removed positions compute: ``"identity"`` (the
+            paper's), or ``"poly1"`` / ``"poly2"`` (DaPa's line or
+            quadratic, fitted while fine-tuning).
         distillation_weight: weight of KD (T = ``temperature``) in both
             phases; 0 trains on CE only.
         temperature: distillation temperature.
@@ -145,12 +149,12 @@ def train_snl(
         verbose: ``fit`` verbosity.
 
     Returns:
-        The student: ``replace_relus(teacher, fit="identity", degree=1)``
+        The student: ``replace_relus(teacher, replacement=replacement)``
         with trained weights and frozen masks keeping at most ``budget``
         ReLUs; ``harden(student, budget)`` gives the inference model.
     """
     student = replace_relus(
-        teacher, fit="identity", degree=1, granularity=granularity
+        teacher, replacement=replacement, granularity=granularity
     )
     site_budget = selector_budget(student, budget)
     if counts is not None:
