@@ -23,7 +23,12 @@ from keras_autorep.graph.convert import (
     harden,
     replace_relus,
 )
-from keras_autorep.graph.costing import LiveCost, land_cost_masks, site_forms
+from keras_autorep.graph.costing import (
+    LiveCost,
+    land_cost_masks,
+    predicted_cost,
+    site_forms,
+)
 from keras_autorep.graph.counting import (
     LiveReLUCount,
     ReLUCount,
@@ -70,6 +75,7 @@ __all__ = [
     "harden",
     "land_cost_masks",
     "land_masks",
+    "predicted_cost",
     "prunable_relus",
     "prune_relus",
     "random_masks",

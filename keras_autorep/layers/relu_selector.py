@@ -21,8 +21,9 @@ FORM_POLYNOMIALS = {"poly2": dict(degree=2, fit="dapa"),
                     "poly1": dict(degree=1, fit="dapa"),
                     "identity": dict(degree=1, fit="identity")}
 # Initial form logits of a learned replacement (FORMS order): degree 2
-# first, the function AutoReP's selection starts from.
-INITIAL_FORM_LOGITS = (1.0, 0.0, 0.0)
+# first, the function AutoReP's selection starts from, by a margin a few
+# dozen Adam steps can cross once a cost prices the forms.
+INITIAL_FORM_LOGITS = (0.1, 0.05, 0.0)
 
 
 def replacement_form(degree, fit):
