@@ -176,7 +176,7 @@ class Run:
             activations=s.activations or ("relu",),
             selector_options=dict(quadratic_decay=s.quadratic_decay or 0.0,
                                   max_quadratic=s.max_quadratic),
-            seed=s.seed)
+            replacement=s.replacement, seed=s.seed)
 
     def metrics(self):
         """Compiled metrics: top-1, and top-5 with more than 10 classes."""
