@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_autorep.adapters.replicas import replicas_in_sync
+from keras_autorep.backends import current
 from keras_autorep.dapa import (
     SUPPORTED_DEGREES,
     dapa_coefficients,
@@ -290,7 +290,7 @@ class PolynomialActivation(keras.layers.Layer):
         the step; returns the new ``(mean, std)``."""
         axes = tuple(range(len(inputs.shape) - 1))
         x = ops.stop_gradient(ops.cast(inputs, "float32"))
-        if replicas_in_sync() > 1:  # statistics of the global batch
+        if current().replicas_in_sync() > 1:  # statistics of the global batch
             batch_mean, batch_var = ops.moments(x, axes, synchronized=True)
         else:  # one device, or JAX's global program
             batch_mean = ops.mean(x, axis=axes)
