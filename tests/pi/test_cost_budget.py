@@ -63,7 +63,8 @@ def test_landing_and_hardening_on_a_cost_budget():
     masks = land_masks(student, budget)
     set_masks(student, masks)
     cost = budget.cost(kept_elements(student), site_forms(student))
-    assert 0.97 * budget.amount <= cost <= budget.amount
+    # Within 97-100 % of the budget, 1 % below it for the calibration.
+    assert 0.97 * budget.amount <= cost <= 0.99 * budget.amount
     # harden only trims: from all-ReLU masks down within the budget.
     for selector in ka.selectors(student):
         selector.mask.assign(np.ones(selector.mask.shape, "float32"))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from keras_autorep.export import read_pi_spec
 from keras_autorep.pi.envs import envs_folder
 from test_recipes import check_finished, run_recipe  # this folder's helpers
 
@@ -35,8 +36,8 @@ def test_cost_budget_lands_and_the_measurement_keeps_to_it(cost_run):
     assert (report["budget"], report["budget_unit"]) == (BUDGET, "bytes")
     priced = report["pi_budget"]
     assert priced["protocol"] == "spu-cheetah"
-    # Landing fills to 97-100 % of the budget.
-    assert 0.97 * BUDGET <= priced["predicted"] <= BUDGET
+    # Landing fills to 97-99 % of the budget (1 % for the calibration).
+    assert 0.97 * BUDGET <= priced["predicted"] <= 0.99 * BUDGET
     measured = report["pi_measured"]
     assert measured["runtime"] == "spu-cheetah"
     assert measured["bytes"] <= BUDGET
@@ -44,9 +45,13 @@ def test_cost_budget_lands_and_the_measurement_keeps_to_it(cost_run):
     assert measured["top1_agreement"] == 1.0
     # The forms were learned: no site is left in degree 2, which costs
     # more than a comparison under CHEETAH.
-    forms = {site["form"] for site in report["relus"]["layers"]
-             if "form" in site}
-    assert "PI cost" in stdout and "measured" in stdout
+    spec = read_pi_spec(Path(report["export"]["dir"]))
+    assert {site["form"] for site in spec["sites"]} <= {"poly1", "identity"}
+    assert report["replacement"] == "auto"
+    summary = stdout.splitlines()[-3]
+    assert summary.startswith("PI cost") and "measured" in summary
     history = report["search"]["history"]
-    assert history["cost_mb"][0] is not None
-    assert forms <= {"poly1", "identity", None} or not forms
+    costs = [cost for cost, phase in zip(history["cost_mb"],
+                                         history["phase"])
+             if phase == "search"]
+    assert costs[-1] <= costs[0] < 7.6  # from 7.55 MB, all ReLU
