@@ -13,6 +13,11 @@ from keras_autorep.dapa import (
 from keras_autorep.layers.activations import activation_function, canonical_name
 
 FITS = ("dapa", "identity")
+# The range a DaPa polynomial is fitted for: its input's running mean
+# +- RANGE_STDS running standard deviations, per channel (outside it the
+# least-squares fit under N(mean, std^2) is unconstrained, and a quadratic
+# grows without bound).
+RANGE_STDS = 4.0
 
 
 @keras.saving.register_keras_serializable(package="keras_autorep")
@@ -80,6 +85,11 @@ class PolynomialActivation(keras.layers.Layer):
         max_quadratic: bound on ``|c2|``: every polynomial the layer
             computes with, refitted or trained, is clipped to it (default
             ``None``: none).
+        clip_range: in training, evaluate the polynomial on its input
+            clipped to the fitted range (``fitted_range``), so that the
+            network learns what a bounded polynomial computes; inference
+            never clips (a PI protocol would pay comparisons for it;
+            default False).
         activation: the activation DaPa approximates (a name in
             ``keras_autorep.layers.activations``; default ``"relu"``, in
             closed form; the others by a Gauss-Hermite fit).
@@ -104,6 +114,7 @@ class PolynomialActivation(keras.layers.Layer):
         quadratic_decay=0.0,
         max_quadratic=None,
         activation="relu",
+        clip_range=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -139,6 +150,7 @@ class PolynomialActivation(keras.layers.Layer):
         self.max_quadratic = (
             None if max_quadratic is None else float(max_quadratic)
         )
+        self.clip_range = bool(clip_range)
         self.track_statistics = True
 
     @property
@@ -153,6 +165,18 @@ class PolynomialActivation(keras.layers.Layer):
             else activation_function(self.activation)
         )
         return dapa_coefficients(mean, std, self.degree, function)
+
+    def fitted_range(self):
+        """``(center, radius)``, each ``(C,)``: the input range the
+        polynomial is fitted for, ``moving_mean +- RANGE_STDS *
+        moving_std`` (in training: after this step's update)."""
+        return (self.moving_mean.value,
+                RANGE_STDS * self.moving_std.value)
+
+    def fitted_bounds(self):
+        """``(2, C)``: the fitted range's lower and upper bounds."""
+        center, radius = self.fitted_range()
+        return ops.stack([center - radius, center + radius])
 
     def statistics_needed(self):
         """Whether training steps still need the running statistics: only
@@ -308,6 +332,10 @@ class PolynomialActivation(keras.layers.Layer):
 
     def call(self, inputs, training=False):
         coefficients = self.step_coefficients(inputs, training)
+        if training and self.clip_range and self.fit == "dapa":
+            low, high = ops.unstack(
+                ops.cast(self.fitted_bounds(), inputs.dtype))
+            inputs = ops.clip(inputs, low, high)
         return evaluate_polynomial(
             inputs, ops.cast(coefficients, inputs.dtype)
         )
@@ -327,5 +355,6 @@ class PolynomialActivation(keras.layers.Layer):
             quadratic_decay=self.quadratic_decay,
             max_quadratic=self.max_quadratic,
             activation=self.activation,
+            clip_range=self.clip_range,
         )
         return config

@@ -12,7 +12,7 @@ from keras_autorep.layers.polynomial_activation import PolynomialActivation
 GRANULARITIES = ("pixel", "channel")
 POLYNOMIAL_OPTIONS = (
     "degree", "fit", "refit_every", "refit_steps", "momentum", "epsilon",
-    "quadratic_decay", "max_quadratic", "activation",
+    "quadratic_decay", "max_quadratic", "activation", "clip_range",
 )
 # The replacements of removed positions: a fixed form, or learned.
 REPLACEMENTS = (*FORMS, "auto")
@@ -53,7 +53,7 @@ def _polynomial_options(replacement, options):
 _SELECTIONS = {}
 
 
-def selection(activation="relu"):
+def selection(activation="relu", clipped=False):
     """The selector function of an activation ``f`` (a registry name):
     ``select(x, mask, coefficients) = p(x) + mask * (f(x) - p(x))`` with a
     hand-written gradient (``f'`` from ``keras_autorep.layers.activations``).
@@ -63,39 +63,73 @@ def selection(activation="relu"):
     keeps only ``x`` and ``f(x) - p(x)``, where automatic differentiation
     keeps about twice as many activation-sized tensors, and it needs fewer
     element-wise passes.
+
+    ``clipped=True`` gives ``select(x, mask, coefficients, bounds)``: the
+    polynomial is evaluated on ``x`` clipped per channel to ``bounds``
+    (``(2, C)``: lower, upper; no gradient outside them), ``f`` on ``x``.
     """
     record = get_activation(activation)
-    if record.name not in _SELECTIONS:
-        _SELECTIONS[record.name] = _make_selection(record.function,
-                                                   record.derivative)
-    return _SELECTIONS[record.name]
+    key = (record.name, bool(clipped))
+    if key not in _SELECTIONS:
+        _SELECTIONS[key] = _make_selection(record.function,
+                                           record.derivative, clipped)
+    return _SELECTIONS[key]
 
 
-def _make_selection(function, derivative):
+def _selected(function, derivative, x, mask, coefficients, bounds):
+    """``(outputs, gradient)`` of ``selection``; ``bounds`` ``None`` or
+    the ``(2, C)`` clip of the polynomial's input."""
+    at, inside = x, None
+    if bounds is not None:
+        at = ops.clip(x, bounds[0], bounds[1])
+        inside = ops.cast(ops.equal(at, x), x.dtype)
+    polynomial = evaluate_polynomial(at, coefficients)
+    difference = function(x) - polynomial
+    outputs = polynomial + mask * difference
+
+    def gradient(upstream):
+        slope = coefficients[1]  # p'(x), by Horner like p
+        for power in range(2, coefficients.shape[0]):
+            slope = slope + float(power) * coefficients[power] * at
+        if inside is not None:
+            slope = slope * inside
+        d_inputs = upstream * (slope + mask * (derivative(x) - slope))
+        leading = tuple(range(len(x.shape) - len(mask.shape)))
+        d_mask = ops.sum(upstream * difference, axis=leading)
+        channels = tuple(range(len(x.shape) - 1))
+        removed = upstream * (1.0 - mask)
+        d_coefficients = [ops.sum(removed, axis=channels)]
+        for _ in range(1, coefficients.shape[0]):
+            removed = removed * at
+            d_coefficients.append(ops.sum(removed, axis=channels))
+        return d_inputs, d_mask, ops.stack(d_coefficients)
+
+    return outputs, gradient
+
+
+def _upstream(args, upstream):
+    """The upstream gradient, passed positionally or by keyword."""
+    return args[0] if upstream is None else upstream
+
+
+def _make_selection(function, derivative, clipped):
+    if clipped:
+        @ops.custom_gradient
+        def select_clipped(x, mask, coefficients, bounds):
+            outputs, gradient = _selected(function, derivative, x, mask,
+                                          coefficients, bounds)
+            return outputs, lambda *args, upstream=None: (
+                *gradient(_upstream(args, upstream)),
+                ops.zeros_like(bounds))
+
+        return select_clipped
+
     @ops.custom_gradient
     def select(x, mask, coefficients):
-        polynomial = evaluate_polynomial(x, coefficients)
-        difference = function(x) - polynomial
-        outputs = polynomial + mask * difference
-
-        def gradient(*args, upstream=None):
-            if upstream is None:
-                (upstream,) = args
-            slope = coefficients[1]  # p'(x), by Horner like p
-            for power in range(2, coefficients.shape[0]):
-                slope = slope + float(power) * coefficients[power] * x
-            d_inputs = upstream * (slope + mask * (derivative(x) - slope))
-            leading = tuple(range(len(x.shape) - len(mask.shape)))
-            d_mask = ops.sum(upstream * difference, axis=leading)
-            channels = tuple(range(len(x.shape) - 1))
-            removed = upstream * (1.0 - mask)
-            d_coefficients = [ops.sum(removed, axis=channels)]
-            for _ in range(1, coefficients.shape[0]):
-                removed = removed * x
-                d_coefficients.append(ops.sum(removed, axis=channels))
-            return d_inputs, d_mask, ops.stack(d_coefficients)
-
-        return outputs, gradient
+        outputs, gradient = _selected(function, derivative, x, mask,
+                                      coefficients, None)
+        return outputs, lambda *args, upstream=None: gradient(
+            _upstream(args, upstream))
 
     return select
 
@@ -134,9 +168,9 @@ class ReLUSelector(keras.layers.Layer):
             largest logit, backward through their softmax, so a cost
             budget can price each form: ``form_weights``).
         degree, fit, refit_every, refit_steps, momentum, epsilon,
-        quadratic_decay, max_quadratic: the polynomial branch, as in
-            ``PolynomialActivation`` (``degree`` and ``fit`` follow from
-            ``replacement``).
+        quadratic_decay, max_quadratic, clip_range: the polynomial branch,
+            as in ``PolynomialActivation`` (``degree`` and ``fit`` follow
+            from ``replacement``).
         activation: the site's activation ``f`` (default ``"relu"``; any
             name in ``keras_autorep.layers.activations``, e.g. ``"silu"``).
 
@@ -176,6 +210,8 @@ class ReLUSelector(keras.layers.Layer):
         self.granularity = granularity
         self.threshold = float(threshold)
         self._select = selection(self.polynomial.activation)
+        self._select_clipped = selection(self.polynomial.activation,
+                                         clipped=True)
 
     def build(self, input_shape):
         self.polynomial.build(input_shape)
@@ -221,6 +257,12 @@ class ReLUSelector(keras.layers.Layer):
     @property
     def fit(self):
         return self.polynomial.fit
+
+    @property
+    def clips(self):
+        """Whether training clips the polynomial's input to its fitted
+        range (``clip_range`` of a DaPa polynomial)."""
+        return self.polynomial.clip_range and self.fit == "dapa"
 
     @property
     def coefficients(self):
@@ -322,11 +364,12 @@ class ReLUSelector(keras.layers.Layer):
             mask = self.straight_through_mask()
         else:
             mask = self.mask.value
-        return self._select(
-            inputs,
-            ops.cast(mask, inputs.dtype),
-            ops.cast(coefficients, inputs.dtype),
-        )
+        arguments = [inputs, ops.cast(mask, inputs.dtype),
+                     ops.cast(coefficients, inputs.dtype)]
+        if training and self.clips:
+            return self._select_clipped(*arguments, ops.cast(
+                self.polynomial.fitted_bounds(), inputs.dtype))
+        return self._select(*arguments)
 
     def compute_output_shape(self, input_shape):
         return input_shape

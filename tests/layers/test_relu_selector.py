@@ -164,6 +164,61 @@ def test_hand_written_gradient_matches_automatic_differentiation(
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("activation", ["relu", "silu"])
+def test_clipped_selection_clips_the_polynomial_only(activation):
+    """``selection(f, clipped=True)``: ``p(clip(x)) + m (f(x) - p(clip(x)))``
+    and its gradients (inputs, mask, coefficients) as the backend
+    differentiates that formula; no gradient through ``p`` outside."""
+    select_f = selection(activation, clipped=True)
+    assert select_f is selection(activation, clipped=True)
+    assert select_f is not selection(activation)
+    f = activation_function(activation)
+    x = 4 * RNG.normal(size=(4, 3, 3, 2)).astype("float32")
+    mask = RNG.integers(0, 2, size=(3, 3, 2)).astype("float32")
+    coefficients = RNG.normal(size=(3, 2)).astype("float32")
+    bounds = np.array([[-1.5, -2.5], [2.0, 1.0]], "float32")
+    weights = RNG.normal(size=x.shape).astype("float32")
+    ops = keras.ops
+
+    def formula(x, mask, coefficients):
+        polynomial = evaluate_polynomial(
+            ops.clip(x, bounds[0], bounds[1]), coefficients)
+        return polynomial + mask * (f(x) - polynomial)
+
+    def clipped(x, mask, coefficients):
+        return select_f(x, mask, coefficients, bounds)
+
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(clipped(x, mask, coefficients)),
+        ops.convert_to_numpy(formula(x, mask, coefficients)), atol=1e-5)
+    expected = gradients(lambda *a: ops.sum(formula(*a) * weights),
+                         x, mask, coefficients)
+    actual = gradients(lambda *a: ops.sum(clipped(*a) * weights),
+                       x, mask, coefficients)
+    for got, want in zip(actual, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_selector_clip_range_in_training_only():
+    layer = ReLUSelector(clip_range=True, refit_every=1)
+    x = RNG.normal(0.0, 1.0, size=(64, 2, 2, 3)).astype("float32")
+    x[0] = 30.0
+    layer.build(x.shape)
+    layer.mask.assign(np.zeros(layer.mask.shape, "float32"))
+    layer.alpha.assign(np.full(layer.alpha.shape, -1.0, "float32"))
+    assert layer.clips and layer.get_config()["clip_range"]
+    trained = keras.ops.convert_to_numpy(layer(x, training=True))
+    low, high = keras.ops.convert_to_numpy(layer.polynomial.fitted_bounds())
+    coefficients = keras.ops.convert_to_numpy(layer.coefficients)
+    np.testing.assert_allclose(
+        trained, evaluate_polynomial(np.clip(x, low, high), coefficients),
+        rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer(x)),
+        evaluate_polynomial(x, coefficients), rtol=1e-5, atol=1e-4)
+    assert not ReLUSelector(clip_range=True, fit="identity", degree=1).clips
+
+
 def test_hysteresis_transitions_at_threshold():
     t = 0.003
     layer = ReLUSelector(threshold=t, granularity="channel")
