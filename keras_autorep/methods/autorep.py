@@ -40,6 +40,7 @@ def train_autorep(
     replacement="poly2",
     activations=("relu",),
     selector_options=None,
+    stability=None,
     seed=0,
     batch_size=None,
     metrics=None,
@@ -74,7 +75,10 @@ def train_autorep(
         activations: the activations that become selectable sites
             (``replace_relus``; e.g. ``("silu",)`` for EfficientNet).
         selector_options: further ``ReLUSelector`` arguments (e.g. the
-            stability options ``quadratic_decay``, ``max_quadratic``).
+            stability options ``quadratic_decay``, ``max_quadratic``,
+            ``clip_range``).
+        stability: the trainers' range control in both phases
+            (``keras_autorep.training.Stability``; default none).
         seed: seed of the mask positions of ``counts``.
         batch_size: batch size for array data.
         metrics: compiled metrics (default ``["accuracy"]``).
@@ -96,6 +100,7 @@ def train_autorep(
     trainer = BudgetTrainer(
         student, budget, teacher=teacher, budget_weight=budget_weight,
         temperature=temperature, distillation_weight=distillation_weight,
+        stability=stability,
     )
     fit_options = dict(callbacks=callbacks, metrics=metrics,
                        batch_size=batch_size, verbose=verbose)
@@ -104,7 +109,7 @@ def train_autorep(
     set_masks(student, land_masks(student, trainer.budget), freeze=True)
     finetune = DistillationTrainer(
         student, teacher, distillation_weight=distillation_weight,
-        temperature=temperature,
+        temperature=temperature, stability=stability,
     )
     fit_phase(finetune, train_data, val_data, epochs=finetune_epochs,
               lr=lr if finetune_lr is None else finetune_lr,
@@ -146,7 +151,8 @@ class AutoReP(TeacherMethod):
                     activations=plan.activations,
                     replacement=plan.replacement or self.replacement,
                     budget_weight=plan.budget_weight,
-                    selector_options=plan.selector_options, seed=plan.seed)
+                    selector_options=plan.selector_options,
+                    stability=plan.stability, seed=plan.seed)
 
     def record(self, plan):
         return dict(super().record(plan), budget_weight=plan.budget_weight,

@@ -29,6 +29,8 @@ class Plan:
         activations: the activations whose elements the method selects.
         selector_options: further ``ReLUSelector`` arguments (AutoReP's
             stability options).
+        stability: the trainers' range control (AutoReP;
+            ``keras_autorep.training.Stability``; ``None``: none).
         replacement: what removed positions compute (``"poly2"``,
             ``"poly1"``, ``"identity"``, ``"auto"``); ``None``: the
             method's own (``Method.replacement``).
@@ -42,6 +44,7 @@ class Plan:
     budget_weight: float = 10.0
     activations: tuple = ("relu",)
     selector_options: dict = dataclasses.field(default_factory=dict)
+    stability: object = None
     replacement: str = None
     seed: int = 0
 

@@ -4,6 +4,9 @@
   configurations ``BudgetTrainer``, ``DistillationTrainer``);
 * ``losses``: the loss terms (distillation, attention transfer, budget
   hinge, mask L1, activation mismatch);
+* ``ranges``: the polynomials' inputs against their fitted ranges (the
+  ``out_of_range`` metrics) and the range control (``Stability``: range
+  penalty, brightness and contrast beyond [0, 1]);
 * ``fit``: ``fit_phase`` (compile with Adam + ``fit`` for one phase);
 * ``schedules``: the learning-rate schedules of the recipes;
 * ``callbacks``: epoch timing and resume notices.
@@ -20,6 +23,12 @@ from keras_autorep.training.losses import (
     attention_transfer_loss,
     distillation_loss,
 )
+from keras_autorep.training.ranges import (
+    InputScaling,
+    RangePenalty,
+    SiteRange,
+    Stability,
+)
 from keras_autorep.training.trainer import (
     BudgetTrainer,
     DistillationTrainer,
@@ -35,8 +44,12 @@ __all__ = [
     "BudgetTrainer",
     "Distillation",
     "DistillationTrainer",
+    "InputScaling",
     "LastValue",
     "MaskL1",
+    "RangePenalty",
+    "SiteRange",
+    "Stability",
     "StudentTrainer",
     "attention_map",
     "attention_transfer_loss",

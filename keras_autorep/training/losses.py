@@ -17,7 +17,9 @@ training steps. The terms:
 * ``MaskL1``: SNL's ``lambda * ||m||_1`` on ``SoftReLUMask`` masks, with
   ``lambda`` a variable a schedule can raise;
 * ``ActivationMismatch``: no loss; accumulates SENet's per-position
-  ``|teacher map - student map|``.
+  ``|teacher map - student map|``;
+* ``RangePenalty`` (``keras_autorep.training.ranges``): the polynomials'
+  inputs beyond their fitted ranges.
 
 A term that needs state creates it in ``build(trainer)``.
 """
@@ -81,6 +83,8 @@ class Step:
         cost: the student's predicted PI cost under a cost budget
             (differentiable, ``keras_autorep.graph.LiveCost``), if trained
             on one.
+        ranges: a ``SiteRange`` per site with a DaPa polynomial
+            (``keras_autorep.training.ranges``).
     """
 
     logits: object
@@ -89,6 +93,7 @@ class Step:
     activations: tuple = ()
     teacher_activations: tuple = ()
     cost: object = None
+    ranges: tuple = ()
 
 
 def _check_weight(name, weight):

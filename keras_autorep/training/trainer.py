@@ -6,7 +6,10 @@ loss terms (``keras_autorep.training.losses``) in training steps. The kept
 ReLU count (``LiveReLUCount``, computed once per step for the whole model)
 appears in the progress bar and history as ``relu_count``
 (``val_relu_count`` on validation data); the budget term reads the same
-value.
+value. So does the share of polynomial inputs outside their fitted
+ranges (``keras_autorep.training.ranges``): ``out_of_range`` over all
+sites with a DaPa polynomial and ``out_of_range_<site>`` per site, each
+the mean over the epoch's batches.
 
 ``BudgetTrainer`` (AutoReP) and ``DistillationTrainer`` (SNL, SENet) are
 ``StudentTrainer`` with their terms chosen from arguments.
@@ -28,6 +31,12 @@ from keras_autorep.training.losses import (
     CostHinge,
     Distillation,
     Step,
+)
+from keras_autorep.training.ranges import (
+    Stability,
+    measure_ranges,
+    out_of_range_metrics,
+    ranged_sites,
 )
 
 
@@ -52,12 +61,13 @@ class LastValue(keras.metrics.Metric):
         self.value.assign(0.0)
 
 
-def _with_outputs(model, layers):
-    """A functional view of ``model`` returning ``[logits, *layer outputs]``
-    (shares the layers, adds no node to them)."""
+def _with_outputs(model, layers, input_layers=()):
+    """A functional view of ``model`` returning ``[logits, *layer outputs,
+    *input_layers' inputs]`` (shares the layers, adds no node to them)."""
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     return keras.Model(
-        inputs, [model.outputs[0], *[layer.output for layer in layers]]
+        inputs, [model.outputs[0], *[layer.output for layer in layers],
+                 *[layer.input for layer in input_layers]]
     )
 
 
@@ -124,6 +134,9 @@ class StudentTrainer(keras.Model):
         cost: a ``LiveCost`` of the student under a cost budget: its
             predicted cost is in the progress bar and history (``cost_mb``
             or ``cost_ms``) and in each ``Step`` (``CostHinge``).
+        stability: the range control (``Stability``: a range penalty
+            term, brightness and contrast scaling of the training
+            batches, which the teacher sees too); default none.
 
     Example:
 
@@ -135,11 +148,13 @@ class StudentTrainer(keras.Model):
     """
 
     def __init__(self, student, teacher=None, terms=(), count=None,
-                 cost=None, **kwargs):
+                 cost=None, stability=None, **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
-        self.terms = list(terms)
+        stability = stability or Stability()
+        self.terms = [*terms, *stability.terms()]
+        self.scaling = stability.scaling()
         if teacher is None and any(t.needs_teacher for t in self.terms):
             raise ValueError(
                 "distillation, attention transfer and activation terms need "
@@ -157,13 +172,19 @@ class StudentTrainer(keras.Model):
             site.layer for site in sites(student)
             if isinstance(site.layer, PolynomialActivation)
         ]
+        self.ranged = ranged_sites(self.sites)
+        self.out_of_range = out_of_range_metrics(self.ranged)
         self._student_view = self._teacher_view = None
-        self._activations = ()
+        self._activations = self._site_inputs = ()
+        self._seen = None
+        mapped = []
         if any(t.needs_activations for t in self.terms):
-            self._student_view = _with_outputs(student, self.sites)
+            mapped = self.sites
             self._teacher_view = _with_outputs(
                 teacher, teacher_sites(teacher, self.sites)
             )
+        if mapped or self.ranged:
+            self._student_view = _with_outputs(student, mapped, self.ranged)
         for term in self.terms:
             if hasattr(term, "build"):
                 term.build(self)
@@ -210,12 +231,15 @@ class StudentTrainer(keras.Model):
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def call(self, inputs, training=False):
-        if training and self._student_view is not None:
-            logits, *self._activations = self._student_view(
-                inputs, training=True
-            )
-            return logits
-        return self.student(inputs, training=training)
+        if training and self.scaling is not None:
+            inputs = self.scaling(inputs)
+        self._seen = inputs  # what the teacher sees in this step
+        if self._student_view is None:
+            return self.student(inputs, training=training)
+        logits, *maps = self._student_view(inputs, training=training)
+        split = len(maps) - len(self.ranged)
+        self._activations, self._site_inputs = maps[:split], maps[split:]
+        return logits
 
     def kept_relus(self):
         """The student's kept ReLUs now, as a scalar tensor."""
@@ -225,10 +249,12 @@ class StudentTrainer(keras.Model):
         """``kept_relus()`` as an int."""
         return int(ops.convert_to_numpy(self.kept_relus()))
 
-    def _step(self, x, logits, kept, cost=None):
-        step = Step(logits=logits, kept_relus=kept, cost=cost)
+    def _step(self, logits, kept, cost, ranges):
+        step = Step(logits=logits, kept_relus=kept, cost=cost,
+                    ranges=ranges)
         if self.teacher is None:
             return step
+        x = self._seen
         if self._teacher_view is None:
             teacher_logits = self.teacher(x, training=False)
         else:
@@ -252,9 +278,11 @@ class StudentTrainer(keras.Model):
             cost = self.live_cost()
             self.cost_value.update_state(
                 ops.stop_gradient(cost) * self.cost_scale)
+        ranges = measure_ranges(self.ranged, self._site_inputs,
+                                self.out_of_range)
         if not training or not self.terms:
             return loss
-        step = self._step(x, y_pred, kept, cost)
+        step = self._step(y_pred, kept, cost, ranges)
         for term in self.terms:  # once per step across replicas
             loss = loss + scale_for_replicas(term(step))
         return loss
