@@ -28,8 +28,19 @@ from onnx import numpy_helper
 STABLEHLO_FILENAME = "model.stablehlo.mlir"
 
 
-def _attributes(node):
+def node_attributes(node):
+    """``{name: value}`` of an ONNX node's attributes."""
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def slice_tensor(x, starts, ends, axes=None, steps=None):
+    """ONNX ``Slice`` of an array (NumPy or ``jax.numpy``)."""
+    index = [slice(None)] * x.ndim
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        index[int(axis)] = slice(int(start), int(end), int(step))
+    return x[tuple(index)]
 
 
 def _conv(lax, x, w, b=None, strides=None, pads=None, dilations=None,
@@ -75,14 +86,6 @@ def _operations(jax):
         return jnp.mean(x, axis=tuple(axes) if axes is not None else None,
                         keepdims=bool(keepdims))
 
-    def slice_(x, starts, ends, axes=None, steps=None):
-        index = [slice(None)] * x.ndim
-        axes = range(len(starts)) if axes is None else axes
-        steps = [1] * len(starts) if steps is None else steps
-        for start, end, axis, step in zip(starts, ends, axes, steps):
-            index[int(axis)] = slice(int(start), int(end), int(step))
-        return x[tuple(index)]
-
     return {
         "Add": lambda a, b: a + b,
         "Sub": lambda a, b: a - b,
@@ -101,7 +104,7 @@ def _operations(jax):
         "Reshape": lambda x, shape, **_: jnp.reshape(
             x, [int(d) for d in shape]),
         "Transpose": lambda x, perm=None: jnp.transpose(x, perm),
-        "Slice": slice_,
+        "Slice": slice_tensor,
         "Flatten": lambda x, axis=1: x.reshape(
             int(np.prod(x.shape[:axis])), -1),
         "Identity": lambda x: x,
@@ -122,7 +125,7 @@ def onnx_function(model):
                  for t in model.graph.initializer}
     nodes = []
     for node in model.graph.node:
-        attributes = _attributes(node)
+        attributes = node_attributes(node)
         if node.op_type == "Constant":
             constants[node.output[0]] = numpy_helper.to_array(
                 attributes["value"])
