@@ -205,6 +205,20 @@ def _teacher_arguments(parser, dataset):
         help="autorep: bound on |c2| of the polynomials after every step "
              "(default: none); a stability option that trades accuracy for "
              "outputs that stay finite off the training range")
+    add("--range-penalty", type=float, default=None,
+        help="autorep: weight of the penalty on polynomial inputs beyond "
+             "the range each polynomial is fitted for (its input's running "
+             "mean +- 4 std; 0: none)")
+    add("--clip-range", action=argparse.BooleanOptionalAction,
+        default=None,
+        help="autorep: in training, clip each polynomial's input to that "
+             "range (inference never clips)")
+    add("--brightness", type=float, default=None,
+        help="autorep: brighten a random half of every training batch by "
+             "factors up to this, beyond [0, 1] (1: none)")
+    add("--contrast", type=float, default=None,
+        help="autorep: stretch the contrast of that half by factors up to "
+             "this (1: none)")
     add("--replacement", choices=REPLACEMENTS, default=None,
         help="what removed positions compute: poly2 (DaPa's quadratic; "
              "autorep's default), poly1 (its per-channel line, trained), "

@@ -6,7 +6,9 @@ method family's ``fields``, then ``publish``: one atomic version folder
 with, on the TensorFlow backend, everything ``export_all`` writes plus the
 PI cost report (``pi_cost.txt``), on another backend only ``model.keras``
 (with a notice); then ``report.json`` and the plots, and the run is marked
-finished.
+finished. The sanity check has two parts: ``check_sane`` on the Keras
+model before the export, ``check_fixed_point`` on the written ONNX graph
+before it is published.
 """
 
 import dataclasses
@@ -22,6 +24,7 @@ import keras_autorep
 from keras_autorep.backends import current
 from keras_autorep.export import (
     KERAS_FILENAME,
+    ONNX_FILENAME,
     Calibration,
     UnstableModelError,
     check_outputs,
@@ -31,6 +34,7 @@ from keras_autorep.export import (
 from keras_autorep.graph import predicted_cost
 from keras_autorep.pi import cost_report, measure
 from keras_autorep.pi.exported import write_cost_file
+from keras_autorep.pi.fixed_point import fixed_point_check
 from keras_autorep.recipes.plots import plot_relus_per_layer
 from keras_autorep.recipes.run_folder import write_json
 
@@ -135,12 +139,53 @@ def check_sane(run, model, accuracy, teacher=None):
         check_outputs(model, Calibration(images, np.inf) if teacher is None
                       else Calibration.from_teacher(teacher, images))
     except UnstableModelError as e:
-        if not run.settings.allow_unstable:
-            raise UnstableModelError(
-                f"{e}; nothing exported (--allow-unstable exports it "
-                "anyway)") from None
-        print(f"Warning: {e}; exporting it as --allow-unstable asks",
-              flush=True)
+        refuse(run, e)
+
+
+def refuse(run, error):
+    """Stop the run with ``error`` (``UnstableModelError``, nothing
+    exported) or, with ``--allow-unstable``, only warn."""
+    if not run.settings.allow_unstable:
+        raise UnstableModelError(
+            f"{error}; nothing exported (--allow-unstable exports it "
+            "anyway)") from None
+    print(f"Warning: {error}; exporting it as --allow-unstable asks",
+          flush=True)
+
+
+def check_fixed_point(run, folder):
+    """The sanity check's fixed-point part: the written ONNX graph in each
+    runtime's format (``keras_autorep.pi.fixed_point``) on the
+    calibration images, as they are and 2x brighter; a line per format,
+    and a graph that does not fit the ring with margin is refused like a
+    non-finite model. Returns the figures (``fixed_point_check``)."""
+    images = run.sample(CALIBRATION_IMAGES)[0] * 255.0
+    result = fixed_point_check(folder / ONNX_FILENAME, images)
+    for key, entry in result.items():
+        scales = entry["scales"]
+        largest = ", ".join(
+            f"{row['largest_value']:.3g} / {row['largest_product']:.3g} at "
+            f"{scale}" for scale, row in scales.items())
+        headroom = min(row["headroom_bits"] for row in scales.values())
+        verdict = "fits" if entry["fits"] else "does NOT fit"
+        print(f"Fixed point, {entry['format']}: largest value / product "
+              f"before truncation {largest} (bounds "
+              f"{entry['value_bound']:.3g} / {entry['product_bound']:.3g}): "
+              f"{headroom:.1f} bits of headroom, {verdict} (margin "
+              f"{entry['margin_bits']} bits)", flush=True)
+    failing = [(key, scale, row) for key, entry in result.items()
+               for scale, row in entry["scales"].items() if not row["fits"]]
+    if failing:
+        key, scale, row = failing[0]
+        refuse(run, UnstableModelError(
+            f"the exported graph does not fit {key} fixed point at {scale} "
+            f"calibration images: {row['headroom_bits']:.1f} bits of "
+            f"headroom (at least {result[key]['margin_bits']} needed; "
+            f"largest product {row['largest_product']:.3g} at "
+            f"{row['largest_product_node']}, value "
+            f"{row['largest_value']:.3g} at {row['largest_value_node']}, "
+            f"{row['finite']:.1%} of the logits finite)"))
+    return result
 
 
 def export_report(recipe, model, count, accuracy, fields, plots,
@@ -182,6 +227,8 @@ def publish(run, model, count, report, plots, original=None):
     written = {}
 
     def extras(folder, version_dir):
+        if backend.exports:
+            report["fixed_point"] = check_fixed_point(run, folder)
         if backend.exports and "pi_budget" in report:
             report["pi_measured"] = measure_budget(run, folder)
         if backend.exports:  # price the written graph
@@ -207,7 +254,8 @@ def publish(run, model, count, report, plots, original=None):
             lambda folder, version_dir: (
                 model.save(folder / KERAS_FILENAME),
                 extras(folder, version_dir)))
-        print(f"SavedModel and ONNX export skipped: they need the "
+        print(f"SavedModel and ONNX export (and the fixed-point check of "
+              f"the ONNX graph) skipped: they need the "
               f"TensorFlow backend, Keras runs on {backend.name}. Saved "
               f"{export_dir / KERAS_FILENAME}; export it later with "
               "KERAS_BACKEND=tensorflow and "

@@ -28,6 +28,7 @@ from keras_autorep.data.streams import IMAGENET
 from keras_autorep.methods import Plan
 from keras_autorep.recipes.reporting import evaluate, one_line
 from keras_autorep.recipes.settings import UsageError
+from keras_autorep.training import Stability
 from keras_autorep.training.distribute import (
     available_devices,
     data_parallel,
@@ -175,7 +176,11 @@ class Run:
             budget_weight=s.budget_weight,
             activations=s.activations or ("relu",),
             selector_options=dict(quadratic_decay=s.quadratic_decay or 0.0,
-                                  max_quadratic=s.max_quadratic),
+                                  max_quadratic=s.max_quadratic,
+                                  clip_range=bool(s.clip_range)),
+            stability=Stability(range_penalty=s.range_penalty or 0.0,
+                                brightness=s.brightness or 1.0,
+                                contrast=s.contrast or 1.0, seed=s.seed),
             replacement=s.replacement, seed=s.seed)
 
     def metrics(self):

@@ -47,6 +47,7 @@ WEIGHTS_SUFFIXES = (".h5", ".weights.h5")
 TEACHER_FIELDS = ("model", "teacher", "teacher_epochs", "teacher_lr",
                   "budget_weight", "allocation", "finetune_epochs",
                   "tuner_trials", "quadratic_decay", "max_quadratic",
+                  "range_penalty", "clip_range", "brightness", "contrast",
                   "activations", "image_size", "replacement")
 SEARCH_FIELDS = ("trials", "search_epochs", "depths", "stem_stride")
 # Settings that do not change what a run trains (resume check).
@@ -291,6 +292,10 @@ class Settings:
     tuner_trials: int = None
     quadratic_decay: float = None
     max_quadratic: float = None
+    range_penalty: float = None  # AutoReP's range control
+    clip_range: bool = None
+    brightness: float = None
+    contrast: float = None
     activations: tuple = None
     image_size: int = None  # streamed datasets: side of the square images
     replacement: str = None  # what removed positions compute
@@ -331,8 +336,11 @@ class Settings:
                                  "tuner_trials", "trials", "search_epochs"),
                         1)
         _check_at_least(values, ("finetune_epochs",), 0)
-        _check_numbers(values, ("lr", "teacher_lr", "max_quadratic"),
-                       ("weight_decay", "budget_weight", "quadratic_decay"))
+        _check_numbers(values, ("lr", "teacher_lr", "max_quadratic",
+                                "brightness", "contrast"),
+                       ("weight_decay", "budget_weight", "quadratic_decay",
+                        "range_penalty"))
+        _check_at_least(values, ("brightness", "contrast"), 1)
         _check_paths(values)
         return cls(dataset=dataset, **values)
 

@@ -55,6 +55,23 @@ def merge_phase_logs(logs):
     return merged
 
 
+def out_of_range_summary(history):
+    """The last epoch's shares of the polynomials' inputs outside their
+    fitted ranges (``out_of_range`` metrics): ``{"training": {"all": ...,
+    site: ...}, "test": {...}}``, empty where the history has none."""
+    summary = {}
+    for split, key in (("training", "out_of_range"),
+                       ("test", "val_out_of_range")):
+        shares = {}
+        for name, values in history.items():
+            logged = [v for v in values if v is not None]
+            if logged and (name == key or name.startswith(key + "_")):
+                shares[name[len(key) + 1:] or "all"] = logged[-1]
+        if shares:
+            summary[split] = shares
+    return summary
+
+
 def site_noun(activations):
     """What the budget counts: ``"ReLUs"``, or e.g. ``"silu elements"``."""
     if tuple(activations) == ("relu",):
@@ -209,6 +226,12 @@ def run_stages(recipe):
     # A copy on one device has the same sites and masks, so the same count.
     teacher, student = run.gathered(teacher), run.gathered(student)
     hardened, count, accuracy = harden_stage(recipe, student, student_count)
+    out_of_range = out_of_range_summary(search_record["history"])
+    if out_of_range:
+        print("Out of the fitted ranges: " + ", ".join(
+            f"{shares['all']:.3%} of the polynomial inputs in {split}"
+            for split, shares in out_of_range.items())
+            + " (last epoch; per site in report.json)", flush=True)
     check_sane(run, hardened, accuracy, teacher)
     s = run.settings
     fields = dict(
@@ -223,6 +246,7 @@ def run_stages(recipe):
         total_relus=recipe.total_relus,
         teacher=teacher_record,
         search=search_record,
+        out_of_range=out_of_range,
     )
     plots = {"training.png": lambda path: plot_history(
         search_record["history"], path, recipe.budget)}

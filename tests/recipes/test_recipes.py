@@ -74,6 +74,11 @@ def test_settings_reject_bad_values_before_any_data(tmp_path):
              "number > 0, got 0.0"),
             (("--quadratic-decay", "nan"), "--quadratic-decay must be a "
              "finite number >= 0, got nan"),
+            (("--range-penalty", "-1"), "--range-penalty must be a finite "
+             "number >= 0, got -1.0"),
+            (("--brightness", "0.5"), "--brightness must be >= 1"),
+            (("--contrast", "inf"), "--contrast must be a finite number > 0, "
+             "got inf"),
             (("--out", str(a_file)), f"--out {a_file} is a file"),
             (("--cache-dir", str(a_file)), f"--cache-dir {a_file} is a file"),
             (("--run-name", "a/b"), "--run-name 'a/b': use letters"),
@@ -481,6 +486,64 @@ def test_an_unstable_final_model_stops_the_run_unpublished(capsys,
     assert status == 1 and released == [1]
     assert capsys.readouterr().err.strip().endswith(
         "error: exploding logits")
+
+
+def _onnx_of_power(folder, power, scale):
+    """``model.onnx`` taking a raw-pixel image to the mean of
+    ``(scale * image)^power`` per channel: ``power - 1`` products of the
+    scaled image with itself."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    nodes = [helper.make_node("Mul", ["image", "scale"], ["u"])]
+    name = "u"
+    for step in range(power - 1):
+        nodes.append(helper.make_node("Mul", [name, "u"], [f"u{step + 2}"]))
+        name = f"u{step + 2}"
+    nodes.append(helper.make_node("ReduceMean", [name], ["logits"],
+                                  axes=[1, 2], keepdims=0))
+    graph = helper.make_graph(
+        nodes, "power",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                       [1, 32, 32, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(np.float32(scale), "scale")])
+    folder.mkdir()
+    save(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 13)]), str(folder / "model.onnx"))
+    return folder
+
+
+def test_an_export_out_of_the_fixed_point_ring_is_refused(tmp_path, capsys):
+    """The fixed-point part of the sanity check: a graph whose products
+    keep their margin in both rings at 1x and 2x passes with its figures;
+    ``(4 x / 255)^8`` (at most 2^16 on the images, 2^24 at 2x) keeps it
+    at 1x only, and is refused, or only warned about with
+    --allow-unstable."""
+    from keras_autorep.export import UnstableModelError
+    from keras_autorep.recipes.reporting import check_fixed_point
+
+    run, _, _ = _sanity_case(allow_unstable=False)
+    brightest = 2 * run.sample(16)[0].max()
+    result = check_fixed_point(
+        run, _onnx_of_power(tmp_path / "square", 2, 1 / 255))
+    assert set(result) == {"crypten", "spu-fm64"}
+    for entry in result.values():
+        assert entry["fits"] and set(entry["scales"]) == {"x1", "x2"}
+        assert entry["scales"]["x2"]["largest_product"] == pytest.approx(
+            brightest**2, rel=1e-3)
+    assert "fits (margin 8 bits)" in capsys.readouterr().out
+    eighth = _onnx_of_power(tmp_path / "eighth", 8, 4 / 255)
+    with pytest.raises(UnstableModelError, match="does not fit crypten fixed"
+                       " point at x2 calibration images.*--allow-unstable"):
+        check_fixed_point(run, eighth)
+    allowed, _, _ = _sanity_case(allow_unstable=True)
+    result = check_fixed_point(allowed, eighth)
+    for entry in result.values():
+        assert entry["scales"]["x1"]["fits"] and not entry["fits"]
+        assert entry["scales"]["x2"]["largest_product"] == pytest.approx(
+            (4 * brightest) ** 8, rel=1e-3)
+    assert "Warning: the exported graph does not fit" in \
+        capsys.readouterr().out
 
 
 def test_protocol_prices_that_protocol(method_runs):
