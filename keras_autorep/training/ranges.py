@@ -10,9 +10,9 @@ polynomial's inputs (its removed positions) outside the range is logged
 per site and over all sites (``out_of_range``), and ``Stability`` adds
 the mechanisms that keep the inputs in range:
 
-* ``range_penalty``: ``RangePenalty``, the weight of
-  ``mean(removed * max(0, d - 1)^2)`` with ``d = |x - mean| / (RANGE_STDS *
-  std)`` (0 inside the range);
+* ``range_penalty``: ``RangePenalty``, the weight of ``mean(removed *
+  d^10)`` with ``d = |x - mean| / (RANGE_STDS * std)`` (1 at the range's
+  edge: small inside, steep beyond);
 * ``brightness``, ``contrast``: ``InputScaling``, a random half of every
   training batch brightened and contrast-stretched beyond [0, 1] by
   factors up to these, so that the statistics, the fits and the network
@@ -28,6 +28,10 @@ from keras import ops
 
 # The share of each training batch that ``InputScaling`` transforms.
 SCALED_SHARE = 0.5
+# The power of the range penalty, and the deviation it counts at most (a
+# larger one, from a model that already overflows, would overflow it).
+PENALTY_POWER = 10
+MAX_DEVIATION = 100.0
 
 
 def ranged_sites(sites):
@@ -67,10 +71,11 @@ class SiteRange:
         outside = ops.where(ops.greater(deviation, 1.0), weights, 0.0)
         return ops.sum(outside), ops.sum(weights)
 
-    def excess(self):
-        """``mean(removed * max(0, deviation - 1)^2)`` over the elements."""
-        return ops.mean(self.removed
-                        * ops.square(ops.relu(self.deviation - 1.0)))
+    def penalty(self, power=PENALTY_POWER):
+        """``mean(removed * min(deviation, MAX_DEVIATION)^power)`` over the
+        elements."""
+        deviation = ops.minimum(self.deviation, MAX_DEVIATION)
+        return ops.mean(self.removed * ops.power(deviation, float(power)))
 
 
 def out_of_range_metrics(sites):
@@ -103,8 +108,8 @@ def measure_ranges(sites, site_inputs, metrics):
 
 
 class RangePenalty:
-    """``weight * mean over sites of SiteRange.excess()``: pushes the
-    polynomials' inputs into their fitted ranges (0 inside them)."""
+    """``weight * mean over sites of SiteRange.penalty()``: pulls the
+    polynomials' inputs into their fitted ranges."""
 
     needs_teacher = False
     needs_activations = False
@@ -119,8 +124,8 @@ class RangePenalty:
     def __call__(self, step):
         if not step.ranges:
             return ops.zeros(())
-        excess = ops.stack([r.excess() for r in step.ranges])
-        return self.weight * ops.mean(excess)
+        penalties = ops.stack([r.penalty() for r in step.ranges])
+        return self.weight * ops.mean(penalties)
 
 
 class InputScaling:
