@@ -9,6 +9,12 @@ and the table shows the share of examples with finite logits, the largest
 
     python benchmarks/stability.py --data-dir ../shared/data/cifar10-images.tar.gz \\
         saved_models/cifar10_resnet_small_12.9k_quick/1 [more exports ...]
+
+With ``--image-size N`` the test images are the center crops the ImageNet
+recipe evaluates on, from an image-folder tree (e.g. Tiny-ImageNet-200):
+
+    python benchmarks/stability.py --image-size 64 --data-dir tiny-imagenet-200 \\
+        saved_models/imagenet_efficientnet_b0_176.1x_quick/1
 """
 
 import argparse
@@ -17,7 +23,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_autorep.data import load_dataset
+from keras_autorep.data import load_dataset, load_image_streams
+from keras_autorep.data.streams import IMAGENET
 from keras_autorep.recipes.cli import subset_argument
 
 SCALES = (1.0, 1.5, 2.0, 3.0)
@@ -44,17 +51,26 @@ def main(argv=None):
     parser.add_argument("exports", nargs="+",
                         help="version folders holding model.keras")
     parser.add_argument("--data-dir", required=True,
-                        help="CIFAR-10 folder or archive")
+                        help="CIFAR-10 folder or archive (or an image tree: "
+                             "--image-size)")
     parser.add_argument("--subset", type=subset_argument, default=(1, 2000),
                         metavar="N_TRAIN,N_TEST",
                         help="class-balanced sample (default 1,2000: 2,000 "
                              "test images)")
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="read --data-dir as the ImageNet recipe does: "
+                             "center crops of this side (default: CIFAR-10)")
     args = parser.parse_args(argv)
-    _, (x, y), _ = load_dataset("cifar10", data_dir=args.data_dir,
-                                cache_dir=args.cache_dir, subset=args.subset,
-                                verbose=0)
-    images = x.astype("float32") / 255.0
+    if args.image_size:
+        _, test, _ = load_image_streams(IMAGENET, args.data_dir,
+                                        args.image_size, subset=args.subset)
+        images, y = test.sample(len(test))
+    else:
+        _, (x, y), _ = load_dataset("cifar10", data_dir=args.data_dir,
+                                    cache_dir=args.cache_dir,
+                                    subset=args.subset, verbose=0)
+        images = x.astype("float32") / 255.0
     print(f"{len(y):,} test images; logits of the exported models at input "
           "scales " + ", ".join(f"x{s:g}" for s in SCALES))
     print("| model | scale | finite | max abs logit | top-1 |")
