@@ -86,10 +86,10 @@ class PolynomialActivation(keras.layers.Layer):
             computes with, refitted or trained, is clipped to it (default
             ``None``: none).
         clip_range: in training, evaluate the polynomial on its input
-            clipped to the fitted range (``fitted_range``), so that the
-            network learns what a bounded polynomial computes; inference
-            never clips (a PI protocol would pay comparisons for it;
-            default False).
+            clipped to the fitted range (``fitted_range``) widened this
+            many times (``True``: 1), a safety net against overflows in
+            training; inference never clips (a PI protocol would pay
+            comparisons for it; default 0: no clip).
         activation: the activation DaPa approximates (a name in
             ``keras_autorep.layers.activations``; default ``"relu"``, in
             closed form; the others by a Gauss-Hermite fit).
@@ -114,7 +114,7 @@ class PolynomialActivation(keras.layers.Layer):
         quadratic_decay=0.0,
         max_quadratic=None,
         activation="relu",
-        clip_range=False,
+        clip_range=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -139,6 +139,9 @@ class PolynomialActivation(keras.layers.Layer):
                 f"None or finite and > 0, got {quadratic_decay!r} and "
                 f"{max_quadratic!r}"
             )
+        if not 0.0 <= float(clip_range) < float("inf"):
+            raise ValueError(
+                f"clip_range must be finite and >= 0, got {clip_range!r}")
         self.activation = canonical_name(activation)
         self.degree = int(degree)
         self.fit = fit
@@ -150,7 +153,7 @@ class PolynomialActivation(keras.layers.Layer):
         self.max_quadratic = (
             None if max_quadratic is None else float(max_quadratic)
         )
-        self.clip_range = bool(clip_range)
+        self.clip_range = float(clip_range)
         self.track_statistics = True
 
     @property
@@ -173,10 +176,11 @@ class PolynomialActivation(keras.layers.Layer):
         return (self.moving_mean.value,
                 RANGE_STDS * self.moving_std.value)
 
-    def fitted_bounds(self):
-        """``(2, C)``: the fitted range's lower and upper bounds."""
+    def fitted_bounds(self, widen=1.0):
+        """``(2, C)``: the lower and upper bounds of the fitted range
+        widened ``widen`` times."""
         center, radius = self.fitted_range()
-        return ops.stack([center - radius, center + radius])
+        return ops.stack([center - widen * radius, center + widen * radius])
 
     def statistics_needed(self):
         """Whether training steps still need the running statistics: only
@@ -333,8 +337,8 @@ class PolynomialActivation(keras.layers.Layer):
     def call(self, inputs, training=False):
         coefficients = self.step_coefficients(inputs, training)
         if training and self.clip_range and self.fit == "dapa":
-            low, high = ops.unstack(
-                ops.cast(self.fitted_bounds(), inputs.dtype))
+            low, high = ops.unstack(ops.cast(
+                self.fitted_bounds(self.clip_range), inputs.dtype))
             inputs = ops.clip(inputs, low, high)
         return evaluate_polynomial(
             inputs, ops.cast(coefficients, inputs.dtype)

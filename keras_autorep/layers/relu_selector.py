@@ -262,7 +262,7 @@ class ReLUSelector(keras.layers.Layer):
     def clips(self):
         """Whether training clips the polynomial's input to its fitted
         range (``clip_range`` of a DaPa polynomial)."""
-        return self.polynomial.clip_range and self.fit == "dapa"
+        return self.polynomial.clip_range > 0 and self.fit == "dapa"
 
     @property
     def coefficients(self):
@@ -367,8 +367,9 @@ class ReLUSelector(keras.layers.Layer):
         arguments = [inputs, ops.cast(mask, inputs.dtype),
                      ops.cast(coefficients, inputs.dtype)]
         if training and self.clips:
-            return self._select_clipped(*arguments, ops.cast(
-                self.polynomial.fitted_bounds(), inputs.dtype))
+            bounds = self.polynomial.fitted_bounds(self.polynomial.clip_range)
+            return self._select_clipped(*arguments,
+                                        ops.cast(bounds, inputs.dtype))
         return self._select(*arguments)
 
     def compute_output_shape(self, input_shape):

@@ -209,10 +209,10 @@ def _teacher_arguments(parser, dataset):
         help="autorep: weight of the penalty on polynomial inputs beyond "
              "the range each polynomial is fitted for (its input's running "
              "mean +- 4 std; 0: none)")
-    add("--clip-range", action=argparse.BooleanOptionalAction,
-        default=None,
+    add("--clip-range", type=float, default=None,
         help="autorep: in training, clip each polynomial's input to that "
-             "range (inference never clips)")
+             "range widened this many times, a safety net against "
+             "overflows (inference never clips; 0: none)")
     add("--brightness", type=float, default=None,
         help="autorep: brighten a random half of every training batch by "
              "factors up to this, beyond [0, 1] (1: none)")

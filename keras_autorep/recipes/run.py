@@ -177,7 +177,7 @@ class Run:
             activations=s.activations or ("relu",),
             selector_options=dict(quadratic_decay=s.quadratic_decay or 0.0,
                                   max_quadratic=s.max_quadratic,
-                                  clip_range=bool(s.clip_range)),
+                                  clip_range=s.clip_range or 0.0),
             stability=Stability(range_penalty=s.range_penalty or 0.0,
                                 brightness=s.brightness or 1.0,
                                 contrast=s.contrast or 1.0, seed=s.seed),

@@ -293,7 +293,7 @@ class Settings:
     quadratic_decay: float = None
     max_quadratic: float = None
     range_penalty: float = None  # AutoReP's range control
-    clip_range: bool = None
+    clip_range: float = None
     brightness: float = None
     contrast: float = None
     activations: tuple = None
@@ -339,7 +339,7 @@ class Settings:
         _check_numbers(values, ("lr", "teacher_lr", "max_quadratic",
                                 "brightness", "contrast"),
                        ("weight_decay", "budget_weight", "quadratic_decay",
-                        "range_penalty"))
+                        "range_penalty", "clip_range"))
         _check_at_least(values, ("brightness", "contrast"), 1)
         _check_paths(values)
         return cls(dataset=dataset, **values)

@@ -134,28 +134,33 @@ def test_stability_options_bound_the_quadratic_coefficients(tmp_path):
 
 
 def test_clip_range_clips_the_input_in_training_only(tmp_path):
-    """``clip_range``: training evaluates the polynomial on its input
-    clipped to ``mean +- RANGE_STDS * std`` (this step's statistics);
+    """``clip_range=r``: training evaluates the polynomial on its input
+    clipped to ``mean +- r * RANGE_STDS * std`` (this step's statistics);
     inference on the input as it is; the option is in the config."""
     check_layer_contract(lambda: PolynomialActivation(clip_range=True),
                          (4, 4, 3), tmp_path)
-    layer = PolynomialActivation(clip_range=True, refit_every=1)
+    layer = PolynomialActivation(clip_range=1.5, refit_every=1)
     x = np.random.default_rng(5).normal(1.0, 2.0, (256, 3)).astype("float32")
     x[:4] = [[40.0, -40.0, 0.0]] * 4  # far outside the fitted range
     y = numpy(layer(x, training=True))
     mean, std = numpy(layer.moving_mean), numpy(layer.moving_std)
-    low, high = numpy(layer.fitted_bounds())
-    np.testing.assert_allclose(low, mean - RANGE_STDS * std, rtol=1e-6)
-    np.testing.assert_allclose(high, mean + RANGE_STDS * std, rtol=1e-6)
+    low, high = numpy(layer.fitted_bounds(1.5))
+    np.testing.assert_allclose(low, mean - 1.5 * RANGE_STDS * std, rtol=1e-6)
+    np.testing.assert_allclose(high, mean + 1.5 * RANGE_STDS * std,
+                               rtol=1e-6)
     coefficients = numpy(layer.coefficients)
     np.testing.assert_allclose(
         y, evaluate_polynomial(np.clip(x, low, high), coefficients),
         rtol=1e-5, atol=1e-5)
-    assert y[0, 0] < evaluate_polynomial(x, coefficients)[0, 0] / 2
+    assert y[0, 0] < 0.8 * evaluate_polynomial(x, coefficients)[0, 0]
     np.testing.assert_allclose(numpy(layer(x)),
                                evaluate_polynomial(x, coefficients),
                                rtol=1e-5, atol=1e-4)
-    assert PolynomialActivation.from_config(layer.get_config()).clip_range
+    assert PolynomialActivation.from_config(
+        layer.get_config()).clip_range == 1.5
+    assert PolynomialActivation(clip_range=True).clip_range == 1.0
+    with pytest.raises(ValueError, match="clip_range"):
+        PolynomialActivation(clip_range=-1.0)
 
 
 def test_refits_take_effect_in_compiled_training():
