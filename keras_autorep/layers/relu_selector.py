@@ -8,6 +8,7 @@ from keras_autorep.costs.sites import FORMS
 from keras_autorep.dapa import evaluate_polynomial
 from keras_autorep.layers.activations import get as get_activation
 from keras_autorep.layers.polynomial_activation import PolynomialActivation
+from keras_autorep.layers.shapes import activation_shape
 
 GRANULARITIES = ("pixel", "channel")
 POLYNOMIAL_OPTIONS = (
@@ -20,10 +21,9 @@ REPLACEMENTS = (*FORMS, "auto")
 FORM_POLYNOMIALS = {"poly2": dict(degree=2, fit="dapa"),
                     "poly1": dict(degree=1, fit="dapa"),
                     "identity": dict(degree=1, fit="identity")}
-# Initial form logits of a learned replacement (FORMS order): degree 2
-# first, the function AutoReP's selection starts from, by a margin a few
-# dozen Adam steps can cross once a cost prices the forms.
-INITIAL_FORM_LOGITS = (0.1, 0.05, 0.0)
+# Initial form logits of a learned replacement (FORMS order): degree 2,
+# the function AutoReP's selection starts from.
+INITIAL_FORM_LOGITS = (1.0, 0.0, 0.0)
 
 
 def replacement_form(degree, fit):
@@ -163,10 +163,11 @@ class ReLUSelector(keras.layers.Layer):
         replacement: what removed positions compute (``REPLACEMENTS``):
             ``"poly2"`` (default: DaPa's quadratic), ``"poly1"`` (DaPa's
             least-squares line, per channel, trained), ``"identity"``
-            (``x``, as SNL), or ``"auto"``: the site learns its form among
-            the three (trainable ``form_logits``; forward the form of the
-            largest logit, backward through their softmax, so a cost
-            budget can price each form: ``form_weights``).
+            (``x``, as SNL), or ``"auto"``: the site holds all three and
+            computes the one of its largest ``form_logits`` (state, not
+            trained by gradient: ``keras_autorep.training.FormSearch``
+            chooses it by the training objective, as ``train_autorep``
+            does; ``form_weights`` lets a cost price it).
         degree, fit, refit_every, refit_steps, momentum, epsilon,
         quadratic_decay, max_quadratic, clip_range: the polynomial branch,
             as in ``PolynomialActivation`` (``degree`` and ``fit`` follow
@@ -220,18 +221,12 @@ class ReLUSelector(keras.layers.Layer):
             self.form_logits = self.add_weight(
                 name="form_logits", shape=(len(FORMS),),
                 initializer=keras.initializers.Constant(INITIAL_FORM_LOGITS),
-                trainable=True)
-        activation_shape = tuple(input_shape[1:])
-        if any(dim is None for dim in activation_shape):
-            raise ValueError(
-                f"{self.name}: ReLUSelector needs a fully known activation "
-                f"shape (without batch), got {input_shape}"
-            )
-        self.activation_shape = activation_shape
+                trainable=False)
+        self.activation_shape = activation_shape(self, input_shape)
         if self.granularity == "pixel":
-            indicator_shape = activation_shape
+            indicator_shape = self.activation_shape
         else:
-            indicator_shape = (activation_shape[-1],)
+            indicator_shape = (self.activation_shape[-1],)
         self.alpha = self.add_weight(
             name="alpha",
             shape=indicator_shape,
@@ -291,16 +286,13 @@ class ReLUSelector(keras.layers.Layer):
         return self.polynomial.coefficients
 
     def form_weights(self):
-        """``{form: weight}`` of the cost of the current forward pass:
-        ``{form: 1.0}`` for a fixed form; for a learned one the
-        straight-through one-hot of the largest logit (its value), with
-        the gradient of the logits' softmax."""
+        """``{form: weight}`` of the current forward pass: ``{form: 1.0}``
+        for a fixed form; for a learned one the one-hot of the largest
+        logit, over every form (a cost prices each)."""
         if self.linear is None:
             return {self.replacement: 1.0}
         logits = ops.convert_to_tensor(self.form_logits)
-        soft = ops.softmax(logits)
-        hard = ops.one_hot(ops.argmax(logits), len(FORMS))
-        weights = ops.stop_gradient(hard - soft) + soft
+        weights = ops.one_hot(ops.argmax(logits), len(FORMS))
         return {form: weights[i] for i, form in enumerate(FORMS)}
 
     def _replacement_coefficients(self, inputs, training):

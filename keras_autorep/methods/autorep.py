@@ -19,6 +19,7 @@ from keras_autorep.graph import land_masks, replace_relus, set_masks
 from keras_autorep.methods.method import TeacherMethod
 from keras_autorep.training import BudgetTrainer, DistillationTrainer
 from keras_autorep.training.fit import fit_phase
+from keras_autorep.training.forms import FormSearch, learned_form_sites
 from keras_autorep.training.schedules import cosine_adam_schedule
 
 
@@ -41,6 +42,7 @@ def train_autorep(
     activations=("relu",),
     selector_options=None,
     stability=None,
+    form_search_every=100,
     seed=0,
     batch_size=None,
     metrics=None,
@@ -49,13 +51,11 @@ def train_autorep(
 ):
     """Train an AutoReP student of ``teacher`` towards ``budget`` ReLUs.
 
+    The arguments every method takes (``teacher``, ``budget``,
+    ``train_data``, ``val_data``, ``batch_size``, ``metrics``,
+    ``verbose``) are those of ``keras_autorep.methods``. Its own:
+
     Args:
-        teacher: trained all-ReLU Sequential or functional model (logits);
-            it is not modified.
-        budget: ReLU budget (anything ``parse_budget`` accepts).
-        train_data: ``tf.data.Dataset``, ``PyDataset`` or ``(x, y)`` arrays
-            (integer labels).
-        val_data: optional validation data, same forms.
         counts: optional per-site allocation ``{site: ReLUs}`` (from
             ``keras_autorep.allocation.allocate``): the masks start at it
             (random positions) and the search moves them from there.
@@ -79,12 +79,11 @@ def train_autorep(
             ``clip_range``).
         stability: the trainers' range control in both phases
             (``keras_autorep.training.Stability``; default none).
+        form_search_every: with ``replacement="auto"``, the search steps
+            between two choices of the sites' forms (``FormSearch``).
         seed: seed of the mask positions of ``counts``.
-        batch_size: batch size for array data.
-        metrics: compiled metrics (default ``["accuracy"]``).
         callbacks: a list for both phases, or ``phase -> list`` with the
             phases ``"search"`` and ``"finetune"``.
-        verbose: ``fit`` verbosity.
 
     Returns:
         The student (``replace_relus(teacher)`` with trained weights and
@@ -104,8 +103,11 @@ def train_autorep(
     )
     fit_options = dict(callbacks=callbacks, metrics=metrics,
                        batch_size=batch_size, verbose=verbose)
+    forms = ([FormSearch(train_data, form_search_every,
+                         batch_size=batch_size or 32)]
+             if learned_form_sites(student) else [])
     fit_phase(trainer, train_data, val_data, epochs=epochs, lr=lr,
-              phase="search", **fit_options)
+              phase="search", extra_callbacks=forms, **fit_options)
     set_masks(student, land_masks(student, trainer.budget), freeze=True)
     finetune = DistillationTrainer(
         student, teacher, distillation_weight=distillation_weight,

@@ -9,9 +9,12 @@
   penalty, brightness and contrast beyond [0, 1]);
 * ``fit``: ``fit_phase`` (compile with Adam + ``fit`` for one phase);
 * ``schedules``: the learning-rate schedules of the recipes;
-* ``callbacks``: epoch timing and resume notices.
+* ``callbacks``: epoch timing and resume notices;
+* ``forms``: ``FormSearch``, learned replacement forms chosen by the
+  training objective.
 """
 
+from keras_autorep.training.forms import FormSearch
 from keras_autorep.training.losses import (
     ActivationMismatch,
     AttentionTransfer,
@@ -44,6 +47,7 @@ __all__ = [
     "BudgetTrainer",
     "Distillation",
     "DistillationTrainer",
+    "FormSearch",
     "InputScaling",
     "LastValue",
     "MaskL1",
