@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import keras_autorep as ka
-from keras_autorep.export import write_onnx
+from keras_autorep.export import export_onnx
 from keras_autorep.pi.fixed_point import (
     FORMATS,
     FixedPointFormat,
@@ -102,7 +102,7 @@ def exports(tmp_path_factory):
     models = {"resnet_small": harden_sites(teacher()),
               "efficientnet_like": _efficientnet_like()}
     for name, model in models.items():
-        write_onnx(model, folder / f"{name}.onnx")
+        export_onnx(model, folder / f"{name}.onnx")
     return folder, models
 
 
@@ -139,7 +139,7 @@ def test_an_exploding_export_does_not_fit(exports, cifar10_slice):
         site.polynomial.assign_coefficients(
             np.array([[0.0], [0.5], [2.0]]) * np.ones(site.coefficients.shape))
     path = folder / "exploding.onnx"
-    write_onnx(ka.harden(selected), path)
+    export_onnx(ka.harden(selected), path)
     (x, _), _, _ = cifar10_slice
     result = fixed_point_check(path, x[:16].astype("float32"))
     assert set(result) == set(FORMATS)
