@@ -14,6 +14,7 @@ from keras_autorep.graph import (
     selectors,
 )
 from keras_autorep.methods import METHODS, train_autorep
+from keras_autorep.training import InputScaling, Stability
 from tiny_models import LOSS, all_trainable, tiny_data, trained_teacher
 
 
@@ -138,3 +139,34 @@ def test_landing_fills_a_search_that_ended_below_the_budget(data, teacher):
 def test_methods_share_one_signature():
     assert METHODS["autorep"] is train_autorep is keras_autorep.train_autorep
     assert set(METHODS) == {"autorep", "snl", "senet"}
+
+
+def test_train_autorep_takes_the_range_control_to_both_phases(data, teacher):
+    """``stability`` reaches the search's and the fine-tuning's trainer
+    (range penalty and input scaling), ``clip_range`` the selectors, next
+    to learned forms and their ``FormSearch``."""
+    seen = {}
+
+    def callbacks(phase):
+        def record(epoch, log):
+            trainer = recorder.model
+            seen[phase] = ([type(t).__name__ for t in trainer.terms],
+                           trainer.scaling, log["out_of_range"])
+        recorder = keras.callbacks.LambdaCallback(on_epoch_end=record)
+        return [recorder]
+
+    student = train_autorep(
+        teacher, 100, data, epochs=1, finetune_epochs=1, batch_size=64,
+        replacement="auto", form_search_every=2, callbacks=callbacks,
+        selector_options={"clip_range": 2.0},
+        stability=Stability(range_penalty=1.0, brightness=2.0, seed=0),
+        verbose=0)
+    assert set(seen) == {"search", "finetune"}
+    for terms, scaling, share in seen.values():
+        assert "RangePenalty" in terms
+        assert isinstance(scaling, InputScaling)
+        assert scaling.brightness == 2.0
+        assert 0.0 <= share <= 1.0
+    assert all(site.replacement == "auto" and site.clips
+               and site.polynomial.clip_range == 2.0
+               for site in selectors(student))
