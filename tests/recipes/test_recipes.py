@@ -18,7 +18,10 @@ from keras_autorep.recipes.cli import build_parser
 from keras_autorep.recipes.reporting import evaluate, format_accuracy
 from keras_autorep.recipes.run_folder import read_log
 from keras_autorep.recipes.settings import Settings, UsageError
-from keras_autorep.recipes.stages import merge_phase_logs
+from keras_autorep.recipes.stages import (
+    merge_phase_logs,
+    out_of_range_summary,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGET = 12_900
@@ -114,6 +117,19 @@ def test_phase_logs_merge_and_validation_split():
     again = split_validation((x, y), 0.2, seed=0)[1][1]
     np.testing.assert_array_equal(again, y_val)
 
+
+
+def test_out_of_range_summary_takes_the_last_logged_shares():
+    history = {"loss": [2.0, 1.0, 0.5],
+               "out_of_range": [0.2, 0.1, None],
+               "out_of_range_relu1": [0.3, 0.15, None],
+               "val_out_of_range": [0.05, 0.01, 0.02],
+               "val_out_of_range_relu1": [0.1, 0.02, 0.03],
+               "out_of_rangeish": [9.0, 9.0, 9.0]}
+    assert out_of_range_summary(history) == {
+        "training": {"all": 0.1, "relu1": 0.15},
+        "test": {"all": 0.02, "relu1": 0.03}}
+    assert out_of_range_summary({"loss": [1.0]}) == {}
 
 class _FixedLogits:
     """Stands in for a model: ``predict`` returns the given logits."""
