@@ -35,6 +35,7 @@ from keras_autorep.recipes.settings import (
 )
 from keras_autorep.training.schedules import FINAL_LR
 
+AUTOREP = METHOD_PRESETS["autorep"]
 CRYPTONAS = METHOD_PRESETS["cryptonas"]
 
 
@@ -208,17 +209,20 @@ def _teacher_arguments(parser, dataset):
     add("--range-penalty", type=float, default=None,
         help="autorep: weight of the penalty on polynomial inputs beyond "
              "the range each polynomial is fitted for (its input's running "
-             "mean +- 4 std; 0: none)")
+             f"mean +- 4 std; default {AUTOREP['range_penalty']:g}, 0: "
+             "none)")
     add("--clip-range", type=float, default=None,
         help="autorep: in training, clip each polynomial's input to that "
              "range widened this many times, a safety net against "
-             "overflows (inference never clips; 0: none)")
+             "overflows (inference never clips; default "
+             f"{AUTOREP['clip_range']:g}, 0: none)")
     add("--brightness", type=float, default=None,
         help="autorep: brighten a random half of every training batch by "
-             "factors up to this, beyond [0, 1] (1: none)")
+             "factors up to this, beyond [0, 1] (default "
+             f"{AUTOREP['brightness']:g}, 1: none)")
     add("--contrast", type=float, default=None,
         help="autorep: stretch the contrast of that half by factors up to "
-             "this (1: none)")
+             f"this (default {AUTOREP['contrast']:g}, 1: none)")
     add("--replacement", choices=REPLACEMENTS, default=None,
         help="what removed positions compute: poly2 (DaPa's quadratic; "
              "autorep's default), poly1 (its per-channel line, trained), "

@@ -42,6 +42,16 @@ def test_quick_preset_fills_unset_flags_only():
     assert (paper.model, paper.epochs, paper.teacher_epochs, paper.lr,
             paper.batch_size, paper.budget_weight) == (
                 "resnet18", 200, 400, 1e-3, 128, 100.0)
+    # AutoReP's range control is on unless a flag turns it off; SNL has none.
+    control = ("range_penalty", "clip_range", "brightness", "contrast")
+    assert [getattr(settings, key) for key in control] == [3.0, 1.0, 2.5, 1.5]
+    off = Settings.resolve("cifar10", vars(parser.parse_args(
+        ["--budget", "1%", "--range-penalty", "0", "--clip-range", "0"])))
+    assert (off.range_penalty, off.clip_range, off.brightness) == (0.0, 0.0,
+                                                                  2.5)
+    snl = Settings.resolve("cifar10", vars(parser.parse_args(
+        ["--budget", "1%", "--method", "snl"])))
+    assert [getattr(snl, key) for key in control] == [None] * 4
 
 
 def test_read_log_keeps_the_last_row_of_a_redone_epoch(tmp_path):
