@@ -8,6 +8,8 @@ load from other jobs hits both sides alike:
   (``BudgetTrainer``) against the same step of the plain model, after the
   DaPa refit phase (the first 500 steps of a run, which also update the
   running statistics; a full run has tens of thousands);
+* the plain model's ``predict_on_batch`` through XLA against TensorFlow's
+  kernels (the share of the hardened rows that is XLA's);
 * inference of the hardened model (10 % and 2.6 % of the ReLUs kept)
   against the plain one: Keras ``predict_on_batch``, the exported
   SavedModel's ``serving_default`` signature and its ``serving_xla``
@@ -214,6 +216,8 @@ def inference_rows(name, batches, hardened_models, args):
     compiled function, of each ``(fraction, replacement)`` hardening."""
     plain, _, _ = model_and_data(name, 1)
     rows = []
+    if keras.backend.backend() == "tensorflow":
+        rows += xla_rows(name, plain, batches, args)
     for fraction, replacement in hardened_models:
         hardened = hardened_copy(plain, fraction, replacement)
         label = hardened_label(fraction, replacement)
@@ -237,6 +241,24 @@ def inference_rows(name, batches, hardened_models, args):
                          measured(*[_compiled(m, x) for m in
                                     (plain, hardened)], args),
                          inference_goal("compiled", batch, fraction)))
+    return rows
+
+
+def xla_rows(name, plain, batches, args):
+    """The plain model's own ``predict_on_batch`` through XLA against
+    TensorFlow's kernels: the part of a hardened model's ratio that is
+    XLA's (``harden`` compiles with ``jit_compile=True``)."""
+    compiled = keras.models.clone_model(plain)
+    compiled.set_weights(plain.get_weights())
+    compiled.jit_compile = True
+    rows = []
+    for batch in batches:
+        x = np.random.default_rng(1).random((batch, 32, 32, 3),
+                                            dtype=np.float32)
+        rows.append((f"{name} plain model through XLA", batch,
+                     measured(lambda: plain.predict_on_batch(x),
+                              lambda: compiled.predict_on_batch(x), args),
+                     inference_goal("infer", batch, 1.0)))
     return rows
 
 
