@@ -361,7 +361,7 @@ def test_pipeline_train_split(arrays, pipeline):
         changed += not np.array_equal(image * 255, source)
     assert changed > N // 2
     if pipeline == "numpy":
-        train_ds.on_epoch_end()
+        train_ds.on_epoch_begin()  # Keras calls it at every epoch start
     x2, y2 = collect(list(train_ds) if pipeline == "tf" else
                      [train_ds[i] for i in range(len(train_ds))])
     assert list(y2) != list(y)  # reshuffled and re-augmented every epoch
