@@ -50,7 +50,8 @@ TEACHER_FIELDS = ("model", "teacher", "teacher_epochs", "teacher_lr",
 SEARCH_FIELDS = ("trials", "search_epochs", "depths", "stem_stride")
 # Settings that do not change what a run trains (resume check).
 NOT_TRAINING = ("out", "cache_dir", "run_name", "wait", "devices",
-                "protocol", "allow_unstable")
+                "protocol", "allow_unstable", "checkpoint_every",
+                "strict_images")
 
 
 class UsageError(ValueError):
@@ -245,6 +246,8 @@ class Settings:
     epochs: int
     protocol: str = None  # PI protocol priced and optimised for, or all
     allow_unstable: bool = False
+    checkpoint_every: int = 0  # steps between checkpoints within an epoch
+    strict_images: bool = False  # stop at image files that do not decode
     # Teacher-based methods (AutoReP, SNL, SENet).
     model: str = None
     teacher: str = None
@@ -280,8 +283,9 @@ class Settings:
         values.update(
             {key: defaults[key] if given.get(key) is None else given[key]
              for key in ("subset", "batch_size", "lr", "weight_decay",
-                         "epochs")},
+                         "epochs", "checkpoint_every")},
             method=method.name, quick=quick,
+            strict_images=bool(given.get("strict_images")),
             budget=_budget(given["budget"], method),
             out=given.get("out") or "saved_models",
             seed=given.get("seed") or 0, wait=bool(given.get("wait")),
@@ -293,7 +297,7 @@ class Settings:
         _check_at_least(values, ("epochs", "teacher_epochs", "batch_size",
                                  "tuner_trials", "trials", "search_epochs"),
                         1)
-        _check_at_least(values, ("finetune_epochs",), 0)
+        _check_at_least(values, ("finetune_epochs", "checkpoint_every"), 0)
         _check_numbers(values, ("lr", "teacher_lr", "max_quadratic"),
                        ("weight_decay", "budget_weight", "quadratic_decay"))
         _check_paths(values)
