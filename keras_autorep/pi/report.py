@@ -10,7 +10,6 @@ original model), adds the garbled-circuit family and, where
 """
 
 import dataclasses
-import tempfile
 from pathlib import Path
 
 import keras
@@ -30,6 +29,7 @@ from keras_autorep.pi.cost import (
 )
 from keras_autorep.pi.garbled import SOURCES, estimate_cost
 from keras_autorep.pi.measure import read_measured
+from keras_autorep.pi.scratch import scratch_folder
 from keras_autorep.pi.workload import onnx_workload
 
 
@@ -83,8 +83,7 @@ def priced(source):
     without ``model.onnx``, or a model on a backend other than
     TensorFlow)."""
     if isinstance(source, keras.Model):
-        with tempfile.TemporaryDirectory() as scratch:
-            folder = Path(scratch)
+        with scratch_folder("priced") as folder:
             write_pi_spec(source, folder / SPEC_FILENAME)
             if keras.backend.backend() == "tensorflow":
                 from keras_autorep.export import write_onnx
