@@ -46,8 +46,8 @@ setup(
     packages=find_packages(include=["keras_autorep", "keras_autorep.*"]),
     # The two-party runner scripts and their virtualenvs' requirement files
     # run in their own interpreters: data of keras_autorep.pi, not modules.
-    package_data={"keras_autorep.pi": [
-        "calibration.json", "runners/*.py", "runners/*.txt"]},
+    package_data={"keras_autorep.costs": ["calibration.json"],
+                  "keras_autorep.pi": ["runners/*.py", "runners/*.txt"]},
     python_requires=">=3.10",
     install_requires=SECTIONS[""],
     extras_require=EXTRAS,

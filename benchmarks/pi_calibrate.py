@@ -1,7 +1,7 @@
 """Calibrate the PI cost model: measure each op class in each runtime.
 
     python benchmarks/pi_calibrate.py [--runtimes crypten,spu-semi2k,...]
-        [--images 2] [--out keras_autorep/pi/calibration.json]
+        [--images 2] [--out keras_autorep/costs/calibration.json]
 
 Builds one small ONNX program per op class and size (ReLU; product of two
 secret tensors; product with a per-element and with a per-channel model
@@ -9,7 +9,7 @@ constant; convolution; dense layer; global average), runs each in every
 runtime's real two-party setting (``make pi-env``), reads the op classes of
 each program with the same ``onnx_workload`` that prices exported models,
 and fits per runtime, by non-negative least squares, the bytes, rounds and
-seconds per unit of each feature (``keras_autorep.pi.cost.FEATURES``). The
+seconds per unit of each feature (``keras_autorep.costs.FEATURES``). The
 one-time setup is the smallest extra of the runner's warm-up run over the
 programs: CHEETAH's base oblivious transfers; programs with larger tensors
 grow their OT pools beyond it, so it is a lower bound. Prints the measurements next
@@ -32,7 +32,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from scipy.optimize import nnls
 
-from keras_autorep.pi.cost import (
+from keras_autorep.costs import (
     CALIBRATION_PATH,
     USED_FEATURES,
     features,

@@ -12,7 +12,8 @@ Public API::
     )
 
 The package, lowest layer first (imports only run downwards, checked by
-import-linter): ``budgets``, ``dapa`` -> ``layers`` -> ``graph`` ->
+import-linter): ``adapters`` -> ``backends`` (the one TF/JAX seam) ->
+``budgets``, ``dapa`` -> ``layers`` -> ``graph`` ->
 ``training`` -> ``allocation`` -> ``methods``; ``architectures``,
 ``search``, ``data``; ``export`` -> ``pi`` -> ``recipes``.
 """

@@ -1,5 +1,12 @@
-"""ReLU budgets as pure functions: parsing budget strings, splitting a
+"""Budgets as pure functions: parsing budget strings, splitting a ReLU
 budget across layers.
+
+A budget is a ReLU count (``"12900"``, ``"12.9k"``, ``"1.2M"``, ``"2.5%"``
+of the model's, a reduction factor ``"176.1x"``) or a cost under a named
+PI protocol (``parse_cost``): bytes of one inference, both directions
+(``"4.5MB"``, ``"800KB"``; decimal units, 1 MB = 10^6 B), or a latency
+(``"250ms"``, ``"1.5s"``). ``"1.2M"`` is always 1.2 million ReLUs: bytes
+end in ``B``.
 
 Splitting: every split returns whole per-layer counts that sum to the budget
 exactly and never exceed a layer's size. The shared rule is *proportional
@@ -23,6 +30,13 @@ import re
 _SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM%xX]?)\s*$")
 _RELATIVE = ("%", "x")  # suffixes that need the model's total
+_COST_PATTERN = re.compile(
+    r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]+)\s*$")
+# Cost units: (metric, factor to bytes or to milliseconds).
+COST_UNITS = {
+    "B": ("bytes", 1.0), "KB": ("bytes", 1e3), "MB": ("bytes", 1e6),
+    "GB": ("bytes", 1e9), "ms": ("latency_ms", 1.0), "s": ("latency_ms", 1e3),
+}
 
 
 def parse_budget(value, total=None):
@@ -64,6 +78,11 @@ def parse_budget(value, total=None):
             )
         budget = int(value)
     elif isinstance(value, str):
+        if parse_cost(value) is not None:
+            raise ValueError(
+                f"budget {value!r} is a cost, not a ReLU count: it needs a "
+                "protocol to price the model (--protocol; in Python "
+                "keras_autorep.pi.cost_budget)")
         budget = _parse_string(value, total)
     else:
         raise ValueError(
@@ -98,12 +117,34 @@ def _number_and_suffix(text):
     return number, suffix
 
 
+def parse_cost(text):
+    """``(metric, amount)`` of a cost budget string: ``("bytes", 4.5e6)``
+    for ``"4.5MB"``, ``("latency_ms", 250.0)`` for ``"250ms"``; ``None``
+    for a ReLU budget string (``"12.9k"``, ``"1.2M"``, ``"2.5%"``); a
+    ``ValueError`` naming the unit for any other letters."""
+    if not isinstance(text, str):
+        return None
+    match = _COST_PATTERN.match(text)
+    if not match or match.group(2).lower() in _SUFFIXES or match.group(
+            2).lower() == "x":
+        return None
+    unit = match.group(2)
+    if unit not in COST_UNITS:
+        raise ValueError(
+            f"invalid budget {text!r}: unknown unit {unit!r}; a cost is in "
+            f"{', '.join(COST_UNITS)} (decimal: 1 MB = 10^6 bytes; bytes are "
+            "a capital B), a ReLU count like 12900, 12.9k or 1.2M")
+    metric, factor = COST_UNITS[unit]
+    return metric, float(match.group(1)) * factor
+
+
 def check_budget_text(text):
     """``text`` stripped, if it is a well-formed budget (a count, a
-    percentage up to 100 % or a reduction factor of at least 1);
-    ``ValueError`` naming the problem otherwise.
-    Resolving it needs the model's total (``parse_budget``)."""
-    _number_and_suffix(text)
+    percentage up to 100 %, a reduction factor of at least 1, or a cost:
+    ``parse_cost``); ``ValueError`` naming the problem otherwise.
+    Resolving it needs the model (``parse_budget``, or a cost model)."""
+    if parse_cost(text) is None:
+        _number_and_suffix(text)
     return text.strip()
 
 

@@ -1,4 +1,4 @@
-"""Backend-specific helpers for tests (gradients)."""
+"""Backend-specific helpers for tests (gradients, traced op names)."""
 
 import keras
 import numpy as np
@@ -43,3 +43,28 @@ def gradients(fn, *args):
         grads = jax.grad(fn, argnums=tuple(range(len(args))))(*args)
         return [np.asarray(g) for g in grads]
     raise NotImplementedError(f"no gradient helper for backend {backend}")
+
+
+def op_names(fn, *args):
+    """The op types (TensorFlow) or primitive names (JAX, nested jaxprs
+    included) of one traced call of ``fn`` on the NumPy arrays ``args``."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        graph = tf.function(fn).get_concrete_function(
+            *[tf.TensorSpec(a.shape, a.dtype) for a in args]).graph
+        return [op.type for op in graph.get_operations()]
+    if backend == "jax":
+        import jax
+
+        def names(jaxpr):
+            for eqn in jaxpr.eqns:
+                yield eqn.primitive.name
+                for param in eqn.params.values():
+                    sub = getattr(param, "jaxpr", None)
+                    if sub is not None:
+                        yield from names(sub)
+
+        return list(names(jax.make_jaxpr(fn)(*args).jaxpr))
+    raise NotImplementedError(f"no op-name helper for backend {backend}")

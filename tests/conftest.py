@@ -51,3 +51,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def relu_counts(monkeypatch):
+    """The models ``count_relus`` counts during the test, one entry per
+    call (each call traces through ``counting.trace_model``)."""
+    from keras_autorep.graph import counting
+
+    models = []
+    trace_model = counting.trace_model
+
+    def recorded(model):
+        models.append(model)
+        return trace_model(model)
+
+    monkeypatch.setattr(counting, "trace_model", recorded)
+    return models

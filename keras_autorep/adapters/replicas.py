@@ -1,25 +1,15 @@
-"""TensorFlow replicas (``tf.distribute.MirroredStrategy``) as the layers and
-the trainer see them.
+"""Loss terms under TensorFlow replicas (``tf.distribute.MirroredStrategy``),
+scaled through a Keras internal.
 
 Under a ``MirroredStrategy`` every replica runs the training step on its
-share of the global batch, so batch statistics must be all-reduced and loss
-terms scaled like Keras scales the compiled loss. JAX's ``DataParallel``
-runs one global program (a batch mean already spans the global batch), so
-there each function is the identity.
+share of the global batch, so loss terms are scaled like Keras scales the
+compiled loss (batch statistics are all-reduced where
+``keras_autorep.backends.current().replicas_in_sync()`` is above 1). JAX's
+``DataParallel`` runs one global program, so there the scaling is the
+identity.
 """
 
-import keras
 from keras.src.losses.loss import scale_loss_for_distribution
-
-
-def replicas_in_sync():
-    """Replicas running each step in lockstep: the ``MirroredStrategy``'s
-    under TensorFlow, else 1."""
-    if keras.backend.backend() != "tensorflow":
-        return 1
-    import tensorflow as tf
-
-    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def scale_for_replicas(loss):

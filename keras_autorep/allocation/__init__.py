@@ -24,7 +24,7 @@ from keras_autorep.allocation.sensitivity import (
     relu_sensitivity,
 )
 from keras_autorep.budgets import uniform_split
-from keras_autorep.graph import selector_budget, site_sizes
+from keras_autorep.graph import count_relus, selector_budget, site_sizes
 
 ALLOCATIONS = ("free", "uniform", "sensitivity", "tuned")
 
@@ -70,9 +70,10 @@ def allocate(
         )
     if method == "free":
         return None
-    site_budget = selector_budget(student, budget)
+    count = count_relus(student)
+    site_budget = selector_budget(student, budget, count)
     if method == "uniform":
-        return uniform_split(site_sizes(student), site_budget)
+        return uniform_split(site_sizes(student, count), site_budget)
     if train_data is None:
         raise ValueError(f"allocation {method!r} needs train_data")
     if method == "sensitivity":
@@ -81,7 +82,7 @@ def allocate(
             steps=sensitivity_steps, batch_size=batch_size,
         )
         return allocate_by_sensitivity(
-            site_sizes(student), sensitivity, site_budget
+            site_sizes(student, count), sensitivity, site_budget
         )
     if val_data is None or run_dir is None:
         raise ValueError("allocation 'tuned' needs val_data and run_dir")

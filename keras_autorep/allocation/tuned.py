@@ -19,7 +19,12 @@ from keras_autorep.adapters.keras_tuner_roles import tuner_role
 from keras_autorep.adapters.keras_tuner_seed import tuner_seed
 from keras_autorep.allocation.apply import apply_allocation
 from keras_autorep.budgets import split_budget
-from keras_autorep.graph import selector_budget, selectors, site_sizes
+from keras_autorep.graph import (
+    count_relus,
+    selector_budget,
+    selectors,
+    site_sizes,
+)
 from keras_autorep.training import DistillationTrainer
 from keras_autorep.training.fit import phase_callbacks, split_data
 
@@ -85,8 +90,9 @@ class AllocationHyperModel(keras_tuner.HyperModel):
         super().__init__(name="allocation")
         self.student = student
         self.teacher = teacher
-        self.sizes = site_sizes(student)
-        self.budget = selector_budget(student, budget)
+        count = count_relus(student)
+        self.sizes = site_sizes(student, count)
+        self.budget = selector_budget(student, budget, count)
         self.groups = site_groups(student, groups)
         self.min_weight = float(min_weight)
         self.seed = seed

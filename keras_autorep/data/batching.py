@@ -25,8 +25,8 @@ draws differ):
   backends without TensorFlow (e.g. JAX on a GPU machine).
 
 `make_datasets` picks `tf.data` when the Keras backend is TensorFlow and the
-PyDataset otherwise (this keeps TensorFlow out of JAX/PyTorch processes,
-where it would also claim GPU memory).
+PyDataset otherwise (`keras_autorep.backends`: this keeps TensorFlow out of
+JAX/PyTorch processes, where it would also claim GPU memory).
 """
 
 import math
@@ -34,6 +34,7 @@ import math
 import keras
 import numpy as np
 
+from keras_autorep.backends import current
 from keras_autorep.data.epochs import (
     EpochPosition,
     epoch_order,
@@ -269,7 +270,7 @@ def make_datasets(train, test, info, batch_size, augment=True, seed=0, pad=4,
         labels)`.
     """
     if pipeline == "auto":
-        pipeline = "tf" if keras.backend.backend() == "tensorflow" else "numpy"
+        pipeline = current().pipeline
     if pipeline == "tf":
         return make_tf_datasets(train, test, info, batch_size, augment, seed,
                                 pad, position)

@@ -44,8 +44,13 @@ from keras_autorep.export.checks import (
     check_exported_relus,
     check_outputs,
 )
-from keras_autorep.export.pi_spec import read_pi_spec, write_pi_spec
-from keras_autorep.graph.counting import count_relus
+from keras_autorep.export.pi_spec import (
+    count_from_spec,
+    read_pi_spec,
+    spec_from_count,
+    write_pi_spec,
+)
+from keras_autorep.graph.counting import counted
 
 # Names of the TensorFlow / tf2onnx modules, imported when first asked for.
 _LAZY = {
@@ -78,6 +83,7 @@ def export_all(
     opset=DEFAULT_OPSET,
     calibration=None,
     extras=None,
+    count=None,
 ):
     """Write SavedModel, ``.keras``, PI spec and ONNX together.
 
@@ -98,7 +104,11 @@ def export_all(
             bound) the model must pass before anything is written.
         extras: optional ``extras(folder, version_dir)`` that writes more
             files into the staging ``folder`` before it becomes
-            ``version_dir``.
+            ``version_dir`` (the written files are there: e.g. price them
+            with ``keras_autorep.pi.cost_report(folder)``, which reads
+            ``model.onnx`` instead of converting the model again).
+        count: ``count_relus(model)`` if the caller has it (else computed
+            once); the PI spec and the graph checks use it.
 
     Returns:
         ``pathlib.Path`` of the version folder.
@@ -114,13 +124,14 @@ def export_all(
     model = exportable_model(model)
     if calibration is not None:
         check_outputs(model, calibration)
-    count = count_relus(model)
+    count = counted(model, count)
 
     def write(directory, target):
         write_saved_model(model, directory, input_scale)
         model.save(directory / KERAS_FILENAME)
         write_pi_spec(
-            model, directory / SPEC_FILENAME, counting_convention, input_scale
+            model, directory / SPEC_FILENAME, counting_convention, input_scale,
+            count=count,
         )
         if with_onnx:
             write_onnx(
@@ -151,6 +162,7 @@ __all__ = [
     "SPEC_FILENAME",
     "UnstableModelError",
     "check_outputs",
+    "count_from_spec",
     "export_all",
     "export_onnx",
     "export_saved_model",
@@ -158,6 +170,7 @@ __all__ = [
     "onnx_relu_elements",
     "read_pi_spec",
     "relu_elements",
+    "spec_from_count",
     "versions",
     "write_onnx",
     "write_pi_spec",

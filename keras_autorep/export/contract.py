@@ -22,6 +22,7 @@ import keras
 import numpy as np
 from filelock import FileLock
 
+from keras_autorep.backends import current
 from keras_autorep.graph.sites import SELECTOR, SOFT_MASK, sites
 
 DEFAULT_INPUT_SCALE = 1.0 / 255.0
@@ -47,17 +48,6 @@ class ExportError(OSError):
     """
 
 
-def check_tensorflow_backend():
-    """Raise ``RuntimeError`` unless Keras runs on the TensorFlow backend."""
-    backend = keras.backend.backend()
-    if backend != "tensorflow":
-        raise RuntimeError(
-            "exporting needs the TensorFlow backend (the graph is built with "
-            f"TensorFlow), but Keras runs on {backend!r}: set "
-            "KERAS_BACKEND=tensorflow, reload the model and export again"
-        )
-
-
 def check_inference_model(model):
     """Raise unless ``model`` is an inference model: a Keras model without
     training-time sites (``TypeError`` names the first one)."""
@@ -78,7 +68,7 @@ def exportable_model(model):
     TensorFlow backend, the model is an inference model
     (``check_inference_model``) with one fixed-shape input and a logits
     output (``input_shape``)."""
-    check_tensorflow_backend()
+    current().check_exports()
     check_inference_model(model)
     input_shape(model)
     return model

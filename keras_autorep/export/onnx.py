@@ -3,9 +3,10 @@
 The ONNX graph has the SavedModel's contract: input ``image`` (raw pixels
 0..255, ``float32``, NHWC), outputs ``logits``, ``probabilities`` and
 ``class_id`` (int64), in that order, or the subset asked for. The hardened
-layers are traced in their PI form: ``Gather`` of the kept positions ->
-``Relu`` -> ``Concat`` with the polynomial part -> ``Gather`` back, so a PI
-framework pays for exactly the kept ReLUs and needs no scatter op.
+layers are traced in their PI form (a ``gather_form`` copy of the model):
+``Gather`` of the kept positions -> ``Relu`` -> ``Concat`` with the
+polynomial part -> ``Gather`` back, so a PI framework pays for exactly the
+kept ReLUs and needs no scatter op.
 
 For PI frameworks (CrypTen-style importers), ``batch_size=1`` gives a fully
 static graph, and ``keras_autorep.export.onnx_pi`` rewrites what those
@@ -30,7 +31,7 @@ from keras_autorep.export.contract import (
 )
 from keras_autorep.export.onnx_pi import make_pi_ready
 from keras_autorep.export.saved_model import serving_function
-from keras_autorep.layers import pi_form
+from keras_autorep.graph.convert import gather_form
 
 
 def _check_outputs(outputs):
@@ -97,10 +98,10 @@ def write_onnx(
         raise ValueError(
             f"batch_size must be None or an integer >= 1, got {batch_size!r}"
         )
-    with pi_form():
-        concrete = serving_function(
-            model, input_scale, batch_size, checks=False
-        ).get_concrete_function()
+    pi_model = gather_form(model)  # alive until frozen: it owns variables
+    concrete = serving_function(
+        pi_model, input_scale, batch_size, checks=False
+    ).get_concrete_function()
     # tf2onnx.convert.from_function would make every captured tensor (e.g.
     # the constant mean of a Normalization layer) an extra graph input; name
     # the signature's input only, so freezing turns captures into constants.

@@ -3,12 +3,14 @@
 ``pi_spec.json`` tells a private-inference toolchain, for every ReLU site of
 the model (``PartialReLU``, plain ReLU, ``PolynomialActivation``), which
 elements go through ReLU and which through a polynomial, so it can rebuild
-those layers next to the ONNX graph.
+those layers next to the ONNX graph. It holds the model's ``count_relus``
+row for row: ``spec_from_count`` (``write_pi_spec``) maps a count to a
+spec, ``count_from_spec`` maps a spec (``read_pi_spec``) back to the count.
 
-Format (``format_version`` 4)::
+Format (``format_version`` 5)::
 
     {
-      "format": "keras_autorep.pi_spec", "format_version": 4,
+      "format": "keras_autorep.pi_spec", "format_version": 5,
       "model": "<model name>",
       "counting_convention": "<text from count_relus, or given>",
       "input": {"name": "image", "shape": [H, W, C], "layout": "NHWC",
@@ -16,12 +18,14 @@ Format (``format_version`` 4)::
       "sites": [
         {"layer": "<keras layer name>",
          "kind": "PartialReLU" | "ReLU" | "PolynomialActivation",
+         "label": "fused relu",    # the count table's kind
          "fused": false,           # true: ReLU fused into a Conv/Dense layer
          "activation": "relu",     # what kept elements apply ("silu", ...)
          "pi_cost": "comparison",  # or "smooth" (piecewise approximation)
          "shape": [H, W, C],       # activation shape without batch
          "calls": 1,               # times the layer is applied
          "total": 256, "kept": 69, # elements per example, all calls
+         "comparisons": 0,         # traced, of a non-ReLU activation
          "kept_indices": [3, 17, ...]            # inline, or
          "kept_indices_file": "pi_spec.0_re_lu.kept.npy",
          "degree": 2,              # null for plain ReLU
@@ -29,8 +33,8 @@ Format (``format_version`` 4)::
         ...
       ],
       "traced": [{"layer", "kind", "shape", "comparisons", "not_relu"}],
-      "other": [{"layer", "kind", "shape", "elements", "comparisons",
-                 "activation", "pi_cost"}],
+      "other": [{"layer", "kind", "fused", "shape", "elements",
+                 "comparisons", "activation", "pi_cost"}],
       "totals": {"relu_total", "relu_kept", "polynomial",
                  "max_comparisons", "other_comparisons", "smooth_elements",
                  "kept_by_activation"}
@@ -58,7 +62,8 @@ example, and smooth ones (silu, sigmoid, ...; ``pi_cost`` ``"smooth"``,
 evaluated by a piecewise approximation) with their elements;
 ``max_comparisons`` totals the comparisons of max-pooling,
 ``smooth_elements`` the elements of smooth ones. Version 4 added
-``activation`` and ``pi_cost``.
+``activation`` and ``pi_cost``; version 5 the sites' ``label`` and
+``comparisons`` and the other sites' ``fused``.
 """
 
 import json
@@ -75,13 +80,15 @@ from keras_autorep.export.contract import (
     check_inference_model,
     input_shape,
 )
-from keras_autorep.graph.counting import count_relus
+from keras_autorep.graph.counting import ReLUCount, SiteCount, counted
 from keras_autorep.graph.sites import iter_layers
 from keras_autorep.layers import PartialReLU, PolynomialActivation
 
 FORMAT = "keras_autorep.pi_spec"
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (3, 4)  # version 3: every site a ReLU
+FORMAT_VERSION = 5
+# Version 3: every site a ReLU; 4: no site labels and comparisons, no
+# fused flag on other sites (read with the defaults of count_from_spec).
+READABLE_VERSIONS = (3, 4, 5)
 DEFAULT_MAX_INLINE_INDICES = 4096
 
 
@@ -91,11 +98,14 @@ def _spec_path(path):
 
 
 def _site(row, layer):
+    """A site's entry (kept indices as an int64 array) from its row and
+    layer."""
     shape = [int(dim) for dim in row.shape]
     per_call = int(np.prod(shape))
     site = {
         "layer": row.layer,
         "kind": "ReLU",
+        "label": row.kind,
         "fused": row.fused,
         "activation": row.activation,
         "pi_cost": row.pi_cost,
@@ -103,62 +113,46 @@ def _site(row, layer):
         "calls": row.total // per_call,
         "total": row.total,
         "kept": row.kept,
+        "comparisons": row.comparisons,
         "degree": None,
         "coefficients": None,
     }
     if isinstance(layer, PartialReLU):
         kept = keras.ops.convert_to_numpy(layer.kept_indices)
     elif isinstance(layer, PolynomialActivation):
-        kept = np.zeros(0, dtype="int32")
+        kept = np.zeros(0, dtype="int64")
     else:
-        return site, np.arange(per_call, dtype="int32")
-    coefficients = keras.ops.convert_to_numpy(layer.coefficients)
+        site["kept_indices"] = np.arange(per_call, dtype="int64")
+        return site
     site.update(
         kind=type(layer).__name__,
         degree=int(layer.degree),
-        coefficients=coefficients.astype("float64").tolist(),
+        coefficients=keras.ops.convert_to_numpy(
+            layer.coefficients).astype("float64"),
+        kept_indices=np.sort(kept).astype("int64"),
     )
-    return site, np.sort(kept).astype("int32")
+    return site
 
 
-def write_pi_spec(
-    model,
-    path,
-    counting_convention=None,
-    input_scale=DEFAULT_INPUT_SCALE,
-    max_inline_indices=DEFAULT_MAX_INLINE_INDICES,
-):
-    """Write ``pi_spec.json`` (and companion ``.npy`` index files).
+def spec_from_count(model, count=None, counting_convention=None,
+                    input_scale=DEFAULT_INPUT_SCALE):
+    """The PI spec of an inference model, from its count.
 
     Args:
         model: the exported (hardened or plain) Keras model.
-        path: the JSON file, or a folder to write ``pi_spec.json`` into.
+        count: ``count_relus(model)`` if the caller has it (else computed).
         counting_convention: text describing the ReLU counting convention;
-            defaults to the one ``count_relus`` reports.
+            defaults to the count's.
         input_scale: factor from raw pixels to the model's input scale.
-        max_inline_indices: longer kept-index lists go to ``.npy`` files.
 
     Returns:
-        ``pathlib.Path`` of the JSON file.
+        The spec ``dict`` as ``read_pi_spec`` returns it (kept indices and
+        coefficients as arrays); ``count_from_spec`` gives ``count`` back.
     """
     check_inference_model(model)
-    count = count_relus(model)
+    count = counted(model, count)
     layers = {layer.name: layer for layer in iter_layers(model)}
-    path = _spec_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sites = []
-    site_rows = [row for row in count.rows if row not in count.traced]
-    for number, row in enumerate(site_rows):
-        site, kept = _site(row, layers[row.layer])
-        if kept.size > max_inline_indices:
-            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", row.layer)
-            filename = f"{path.stem}.{number}_{safe}.kept.npy"
-            np.save(path.parent / filename, kept)
-            site["kept_indices_file"] = filename
-        else:
-            site["kept_indices"] = kept.tolist()
-        sites.append(site)
-    spec = {
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": model.name,
@@ -170,7 +164,8 @@ def write_pi_spec(
             "dtype": "float32",
             "scale": float(input_scale),
         },
-        "sites": sites,
+        "sites": [_site(row, layers[row.layer])
+                  for row in count.rows if not row.traced],
         "traced": [
             {
                 "layer": row.layer,
@@ -185,6 +180,7 @@ def write_pi_spec(
             {
                 "layer": row.layer,
                 "kind": row.kind,
+                "fused": row.fused,
                 "shape": [int(dim) for dim in row.shape],
                 "elements": row.total,
                 "comparisons": row.comparisons,
@@ -195,6 +191,76 @@ def write_pi_spec(
         ],
         "totals": count.totals(),
     }
+
+
+def count_from_spec(spec):
+    """The ``ReLUCount`` a PI spec (as ``read_pi_spec`` returns it) was
+    written from, without a model: equal to the model's ``count_relus``
+    field for field when the spec kept its counting convention."""
+    rows = [
+        SiteCount(site["layer"], site["label"], tuple(site["shape"]),
+                  site["total"], site["kept"], site["fused"],
+                  site["comparisons"], site["activation"], site["pi_cost"])
+        for site in spec["sites"]
+    ] + [
+        SiteCount(entry["layer"], entry["kind"], tuple(entry["shape"]),
+                  entry["comparisons"], entry["comparisons"],
+                  comparisons=entry["not_relu"])
+        for entry in spec["traced"]
+    ]
+    other = tuple(
+        SiteCount(entry["layer"], entry["kind"], tuple(entry["shape"]),
+                  entry["elements"], entry["elements"], entry["fused"],
+                  entry["comparisons"], entry["activation"] or "",
+                  entry["pi_cost"])
+        for entry in spec["other"]
+    )
+    totals = spec["totals"]
+    return ReLUCount(
+        total=totals["relu_total"],
+        kept=totals["relu_kept"],
+        rows=tuple(rows),
+        other=other,
+        convention=spec["counting_convention"],
+        max_comparisons=totals["max_comparisons"],
+        other_comparisons=totals["other_comparisons"],
+        smooth_elements=totals["smooth_elements"],
+    )
+
+
+def write_pi_spec(
+    model,
+    path,
+    counting_convention=None,
+    input_scale=DEFAULT_INPUT_SCALE,
+    max_inline_indices=DEFAULT_MAX_INLINE_INDICES,
+    count=None,
+):
+    """Write ``pi_spec.json`` (and companion ``.npy`` index files).
+
+    Args:
+        model: the exported (hardened or plain) Keras model.
+        path: the JSON file, or a folder to write ``pi_spec.json`` into.
+        counting_convention, input_scale, count: as in ``spec_from_count``.
+        max_inline_indices: longer kept-index lists go to ``.npy`` files.
+
+    Returns:
+        ``pathlib.Path`` of the JSON file.
+    """
+    spec = spec_from_count(model, count, counting_convention, input_scale)
+    path = _spec_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for number, site in enumerate(spec["sites"]):
+        kept = site.pop("kept_indices").astype("int32")
+        if kept.size > max_inline_indices:
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", site["layer"])
+            filename = f"{path.stem}.{number}_{safe}.kept.npy"
+            np.save(path.parent / filename, kept)
+            site["kept_indices_file"] = filename
+        else:
+            site["kept_indices"] = kept.tolist()
+        if site["coefficients"] is not None:
+            site["coefficients"] = site["coefficients"].tolist()
     path.write_text(json.dumps(spec, indent=1) + "\n")
     return path
 
@@ -208,9 +274,12 @@ def read_pi_spec(path):
     Returns:
         The spec ``dict``; every site has ``kept_indices`` (int64 array,
         read from its ``.npy`` file if needed) and ``coefficients``
-        (``(degree + 1, C)`` float array, or ``None``); a version 3 file's
-        sites get ``activation`` ``"relu"`` and ``pi_cost``
-        ``"comparison"``.
+        (``(degree + 1, C)`` float array, or ``None``); what an older
+        version lacks gets a default: a site's ``activation`` ``"relu"``,
+        ``pi_cost`` ``"comparison"``, ``label`` its kind (``"fused relu"``
+        when fused) and ``comparisons`` 0; an other site's ``fused``
+        ``False``, ``activation`` ``None`` and ``pi_cost``
+        ``"comparison"``; ``smooth_elements`` 0.
     """
     path = _spec_path(path)
     if not path.is_file():
@@ -222,9 +291,17 @@ def read_pi_spec(path):
             f"{path} is not a {FORMAT} version {READABLE_VERSIONS} file "
             f"(format {spec.get('format')!r}, version {version!r})"
         )
+    spec["totals"].setdefault("smooth_elements", 0)
+    for entry in spec["other"]:
+        entry.setdefault("fused", False)
+        entry.setdefault("activation", None)
+        entry.setdefault("pi_cost", "comparison")
     for site in spec["sites"]:
         site.setdefault("activation", "relu")
         site.setdefault("pi_cost", "comparison")
+        site.setdefault("label", "fused relu" if site["fused"]
+                        else site["kind"])
+        site.setdefault("comparisons", 0)
         if "kept_indices_file" in site:
             kept = np.load(path.parent / site["kept_indices_file"])
         else:

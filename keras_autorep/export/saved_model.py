@@ -47,12 +47,11 @@ from keras_autorep.export.contract import (
     SIGNATURE_KEY,
     XLA_SIGNATURE_KEY,
     check_input_scale,
-    check_tensorflow_backend,
     exportable_model,
     input_shape,
     write_version,
 )
-from keras_autorep.graph.tracing import RELU, tf_graph_comparisons
+from keras_autorep.backends import RELU, current, tf_graph_comparisons
 
 def _checked_request(image, max_pixel):
     """``image``, once it holds at least one image of finite pixel values in
@@ -123,7 +122,7 @@ def write_saved_model(model, directory, input_scale=DEFAULT_INPUT_SCALE):
     No versioning: ``export_saved_model`` and ``export_all`` call this on a
     staging directory. Args as in ``serving_function``.
     """
-    check_tensorflow_backend()
+    current().check_exports()
     serve = serving_function(model, input_scale)
     serve_xla = serving_function(model, input_scale, xla=True)
     module = tf.Module()
@@ -206,9 +205,9 @@ def relu_elements(source, signature=SIGNATURE_KEY):
     inlined at each call site, so a function called twice counts twice) and
     re-imported for static shape inference. Then the ReLU ops whose input
     depends on the served input (``Relu``, ``Maximum`` with a zero
-    constant; see ``keras_autorep.graph.tracing``) are summed, without the
-    batch axis. A function freezing keeps (one compiled by XLA, as in
-    ``serving_xla``) is counted inside, once per call.
+    constant; see ``keras_autorep.backends.tensorflow``) are summed,
+    without the batch axis. A function freezing keeps (one compiled by XLA,
+    as in ``serving_xla``) is counted inside, once per call.
 
     Args:
         source: a SavedModel folder, a ``ConcreteFunction``, or a

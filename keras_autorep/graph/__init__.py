@@ -6,12 +6,21 @@
   training);
 * ``rewrite``: ``GraphRewriter``, the rewrite every conversion uses;
 * ``convert``: ``replace_relus`` (ReLU -> selector), ``harden``
-  (selector -> ``PartialReLU``), ``final_masks``;
+  (selector -> ``PartialReLU``), ``final_masks``, ``gather_form`` (the
+  PI form of a hardened model);
 * ``masks``: setting, choosing and freezing selector masks;
+* ``costing``: a model's predicted PI cost under a ``CostBudget``
+  (``LiveCost`` during training) and landing masks on it;
 * ``transforms``: CryptoNAS ReLU pruning and shuffling.
 """
 
-from keras_autorep.graph.convert import final_masks, harden, replace_relus
+from keras_autorep.graph.convert import (
+    final_masks,
+    gather_form,
+    harden,
+    replace_relus,
+)
+from keras_autorep.graph.costing import LiveCost, land_cost_masks, site_forms
 from keras_autorep.graph.counting import (
     LiveReLUCount,
     ReLUCount,
@@ -40,6 +49,7 @@ from keras_autorep.graph.transforms import (
 
 __all__ = [
     "GraphRewriter",
+    "LiveCost",
     "LiveReLUCount",
     "ReLUCount",
     "Site",
@@ -50,7 +60,9 @@ __all__ = [
     "current_masks",
     "final_masks",
     "freeze_masks",
+    "gather_form",
     "harden",
+    "land_cost_masks",
     "land_masks",
     "prunable_relus",
     "prune_relus",
@@ -61,6 +73,7 @@ __all__ = [
     "set_masks",
     "shufflable_relus",
     "shuffle_relus",
+    "site_forms",
     "site_of",
     "site_sizes",
     "sites",

@@ -2,8 +2,9 @@
 
 ``replace_relus`` turns every ReLU of a Sequential or functional model into a
 ``ReLUSelector``; ``harden`` turns every selector into a ``PartialReLU`` that
-keeps at most the budgeted number of ReLUs. Both return new models and carry
-the weights of all other layers over.
+keeps at most the budgeted number of ReLUs; ``gather_form`` gives a hardened
+model's ``PartialReLU`` layers their PI form. All return new models and
+carry the weights of all other layers over.
 """
 
 import warnings
@@ -12,14 +13,21 @@ import keras
 import numpy as np
 
 from keras_autorep.budgets import parse_budget
-from keras_autorep.graph.counting import count_relus
+from keras_autorep.costs import CostBudget
+from keras_autorep.graph.counting import counted
 from keras_autorep.graph.masks import (
     current_masks,
     land_masks,
     selector_budget,
 )
 from keras_autorep.graph.rewrite import GraphRewriter
-from keras_autorep.graph.sites import FUSED, selectors, site_of, sites
+from keras_autorep.graph.sites import (
+    FUSED,
+    iter_layers,
+    selectors,
+    site_of,
+    sites,
+)
 from keras_autorep.layers import PartialReLU, ReLUSelector
 from keras_autorep.layers.activations import canonical_name
 
@@ -148,13 +156,14 @@ def _expanded(selector, mask):
     return np.broadcast_to(mask, selector.activation_shape).ravel()
 
 
-def final_masks(model, budget=None):
+def final_masks(model, budget=None, count=None):
     """The flat kept-position masks that hardening will use, per selector.
 
     The masks as trained; if they keep more than ``budget`` ReLUs (with the
     ReLUs kept outside selectors, and every call of a shared selector),
     only the kept positions with the largest indicators that fit survive
-    (``land_masks(..., fill=False)``).
+    (``land_masks(..., fill=False)``; ``count``: the model's
+    ``ReLUCount``, computed when needed and not given).
 
     Returns:
         ``{selector name: boolean array of H*W*C}``.
@@ -162,11 +171,11 @@ def final_masks(model, budget=None):
     if budget is None:
         masks = current_masks(model)
     else:
-        masks = land_masks(model, budget, fill=False)
+        masks = land_masks(model, budget, fill=False, count=count)
     return {s.name: _expanded(s, masks[s.name]) for s in selectors(model)}
 
 
-def harden(model, budget=None):
+def harden(model, budget=None, count=None):
     """Return the inference model: every ``ReLUSelector`` -> ``PartialReLU``.
 
     Indicators and statistics are dropped; the binary masks and per-channel
@@ -188,13 +197,17 @@ def harden(model, budget=None):
         model: a Sequential or functional model, usually with
             ``ReLUSelector`` layers (from ``replace_relus``).
         budget: optional ReLU budget (anything ``parse_budget`` accepts;
-            percentages refer to the model's total ReLUs).
+            percentages refer to the model's total ReLUs), or a
+            ``CostBudget`` (``keras_autorep.pi.cost_budget``): the masks
+            are trimmed until the predicted cost fits.
+        count: ``count_relus(model)`` if the caller has it (computed once
+            otherwise, and passed to every step).
 
     Raises:
         ValueError: the ReLUs kept outside selectors alone exceed the
             budget; the message names where they are.
     """
-    count = count_relus(model)
+    count = counted(model, count)
     if count.traced:
         warnings.warn(
             f"{sum(row.kept for row in count.traced):,} ReLUs computed "
@@ -204,10 +217,10 @@ def harden(model, budget=None):
             "model and take their share of the budget",
             stacklevel=2,
         )
-    if budget is not None:
+    if budget is not None and not isinstance(budget, CostBudget):
         budget = parse_budget(budget, total=count.total)
-        selector_budget(model, budget)  # the fixed ReLUs must fit
-    masks = final_masks(model, budget)
+        selector_budget(model, budget, count)  # the fixed ReLUs must fit
+    masks = final_masks(model, budget, count)
 
     def replace(layer):
         if not isinstance(layer, ReLUSelector):
@@ -230,3 +243,30 @@ def harden(model, budget=None):
     hardened = GraphRewriter(replace, is_target).rebuild(model)
     hardened.jit_compile = True
     return hardened
+
+
+def _in_scatter_form(layer):
+    return isinstance(layer, PartialReLU) and layer.merge == "scatter"
+
+
+def gather_form(model):
+    """``model`` with every ``PartialReLU`` in its PI form
+    (``merge="gather"``: no scatter op, the polynomial on the removed
+    elements only), nested models included; same function, same weights.
+
+    Returns ``model`` itself when nothing changes, else a new model (the
+    ONNX export traces it; ``model`` keeps its form).
+    """
+    if not any(_in_scatter_form(layer) for layer in iter_layers(model)):
+        return model
+
+    def replace(layer):
+        if isinstance(layer, keras.Model):
+            copy = gather_form(layer)
+            return None if copy is layer else [copy]
+        if _in_scatter_form(layer):
+            return [rewriter.clone(layer, merge="gather")]
+        return None
+
+    rewriter = GraphRewriter(replace, _in_scatter_form)
+    return rewriter.rebuild(model)

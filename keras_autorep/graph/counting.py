@@ -63,6 +63,11 @@ class SiteCount:
         """How many times the layer is applied."""
         return self.total // max(1, int(np.prod(self.shape)))
 
+    @property
+    def traced(self):
+        """A row of a computation only the traced graph shows."""
+        return self.kind.startswith(TRACED)
+
 
 @dataclasses.dataclass(frozen=True)
 class ReLUCount:
@@ -94,7 +99,7 @@ class ReLUCount:
     @property
     def traced(self):
         """The rows of computations only the traced graph shows."""
-        return tuple(row for row in self.rows if row.kind.startswith(TRACED))
+        return tuple(row for row in self.rows if row.traced)
 
     @property
     def graph_relus(self):
@@ -316,6 +321,12 @@ def count_relus(model):
     )
 
 
+def counted(model, count=None):
+    """``count`` if given, else ``count_relus(model)``: how a function that
+    takes a model's count as ``count=None`` gets it."""
+    return count_relus(model) if count is None else count
+
+
 class LiveReLUCount:
     """A model's kept ReLUs as a scalar tensor, read during training.
 
@@ -323,23 +334,24 @@ class LiveReLUCount:
     differentiable with respect to the indicators), ``SoftReLUMask`` sites
     their positions above the threshold; every other ReLU, traced rows
     included, is a constant (``fixed``). Each site counts once per call of
-    its layer.
+    its layer: its row is the one of its layer's name (a site the model
+    never calls has none and counts nothing).
 
     Args:
         model: a built model.
+        count: its ``ReLUCount`` (``count_relus(model)``, computed when not
+            given).
     """
 
-    def __init__(self, model):
-        count = count_relus(model)
-        live_names = {site.layer.name for site in sites(model, _MASKED_FORM)}
-        live_rows = [row for row in count.rows
-                     if row.layer in live_names and row not in count.traced]
+    def __init__(self, model, count=None):
+        count = counted(model, count)
+        rows = {row.layer: row for row in count.rows if not row.traced}
+        live = [(site.layer, rows[site.layer.name])
+                for site in sites(model, _MASKED_FORM)
+                if site.layer.name in rows]
         self.total = count.total
-        self.sites = [
-            (site.layer, row.calls)
-            for site, row in zip(sites(model, _MASKED_FORM), live_rows)
-        ]
-        self.fixed = count.kept - sum(row.kept for row in live_rows)
+        self.sites = [(layer, row.calls) for layer, row in live]
+        self.fixed = count.kept - sum(row.kept for _, row in live)
 
     def __call__(self):
         terms = [

@@ -12,13 +12,19 @@ is 0, and ``alpha`` excluded from training, so the hysteresis rule of
 ``ReLUSelector`` keeps the mask as it is while the rest of the model trains.
 Freezing is a property of the variable, not of the saved model: call
 ``freeze_masks`` again on a reloaded model before training it further.
+
+Every function that needs the model's ReLU count takes it as ``count``
+(its ``count_relus(model)``, computed when not given) and passes it on, so
+a chain of calls on one model state counts it once.
 """
 
 import keras
 import numpy as np
 
 from keras_autorep.budgets import parse_budget
-from keras_autorep.graph.counting import LiveReLUCount, count_relus
+from keras_autorep.costs import CostBudget
+from keras_autorep.graph.costing import land_cost_masks
+from keras_autorep.graph.counting import LiveReLUCount, counted
 from keras_autorep.graph.sites import selectors
 
 
@@ -32,19 +38,19 @@ def _sites(model):
     return sites
 
 
-def _costs(model):
+def _costs(model, count):
     """``{selector name: ReLU elements one indicator costs}`` (per example,
     all calls of the layer)."""
     return {
         layer.name: layer.relus_per_indicator * calls
-        for layer, calls in LiveReLUCount(model).sites
+        for layer, calls in LiveReLUCount(model, count).sites
     }
 
 
-def site_sizes(model):
+def site_sizes(model, count=None):
     """``{selector name: ReLU elements per example}`` (all calls), in graph
-    order."""
-    costs = _costs(model)
+    order (``count``: see the module doc)."""
+    costs = _costs(model, counted(model, count))
     return {
         site.name: site.total_relus // site.relus_per_indicator
         * costs[site.name]
@@ -52,7 +58,7 @@ def site_sizes(model):
     }
 
 
-def selector_budget(model, budget):
+def selector_budget(model, budget, count=None):
     """The part of ``budget`` left to the selectors.
 
     ReLUs kept outside selectors (plain ReLU layers, hardened sites) are
@@ -62,29 +68,32 @@ def selector_budget(model, budget):
         model: a built model (usually with ``ReLUSelector`` layers).
         budget: anything ``parse_budget`` accepts (percentages of the
             model's total ReLUs).
+        count: the model's ``ReLUCount`` (see the module doc).
 
     Raises:
         ValueError: the ReLUs kept outside selectors exceed the budget
             (the message says where they are).
     """
-    count = LiveReLUCount(model)
-    budget = parse_budget(budget, total=count.total)
-    if count.fixed > budget:
+    count = counted(model, count)
+    live = LiveReLUCount(model, count)
+    budget = parse_budget(budget, total=live.total)
+    if live.fixed > budget:
         raise ValueError(
-            f"the model has {count.fixed:,} ReLUs kept outside selectors, "
+            f"the model has {live.fixed:,} ReLUs kept outside selectors, "
             f"more than the budget of {budget:,} (at "
-            f"{fixed_relu_sources(model)}): replace_relus turns plain ReLU "
+            f"{fixed_relu_sources(model, count=count)}): replace_relus turns "
+            "plain ReLU "
             "layers and keras.ops.relu nodes into selectors; traced ReLUs "
             "of custom layers or other keras.ops nodes (ops.maximum(x, 0), "
             "...) stay, so rewrite those with ReLU layers"
         )
-    return budget - count.fixed
+    return budget - live.fixed
 
 
-def fixed_relu_sources(model, limit=4):
+def fixed_relu_sources(model, limit=4, count=None):
     """Where a model keeps ReLUs outside selectors, in words (the largest
     ``limit`` rows)."""
-    count = count_relus(model)
+    count = counted(model, count)
     rows = [row for row in count.rows
             if row.kept and row.kind not in ("ReLUSelector", "SoftReLUMask")]
     rows.sort(key=lambda row: -row.kept)
@@ -94,9 +103,10 @@ def fixed_relu_sources(model, limit=4):
                    else "")
 
 
-def check_counts(model, counts, budget=None):
-    """Validate per-site ReLU counts against the sites (and a budget)."""
-    sizes = site_sizes(model)
+def check_counts(model, counts, budget=None, count=None):
+    """Validate per-site ReLU counts against the sites (and a budget);
+    ``count``: see the module doc."""
+    sizes = site_sizes(model, count)
     if set(counts) != set(sizes):
         raise ValueError(
             f"counts must name every selector of {model.name!r} and nothing "
@@ -119,7 +129,7 @@ def _units(cost, count):
     return int(count) // cost
 
 
-def random_masks(model, counts, seed=None):
+def random_masks(model, counts, seed=None, count=None):
     """Masks keeping ``counts[site]`` ReLUs per site at random positions.
 
     With per-channel indicators each site keeps
@@ -129,12 +139,14 @@ def random_masks(model, counts, seed=None):
         model: a model with ``ReLUSelector`` layers.
         counts: ``{site: ReLUs to keep}``.
         seed: seed of the NumPy generator.
+        count: the model's ``ReLUCount`` (see the module doc).
 
     Returns:
         ``{site: boolean array of the indicator's shape}``.
     """
-    check_counts(model, counts)
-    costs = _costs(model)
+    count = counted(model, count)
+    check_counts(model, counts, count=count)
+    costs = _costs(model, count)
     rng = np.random.default_rng(seed)
     masks = {}
     for site in _sites(model):
@@ -146,7 +158,7 @@ def random_masks(model, counts, seed=None):
     return masks
 
 
-def top_masks(model, scores, budget=None, counts=None):
+def top_masks(model, scores, budget=None, counts=None, count=None):
     """Masks keeping the positions with the largest scores.
 
     Exactly one of ``budget`` (one ranking over all sites, SNL) or
@@ -160,6 +172,7 @@ def top_masks(model, scores, budget=None, counts=None):
         scores: ``{site: array of the indicator's shape (or flat)}``.
         budget: total ReLU elements to keep over all sites.
         counts: ``{site: ReLUs to keep}``.
+        count: the model's ``ReLUCount`` (see the module doc).
 
     Returns:
         ``{site: boolean array of the indicator's shape}``.
@@ -167,13 +180,14 @@ def top_masks(model, scores, budget=None, counts=None):
     if (budget is None) == (counts is None):
         raise ValueError("give exactly one of budget and counts")
     sites = _sites(model)
-    costs = _costs(model)
+    count = counted(model, count)
+    costs = _costs(model, count)
     flat_scores = {
         s.name: np.asarray(scores[s.name], dtype="float64").ravel()
         for s in sites
     }
     if counts is not None:
-        check_counts(model, counts)
+        check_counts(model, counts, count=count)
         keep = {}
         for s in sites:
             order = np.argsort(-flat_scores[s.name], kind="stable")
@@ -215,20 +229,23 @@ def _global_top(sites, flat_scores, budget, costs):
     }
 
 
-def land_masks(model, budget, fill=True):
+def land_masks(model, budget, fill=True, count=None):
     """Masks that keep as close to ``budget`` ReLUs as fits, never above.
 
     Above the budget, the kept positions with the largest indicators
     ``alpha`` survive (trim); with ``fill``, below it the removed positions
     with the largest ``alpha`` are switched back on until the next one
     would not fit. ReLUs kept outside selectors come off the budget first.
+    A ``CostBudget`` lands on the predicted cost instead
+    (``land_cost_masks``).
 
     Args:
         model: a model with ``ReLUSelector`` layers.
         budget: the model's ReLU budget (anything ``parse_budget``
-            accepts).
+            accepts), or a ``CostBudget``.
         fill: also fill up to the budget (the recipes' landing); without
             it only trim (``harden``).
+        count: the model's ``ReLUCount`` (see the module doc).
 
     Returns:
         ``{site: boolean array of the indicator's shape}``.
@@ -236,9 +253,12 @@ def land_masks(model, budget, fill=True):
     Raises:
         ValueError: the ReLUs kept outside selectors exceed the budget.
     """
-    room = selector_budget(model, budget)
+    count = counted(model, count)
+    if isinstance(budget, CostBudget):
+        return land_cost_masks(model, budget, fill, count)
+    room = selector_budget(model, budget, count)
     current = current_masks(model)
-    costs = _costs(model)
+    costs = _costs(model, count)
     kept = sum(int(current[name].sum()) * costs[name] for name in current)
     if kept == room or (kept < room and not fill) or not current:
         return current
@@ -250,7 +270,7 @@ def land_masks(model, budget, fill=True):
             scores[site.name] = np.where(mask, alpha, -np.inf)
         else:  # fill: keep every kept position, then the best removed ones
             scores[site.name] = np.where(mask, np.inf, alpha)
-    return top_masks(model, scores, budget=room)
+    return top_masks(model, scores, budget=room, count=count)
 
 
 def set_masks(model, masks, freeze=False):

@@ -30,7 +30,8 @@ class GraphRewriter:
     """Rebuilds a model, letting ``replace(layer)`` swap layers out.
 
     ``replace(layer)`` returns a list of layers to apply in sequence in place
-    of ``layer``, or ``None`` to keep a copy of it. ``clone(layer, ...)``
+    of ``layer``, or ``None`` to keep a copy of it (a nested model is asked
+    too; kept, it must hold no target). ``clone(layer, ...)``
     makes a copy (config overrides allowed) whose weights are carried over
     once the new model is built; ``replace`` may use it for the layers it
     returns.
@@ -76,6 +77,9 @@ class GraphRewriter:
         return copy
 
     def _layers_for(self, layer):
+        chain = self._replace(layer)
+        if chain is not None:
+            return chain
         if isinstance(layer, keras.Model) and any(
             self._is_target(inner) for inner in layer.layers
         ):
@@ -84,8 +88,7 @@ class GraphRewriter:
                 "keras_autorep converts top-level layers only: flatten the "
                 "model (call the sub-model's layers directly) first"
             )
-        chain = self._replace(layer)
-        return chain if chain is not None else [self.clone(layer)]
+        return [self.clone(layer)]
 
     def rebuild(self, model):
         """The rewritten model (Sequential stays Sequential)."""

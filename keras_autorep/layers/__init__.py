@@ -1,11 +1,10 @@
 """Keras layers of keras_autorep (all registered serialisable)."""
 
-from keras_autorep.layers.partial_relu import PartialReLU, pi_form
+from keras_autorep.layers.partial_relu import PartialReLU
 from keras_autorep.layers.polynomial_activation import PolynomialActivation
 from keras_autorep.layers.relu_selector import ReLUSelector
 from keras_autorep.layers.soft_relu_mask import SoftReLUMask
 
 __all__ = [
     "PartialReLU", "PolynomialActivation", "ReLUSelector", "SoftReLUMask",
-    "pi_form",
 ]

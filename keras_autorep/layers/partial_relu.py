@@ -1,9 +1,6 @@
 """Hardened inference layer: ReLU (or the site's activation) on kept
 positions only."""
 
-import contextlib
-import contextvars
-
 import keras
 import numpy as np
 from keras import ops
@@ -11,22 +8,7 @@ from keras import ops
 from keras_autorep.dapa import SUPPORTED_DEGREES, evaluate_polynomial
 from keras_autorep.layers.activations import activation_function, canonical_name
 
-
-_PI_FORM = contextvars.ContextVar("partial_relu_pi_form", default=False)
-
-
-@contextlib.contextmanager
-def pi_form():
-    """Trace ``PartialReLU`` layers in their PI form within this block.
-
-    The form is chosen when a function is traced (``tf.function``, export),
-    so wrap the tracing, not the later calls of the traced function.
-    """
-    token = _PI_FORM.set(True)
-    try:
-        yield
-    finally:
-        _PI_FORM.reset(token)
+MERGES = ("scatter", "gather")
 
 
 @keras.saving.register_keras_serializable(package="keras_autorep")
@@ -35,12 +17,19 @@ class PartialReLU(keras.layers.Layer):
 
     The inference form of a ``ReLUSelector``. Each example's activation map is
     flattened (``H * W * C`` elements, channels last); the ``num_kept`` kept
-    elements are gathered and passed through ReLU, the others are gathered and
-    passed through ``c0 + c1 x (+ c2 x^2)`` with their channel's
-    coefficients, and both parts are put back in place with one more gather.
-    So the graph applies ReLU to exactly ``num_kept`` elements per example,
-    which is what a private-inference protocol pays for (a masked multiply
+    elements are gathered and passed through ReLU, the others through
+    ``c0 + c1 x (+ c2 x^2)`` with their channel's coefficients. So the graph
+    applies ReLU to exactly ``num_kept`` elements per example, which is
+    what a private-inference protocol pays for (a masked multiply
     ``m * relu(x) + (1 - m) * p(x)`` would pay for every element).
+
+    ``merge`` says how both parts come together: ``"scatter"`` evaluates the
+    polynomial on the whole map and scatters the kept outputs over it (few
+    passes over the map: the serving form); ``"gather"`` gathers the
+    removed elements apart, evaluates the polynomial on them only and puts
+    both parts back in place with one more gather (the PI form: no scatter
+    op, no polynomial on a kept position; the ONNX export traces it,
+    ``keras_autorep.graph.gather_form``).
 
     The layer has no trainable state; positions and coefficients live in
     non-trainable weights so ``.keras`` files keep them.
@@ -54,6 +43,7 @@ class PartialReLU(keras.layers.Layer):
             powers, set when the layer is built.
         activation: what kept positions apply (default ``"relu"``; any name
             in ``keras_autorep.layers.activations``, e.g. ``"silu"``).
+        merge: ``"scatter"`` (default) or ``"gather"`` (the PI form).
 
     Example:
 
@@ -69,9 +59,12 @@ class PartialReLU(keras.layers.Layer):
         kept_indices=None,
         coefficients=None,
         activation="relu",
+        merge="scatter",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if merge not in MERGES:
+            raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
         if degree not in SUPPORTED_DEGREES:
             raise ValueError(
                 f"degree must be one of {SUPPORTED_DEGREES}, got {degree!r}"
@@ -80,6 +73,7 @@ class PartialReLU(keras.layers.Layer):
             raise ValueError(f"num_kept must be >= 0, got {num_kept!r}")
         self.num_kept = int(num_kept)
         self.degree = int(degree)
+        self.merge = merge
         self.activation = canonical_name(activation)
         self._kept_function = activation_function(self.activation)
         self._initial_positions = kept_indices
@@ -177,7 +171,7 @@ class PartialReLU(keras.layers.Layer):
         flat = ops.reshape(inputs, (-1, self.total_relus))
         kept = self._kept_function(ops.take(flat, self.kept_indices, axis=1))
         coefficients = ops.cast(self.coefficients, inputs.dtype)
-        if _PI_FORM.get():
+        if self.merge == "gather":
             outputs = self._merge_gathered(flat, kept, coefficients)
         else:
             outputs = self._scatter_kept(
@@ -222,6 +216,6 @@ class PartialReLU(keras.layers.Layer):
         config = super().get_config()
         config.update(
             num_kept=self.num_kept, degree=self.degree,
-            activation=self.activation,
+            activation=self.activation, merge=self.merge,
         )
         return config

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_autorep.adapters.replicas import replicas_in_sync
+from keras_autorep.backends import current
 from keras_autorep.dapa import (
     SUPPORTED_DEGREES,
     dapa_coefficients,
@@ -32,22 +32,6 @@ class QuadraticDecay(keras.regularizers.Regularizer):
 
 
 @keras.saving.register_keras_serializable(package="keras_autorep")
-class QuadraticClip(keras.constraints.Constraint):
-    """Keeps every quadratic coefficient within ``[-limit, limit]`` after
-    each optimizer step."""
-
-    def __init__(self, limit):
-        self.limit = float(limit)
-
-    def __call__(self, coefficients):
-        quadratic = ops.clip(coefficients[-1:], -self.limit, self.limit)
-        return ops.concatenate([coefficients[:-1], quadratic], axis=0)
-
-    def get_config(self):
-        return {"limit": self.limit}
-
-
-@keras.saving.register_keras_serializable(package="keras_autorep")
 class PolynomialActivation(keras.layers.Layer):
     """Per-channel polynomial ``p(x) = c0 + c1 x (+ c2 x^2)``.
 
@@ -62,6 +46,15 @@ class PolynomialActivation(keras.layers.Layer):
     statistics are those of the global batch (all-reduced across
     TensorFlow replicas), so every replica fits the same coefficients.
     ``fit="identity"`` gives the fixed ``p(x) = x`` used by SNL.
+
+    The coefficients (``coefficients``) are the sum of two variables: the
+    trainable ``learned`` part, which only the optimizer moves, and the
+    non-trainable ``fitted`` part, which only the forward pass writes. A
+    refit sets ``fitted <- fit - learned``, so the sum is the fit, as if
+    the refit had overwritten one variable. Keras's stateless JAX training
+    keeps a forward pass's writes to non-trainable variables only, so the
+    split makes refits take effect on JAX as on TensorFlow. Optimizer-level
+    decoupled weight decay (``AdamW``) shrinks the learned part only.
 
     The statistics only serve the re-fits, so a trainer may stop computing
     them once the refit phase is over (``statistics_needed()`` is False):
@@ -84,8 +77,9 @@ class PolynomialActivation(keras.layers.Layer):
             (``QuadraticDecay``; default 0: none). Stability options for
             degree 2, both off by default: a deep stack of quadratics can
             overflow on inputs off the training range.
-        max_quadratic: bound on ``|c2|`` applied after every optimizer step
-            (``QuadraticClip``; default ``None``: none).
+        max_quadratic: bound on ``|c2|``: every polynomial the layer
+            computes with, refitted or trained, is clipped to it (default
+            ``None``: none).
         activation: the activation DaPa approximates (a name in
             ``keras_autorep.layers.activations``; default ``"relu"``, in
             closed form; the others by a Gauss-Hermite fit).
@@ -178,21 +172,16 @@ class PolynomialActivation(keras.layers.Layer):
             initial = identity_coefficients(channels, self.degree)
         else:
             initial = self._dapa(ops.zeros((channels,)), ops.ones((channels,)))
-        self.coefficients = self.add_weight(
-            name="coefficients",
+        self.learned = self.add_weight(
+            name="learned_coefficients",
             shape=(self.degree + 1, channels),
             initializer=keras.initializers.Constant(
                 ops.convert_to_numpy(initial)
             ),
             trainable=self.fit == "dapa",
             regularizer=(
-                QuadraticDecay(self.quadratic_decay)
+                self.quadratic_penalty
                 if self.quadratic_decay and self.degree == 2 else None
-            ),
-            constraint=(
-                QuadraticClip(self.max_quadratic)
-                if self.max_quadratic is not None and self.degree == 2
-                else None
             ),
         )
         self.moving_mean = self.add_weight(
@@ -210,18 +199,99 @@ class PolynomialActivation(keras.layers.Layer):
         self.steps = self.add_weight(
             name="steps", shape=(), initializer="zeros", trainable=False
         )
+        # Last, so that the variables of files saved before it existed keep
+        # their indices (see ``load_own_variables``).
+        self.fitted = self.add_weight(
+            name="fitted_coefficients",
+            shape=(self.degree + 1, channels),
+            initializer="zeros",
+            trainable=False,
+        )
+
+    def load_own_variables(self, store):
+        """Keras's, and files saved before the fitted part existed (their
+        one ``coefficients`` variable is the learned part, the fitted part
+        starts at zero: the coefficients are the saved ones)."""
+        saved_before = [self.learned, self.moving_mean, self.moving_std,
+                        self.steps]
+        if len(store.keys()) != len(saved_before):
+            super().load_own_variables(store)
+            return
+        for index, variable in enumerate(saved_before):
+            variable.assign(store[str(index)])
+        self.fitted.assign(ops.zeros(self.fitted.shape))
+
+    def clip(self, coefficients):
+        """What clips ``coefficients``' quadratic row to ``max_quadratic``
+        (zeros where it holds, or with no bound), without gradient: adding
+        it bounds a polynomial and lets its gradient through unchanged, as
+        for a constraint."""
+        if self.max_quadratic is None or self.degree != 2:
+            return ops.zeros_like(coefficients)
+        quadratic = coefficients[-1:]
+        bounded = ops.clip(quadratic, -self.max_quadratic, self.max_quadratic)
+        return ops.stop_gradient(ops.concatenate(
+            [ops.zeros_like(coefficients[:-1]), bounded - quadratic], axis=0))
+
+    @property
+    def coefficients(self):
+        """The ``(degree + 1, C)`` coefficients ``[c0, c1(, c2)]`` the layer
+        computes with: the learned part plus the fitted part, clipped (a
+        tensor; ``assign_coefficients`` sets them)."""
+        coefficients = self.learned.value + self.fitted.value
+        return coefficients + self.clip(coefficients)
+
+    def assign_coefficients(self, coefficients):
+        """Sets the coefficients: the learned part takes them, the fitted
+        part is zeroed."""
+        self.learned.assign(ops.cast(coefficients, self.learned.dtype))
+        self.fitted.assign(ops.zeros(self.fitted.shape))
+
+    def quadratic_penalty(self, learned):
+        """The regularizer of the learned part: ``QuadraticDecay`` of the
+        coefficients it gives with the fitted part."""
+        coefficients = learned + self.fitted.value
+        return QuadraticDecay(self.quadratic_decay)(
+            coefficients + self.clip(coefficients))
 
     def step_coefficients(self, inputs, training):
         """The coefficients of this forward pass on ``inputs``.
 
         In training, first updates the running statistics (while
-        ``track_statistics``) and, in the refit phase, refits.
+        ``track_statistics``) and, in the refit phase, refits; the fitted
+        part keeps the refit and the ``max_quadratic`` clip. The gradient
+        reaches the learned part, except at a refit.
         """
-        if not (training and self.track_statistics) or self.fit == "identity":
-            return self.coefficients.value
+        learned, fitted = self.learned.value, self.fitted.value
+        coefficients = learned + fitted
+        clip = self.clip(coefficients)
+        coefficients, fitted = coefficients + clip, fitted + clip
+        if not training or self.fit == "identity":
+            return coefficients
+        refitting = self.track_statistics and self.refits
+        if refitting:  # read before update_statistics counts this step
+            steps = self.steps.value
+            refit_now = ops.logical_and(
+                ops.less(steps, float(self.refit_steps)),
+                ops.equal(ops.mod(steps, float(self.refit_every)), 0.0),
+            )
+        if self.track_statistics:
+            mean, std = self.update_statistics(inputs)
+        if refitting:
+            fit = ops.stop_gradient(self._dapa(mean, std))
+            coefficients = ops.where(refit_now, fit + self.clip(fit),
+                                     coefficients)
+            fitted = ops.where(refit_now, fit - learned, fitted)
+        if refitting or self.max_quadratic is not None:
+            self.fitted.assign(ops.stop_gradient(fitted))
+        return coefficients
+
+    def update_statistics(self, inputs):
+        """Updates the running statistics with ``inputs``' batch and counts
+        the step; returns the new ``(mean, std)``."""
         axes = tuple(range(len(inputs.shape) - 1))
         x = ops.stop_gradient(ops.cast(inputs, "float32"))
-        if replicas_in_sync() > 1:  # statistics of the global batch
+        if current().replicas_in_sync() > 1:  # statistics of the global batch
             batch_mean, batch_var = ops.moments(x, axes, synchronized=True)
         else:  # one device, or JAX's global program
             batch_mean = ops.mean(x, axis=axes)
@@ -234,19 +304,8 @@ class PolynomialActivation(keras.layers.Layer):
         std = momentum * self.moving_std.value + (1.0 - momentum) * batch_std
         self.moving_mean.assign(mean)
         self.moving_std.assign(std)
-        coefficients = self.coefficients.value
-        if self.refits:
-            refit_now = ops.logical_and(
-                ops.less(steps, float(self.refit_steps)),
-                ops.equal(ops.mod(steps, float(self.refit_every)), 0.0),
-            )
-            fitted = self._dapa(mean, std)
-            coefficients = ops.where(
-                refit_now, ops.stop_gradient(fitted), coefficients
-            )
-            self.coefficients.assign(coefficients)
         self.steps.assign(steps + 1.0)
-        return coefficients
+        return mean, std
 
     def call(self, inputs, training=False):
         coefficients = self.step_coefficients(inputs, training)

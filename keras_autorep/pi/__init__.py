@@ -1,16 +1,25 @@
 """Private inference: what an exported model costs, predicted and measured.
 
-``cost_report(export)`` predicts, per calibrated protocol (``cost``), the
+``cost_report(export)`` predicts, per calibrated protocol
+(``keras_autorep.costs``), the
 communication, rounds and latency of an export next to its all-ReLU
 version, with the published garbled-circuit figures (``garbled``) as a
 third family; ``measure(export, runtime, images)`` runs a real two-party
 inference (``runtimes``) and writes ``pi_measured.json``.
 ``python -m keras_autorep.pi cost|measure DIR`` does both from the command
 line; ``python -m keras_autorep.pi setup`` builds the runtimes'
-virtualenvs (``envs``).
+virtualenvs (``envs``). ``cost_budget("3.7MB", model, protocol)``
+resolves a budget in bytes or milliseconds against a model (``budget``).
 """
 
-from keras_autorep.pi.cost import Network, Prediction, predict, protocols
+from keras_autorep.costs import (
+    Network,
+    Prediction,
+    Workload,
+    predict,
+    protocols,
+)
+from keras_autorep.pi.budget import cost_budget
 from keras_autorep.pi.garbled import (
     GC_CLIENT_EVAL_MS_PER_RELU,
     GC_CLIENT_GARBLE_MS_PER_RELU,
@@ -27,7 +36,7 @@ from keras_autorep.pi.garbled import (
 from keras_autorep.pi.measure import measure, read_measured
 from keras_autorep.pi.report import CostReport, cost_report
 from keras_autorep.pi.runtimes import RUNTIMES
-from keras_autorep.pi.workload import Workload, onnx_workload
+from keras_autorep.pi.workload import onnx_workload
 
 __all__ = [
     "GC_CLIENT_EVAL_MS_PER_RELU",
@@ -45,6 +54,7 @@ __all__ = [
     "PICost",
     "Prediction",
     "Workload",
+    "cost_budget",
     "cost_report",
     "estimate_cost",
     "measure",

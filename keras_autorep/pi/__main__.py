@@ -29,7 +29,7 @@ import os
 import sys
 from pathlib import Path
 
-from keras_autorep.pi.cost import Network
+from keras_autorep.costs import Network
 from keras_autorep.pi.envs import ENVIRONMENTS, build_env, envs_folder
 from keras_autorep.pi.exported import cost_text, find_spec, write_cost_file
 from keras_autorep.pi.report import cost_report

@@ -3,8 +3,12 @@
 
 from pathlib import Path
 
-from keras_autorep.export import SPEC_FILENAME, read_pi_spec, versions
-from keras_autorep.graph.counting import ReLUCount, SiteCount
+from keras_autorep.export import (
+    SPEC_FILENAME,
+    count_from_spec,
+    read_pi_spec,
+    versions,
+)
 from keras_autorep.pi.report import cost_report
 
 COST_FILENAME = "pi_cost.txt"
@@ -26,42 +30,6 @@ def find_spec(path):
     )
 
 
-def spec_count(spec):
-    """The ``ReLUCount`` a PI spec was written from (without a model)."""
-    rows = [
-        SiteCount(
-            site["layer"],
-            "fused relu" if site["fused"] else site["kind"],
-            tuple(site["shape"]),
-            site["total"],
-            site["kept"],
-            site["fused"],
-        )
-        for site in spec["sites"]
-    ] + [
-        SiteCount(entry["layer"], entry["kind"], tuple(entry["shape"]),
-                  entry["comparisons"], entry["comparisons"],
-                  comparisons=entry["not_relu"])
-        for entry in spec["traced"]
-    ]
-    other = tuple(
-        SiteCount(entry["layer"], entry["kind"], tuple(entry["shape"]),
-                  entry["elements"], entry["elements"],
-                  comparisons=entry["comparisons"])
-        for entry in spec["other"]
-    )
-    totals = spec["totals"]
-    return ReLUCount(
-        totals["relu_total"],
-        totals["relu_kept"],
-        tuple(rows),
-        other,
-        spec["counting_convention"],
-        totals["max_comparisons"],
-        totals["other_comparisons"],
-    )
-
-
 def cost_text(spec_path, network=None, names=None):
     """The model line, input line, ReLU table and cost report of the
     export whose spec is ``spec_path``."""
@@ -73,7 +41,7 @@ def cost_text(spec_path, network=None, names=None):
         f"{spec['input']['layout']} (batch,) + {shape}, scaled by "
         f"{spec['input']['scale']:.6g}",
         "",
-        spec_count(spec).table(),
+        count_from_spec(spec).table(),
         "",
         cost_report(spec_path, network=network, names=names).text(),
     ])

@@ -1,6 +1,6 @@
 """The garbled-circuit family: published per-ReLU figures, not measured.
 
-The third family of ``keras_autorep.pi.cost`` next to the two calibrated
+The third family of ``keras_autorep.costs`` next to the two calibrated
 runtimes: each ReLU (and each max-pooling or other comparison) is priced as
 a garbled-circuit (GC) ReLU with published per-ReLU figures; polynomial
 activations relative to a ReLU with a published latency ratio. Linear

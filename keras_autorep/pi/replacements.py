@@ -15,7 +15,7 @@ import numpy as np
 
 from keras_autorep.graph.rewrite import GraphRewriter
 from keras_autorep.layers import PartialReLU
-from keras_autorep.pi.cost import calibration
+from keras_autorep.costs import calibration
 
 
 def secret_product_bytes(protocol):

@@ -1,12 +1,14 @@
 """The PI cost report of an export: every protocol, against all-ReLU.
 
 ``cost_report(export)`` reads an export's ``pi_spec.json`` and
-``model.onnx`` (or exports a Keras model to a scratch folder first),
-predicts each calibrated protocol's communication, rounds and latency for
-the model and for its all-ReLU version (every site a ReLU, or a given
-original model), adds the garbled-circuit family and, where
-``pi_measured.json`` exists, the measured figures. ``pi_cost.txt`` is its
-``text()``; ``report.json`` holds its ``to_dict()``.
+``model.onnx`` (or exports a Keras model to a scratch folder first: one
+more tf2onnx run, so price what ``export_all`` wrote, e.g. in its
+``extras`` hook, rather than the model it exported), predicts each
+calibrated protocol's communication, rounds and latency for the model
+and for its all-ReLU version (every site a ReLU, or a given original
+model), adds the garbled-circuit family and, where ``pi_measured.json``
+exists, the measured figures. ``pi_cost.txt`` is its ``text()``;
+``report.json`` holds its ``to_dict()``.
 """
 
 import dataclasses
@@ -14,19 +16,21 @@ from pathlib import Path
 
 import keras
 
+from keras_autorep.backends import current
 from keras_autorep.export import (
     ONNX_FILENAME,
     SPEC_FILENAME,
     read_pi_spec,
     write_pi_spec,
 )
-from keras_autorep.pi.cost import (
+from keras_autorep.costs import (
     Network,
     calibration_path,
     predict,
     protocols,
     provenance,
 )
+from keras_autorep.costs.sites import all_relu_workload
 from keras_autorep.pi.garbled import SOURCES, estimate_cost
 from keras_autorep.pi.measure import read_measured
 from keras_autorep.pi.scratch import scratch_folder
@@ -77,19 +81,27 @@ def all_relu_counts(spec):
             "polynomials": 0, "polynomials_by_degree": {}}
 
 
-def priced(source):
+def priced(source, count=None):
     """``(spec, workload)`` of a version folder, a ``pi_spec.json`` path or
     a Keras model (``workload`` is ``None`` without an ONNX graph: a folder
-    without ``model.onnx``, or a model on a backend other than
-    TensorFlow)."""
+    without ``model.onnx``, or a model on a backend that cannot export).
+
+    A model is written to a scratch folder first (its spec from ``count``,
+    its ``count_relus`` if the caller has it; its ONNX graph through
+    tf2onnx); a folder is read as written.
+    """
     if isinstance(source, keras.Model):
         with scratch_folder("priced") as folder:
-            write_pi_spec(source, folder / SPEC_FILENAME)
-            if keras.backend.backend() == "tensorflow":
+            write_pi_spec(source, folder / SPEC_FILENAME, count=count)
+            if current().exports:
                 from keras_autorep.export import write_onnx
 
                 write_onnx(source, folder / ONNX_FILENAME, batch_size=1)
             return priced(folder)
+    if count is not None:
+        raise ValueError(
+            "count is a Keras model's count; an export's is in its "
+            f"{SPEC_FILENAME}")
     folder = Path(source)
     folder = folder if folder.is_dir() else folder.parent
     spec = read_pi_spec(folder)
@@ -204,26 +216,36 @@ class CostReport:
         return self.text()
 
 
-def cost_report(exported, original=None, network=None, names=None):
+def cost_report(exported, original=None, network=None, names=None,
+                count=None):
     """Cost report of an export against its all-ReLU version.
+
+    To price a model that is exported anyway, price the written folder:
+    ``cost_report(folder, original=teacher)`` (``folder``: what
+    ``export_all`` returns, or the staging folder its ``extras`` hook
+    gets) reads that ``model.onnx``; ``cost_report(model, teacher)``
+    gives the same figures but converts the model to ONNX once more.
 
     Args:
         exported: a version folder (or its ``pi_spec.json``), or the
             exported Keras model.
-        original: optional all-ReLU model (same forms) to compare with;
-            by default ``exported`` with every site a ReLU.
+        original: optional all-ReLU model (same forms), or its version
+            folder, to compare with; by default ``exported`` with every
+            site a ReLU.
         network: ``Network`` (RTT, bandwidth) of the latency prediction.
         names: protocols to price (default: every calibrated one).
+        count: ``count_relus(exported)`` when ``exported`` is a model and
+            the caller has it.
 
     Returns:
         A ``CostReport``.
     """
     network = network or Network()
-    spec, workload = priced(exported)
+    spec, workload = priced(exported, count)
     counts = spec_counts(spec)
     if original is None:
         original_spec, original_workload = spec, (
-            workload.all_relu(spec) if workload else None)
+            all_relu_workload(workload, spec) if workload else None)
         original_counts = all_relu_counts(spec)
     else:
         original_spec, original_workload = priced(original)

@@ -18,85 +18,23 @@ which only on the model (constants). Each node lands in one op class:
 
 For each class it keeps elements out, elements in (both operands) and
 nodes. Additions, gathers, concatenations, reshapes and transposes are free
-in every protocol priced here and are not counted. ``all_relu(spec)`` is
+in every protocol priced here and are not counted.
+``keras_autorep.costs.sites.all_relu_workload(workload, spec)`` is
 the same network with every site a ReLU (the polynomial branches of the
 spec's sites removed), so an export is priced against its all-ReLU version
 without a second graph.
 """
 
-import dataclasses
-
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+from keras_autorep.costs import Workload
 
 COMPARISON_OPS = ("Relu", "LeakyRelu", "PRelu", "Clip")
 LINEAR_OPS = ("Conv", "Gemm", "MatMul")
 MEAN_OPS = ("ReduceMean", "GlobalAveragePool")
 PRODUCT_OPS = ("Mul", "Div")
-
-
-@dataclasses.dataclass(frozen=True)
-class Workload:
-    """Per-example op counts of one network (see the module docstring).
-
-    ``*_out``: output elements; ``*_in``: elements of both operands (what
-    Beaver-triple protocols open); ``*_nodes``: graph nodes (rounds).
-    """
-
-    comparisons: int = 0
-    comparison_nodes: int = 0
-    secret_products_out: int = 0
-    secret_products_in: int = 0
-    secret_product_nodes: int = 0
-    constant_products_out: int = 0
-    constant_products_in: int = 0
-    constant_product_nodes: int = 0
-    linear_out: int = 0
-    linear_in: int = 0
-    linear_macs: int = 0
-    linear_nodes: int = 0
-    means_out: int = 0
-    mean_nodes: int = 0
-
-    def __add__(self, other):
-        return Workload(*(
-            getattr(self, f.name) + getattr(other, f.name)
-            for f in dataclasses.fields(self)
-        ))
-
-    def scaled(self, factor):
-        return Workload(*(
-            getattr(self, f.name) * factor for f in dataclasses.fields(self)
-        ))
-
-    def all_relu(self, spec):
-        """This network with every site of ``spec`` a ReLU: the sites'
-        polynomial branches (Horner: one product with the coefficients,
-        then ``degree - 1`` products with ``x``) become comparisons."""
-        change = Workload()
-        for site in spec["sites"]:
-            removed = site["total"] - site["kept"]
-            if site["degree"] is None or removed == 0:
-                continue
-            calls = site["calls"]
-            per_call = removed // calls
-            channels = site["shape"][-1]
-            coefficient = per_call if site["kept"] else channels
-            change += Workload(
-                comparisons=removed,
-                comparison_nodes=calls if site["kept"] == 0 else 0,
-                constant_products_out=-removed,
-                constant_products_in=-calls * (per_call + coefficient),
-                constant_product_nodes=-calls,
-                secret_products_out=-removed * (site["degree"] - 1),
-                secret_products_in=-2 * removed * (site["degree"] - 1),
-                secret_product_nodes=-calls * (site["degree"] - 1),
-            )
-        return self + change
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
 
 
 def _shapes(model):

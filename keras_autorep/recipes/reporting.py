@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 import keras_autorep
+from keras_autorep.backends import current
 from keras_autorep.export import (
     KERAS_FILENAME,
     Calibration,
@@ -84,7 +85,7 @@ def library_versions():
     return {
         "python": platform.python_version(),
         "keras": keras.__version__,
-        "keras_backend": keras.backend.backend(),
+        "keras_backend": current().name,
         "tensorflow": used("tensorflow"),
         "jax": used("jax"),
         "numpy": np.__version__,
@@ -138,27 +139,27 @@ def export_report(recipe, model, count, accuracy, fields, plots,
         final_test_accuracy=accuracy, **fields)
     plots = {"relus_per_layer.png": lambda path: plot_relus_per_layer(
         count, path, recipe.budget), **plots}
-    return publish(run, model, report, plots, original)
+    return publish(run, model, count, report, plots, original)
 
 
-def publish(run, model, report, plots, original=None):
-    """Export ``model`` to the run's next version folder with its report,
-    the PI cost against ``original`` and the ``plots``; returns the report
-    as written to ``report.json``."""
+def publish(run, model, count, report, plots, original=None):
+    """Export ``model`` (its ``ReLUCount`` ``count``) to the run's next
+    version folder with its report, the PI cost against ``original`` and
+    the ``plots``; returns the report as written to ``report.json``."""
     start = time.perf_counter()
-    backend = keras.backend.backend()
+    backend = current()
     protocol = run.settings.protocol
     names = [protocol] if protocol else None
     written = {}
 
     def extras(folder, version_dir):
-        if backend == "tensorflow":  # price the written graph
+        if backend.exports:  # price the written graph
             report["pi_cost"] = cost_report(folder, original,
                                             names=names).to_dict()
             write_cost_file(folder, names=names)
         else:
-            report["pi_cost"] = cost_report(model, original,
-                                            names=names).to_dict()
+            report["pi_cost"] = cost_report(model, original, names=names,
+                                            count=count).to_dict()
         for filename, draw in plots.items():
             draw(folder / filename)
         run.times["export"] = time.perf_counter() - start
@@ -166,9 +167,9 @@ def publish(run, model, report, plots, original=None):
         write_json(folder / REPORT_FILENAME, written)
         run.folder.mark_finished(version_dir)
 
-    if backend == "tensorflow":
+    if backend.exports:
         export_dir = export_all(model, run.out, run.folder.name,
-                                extras=extras)
+                                extras=extras, count=count)
     else:
         export_dir = write_version(
             run.out, run.folder.name, None, False,
@@ -176,7 +177,7 @@ def publish(run, model, report, plots, original=None):
                 model.save(folder / KERAS_FILENAME),
                 extras(folder, version_dir)))
         print(f"SavedModel and ONNX export skipped: they need the "
-              f"TensorFlow backend, Keras runs on {backend}. Saved "
+              f"TensorFlow backend, Keras runs on {backend.name}. Saved "
               f"{export_dir / KERAS_FILENAME}; export it later with "
               "KERAS_BACKEND=tensorflow and "
               "keras_autorep.export.export_all.", flush=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 import keras
 from filelock import FileLock, Timeout
 
+from keras_autorep.backends import current
 from keras_autorep.recipes.settings import UsageError
 from keras_autorep.training.callbacks import EpochTimer
 from keras_autorep.training.checkpoints import StepCheckpoint
@@ -164,7 +165,7 @@ def tensorboard_callback(log_dir):
         import tensorflow as tf
     except ImportError:
         return None
-    if keras.backend.backend() != "tensorflow":
+    if current().name != "tensorflow":
         try:
             tf.config.set_visible_devices([], "GPU")
         except RuntimeError:  # devices already initialised (tfds loading)

@@ -97,7 +97,7 @@ def prepare(run, method, given):
 
 def search_stage(recipe, teacher):
     """Remove ReLUs down to the budget with the method; returns the
-    student (final masks) and the stage's record."""
+    student (final masks), its ``ReLUCount`` and the stage's record."""
     run, s, method = recipe.run, recipe.run.settings, recipe.method
     allocation = allocate_stage(recipe, teacher)
     plan = run.plan()
@@ -122,7 +122,8 @@ def search_stage(recipe, teacher):
     logs = [(phase, run.folder.log(phase)) for phase in method.phases]
     history = merge_phase_logs(logs)
     searched = logs[0][1].get("relu_count", [None])[-1]
-    landed = count_relus(student).kept
+    count = count_relus(student)
+    landed = count.kept
     print(f"Landing: {'?' if searched is None else f'{int(searched):,}'} "
           f"{site_noun(s.activations)} after the {method.phases[0]} phase, "
           f"{landed:,} after landing on the budget of {recipe.budget:,} "
@@ -141,7 +142,7 @@ def search_stage(recipe, teacher):
     )
     run.times["allocation"] = (allocation or {}).get("wall_seconds", 0.0)
     run.times["search"] = record["wall_seconds"]
-    return student, record
+    return student, count, record
 
 
 def protocol_replacements(run, hardened, images=1000):
@@ -157,20 +158,20 @@ def protocol_replacements(run, hardened, images=1000):
     return hardened, choices
 
 
-def harden_stage(recipe, student):
+def harden_stage(recipe, student, student_count):
     """Hardened model within the budget, its count and test accuracy, and
     the ``--protocol`` replacements (``None`` without)."""
     run, budget = recipe.run, recipe.budget
     start = time.perf_counter()
-    hardened = harden(student, budget)
+    hardened = harden(student, budget, count=student_count)
+    replacements = None
+    if run.settings.protocol:
+        hardened, replacements = protocol_replacements(run, hardened)
     count = count_relus(hardened)
     if count.kept > budget:
         raise AssertionError(
             f"hardened model keeps {count.kept:,} ReLUs, above the "
             f"budget {budget:,}")
-    replacements = None
-    if run.settings.protocol:
-        hardened, replacements = protocol_replacements(run, hardened)
     accuracy = run.evaluate(hardened)
     run.times["harden_evaluate"] = time.perf_counter() - start
     print(f"Hardened: {count.kept:,} "
@@ -185,9 +186,12 @@ def run_stages(recipe):
     run = recipe.run
     with run.scope():
         teacher, teacher_record = teacher_stage(recipe)
-        student, search_record = search_stage(recipe, teacher)
+        student, student_count, search_record = search_stage(recipe,
+                                                             teacher)
+    # A copy on one device has the same sites and masks, so the same count.
     teacher, student = run.gathered(teacher), run.gathered(student)
-    hardened, count, accuracy, replacements = harden_stage(recipe, student)
+    hardened, count, accuracy, replacements = harden_stage(
+        recipe, student, student_count)
     check_sane(run, hardened, accuracy, teacher)
     s = run.settings
     fields = dict(

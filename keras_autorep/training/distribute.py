@@ -11,6 +11,7 @@ replicated: masks follow the replicated indicators, DaPa statistics span
 the global batch, and the kept ReLU count and the budget term count once
 per step (``keras_autorep.adapters.replicas``). ``single_device_copy``
 takes a trained model out of the distribution for hardening and export.
+What differs between the engines lives in ``keras_autorep.backends``.
 
 Several hosts (JAX): ``initialize_hosts()`` (``keras.distribution
 .initialize()``) first, on every host, with
@@ -26,6 +27,8 @@ import os
 
 import keras
 
+from keras_autorep.backends import current
+
 MULTI_HOST_VARIABLE = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 
 
@@ -34,7 +37,7 @@ def initialize_hosts():
     variables are set (JAX only); returns whether it ran."""
     if not os.environ.get(MULTI_HOST_VARIABLE):
         return False
-    if keras.backend.backend() != "jax":
+    if not current().multi_host:
         raise ValueError(
             f"{MULTI_HOST_VARIABLE} is set: several hosts need "
             "KERAS_BACKEND=jax (keras.distribution.initialize)")
@@ -74,17 +77,7 @@ def data_parallel(count):
     one device. Build and train models inside ``in_scope(distribution)``."""
     if count == 1:
         return None
-    devices = available_devices()[:count]
-    if keras.backend.backend() == "jax":
-        return keras.distribution.DataParallel(devices=devices)
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.distribute.MirroredStrategy(
-            ["/" + device for device in devices])
-    raise ValueError(
-        f"data parallelism needs the JAX or TensorFlow backend, not "
-        f"{keras.backend.backend()}")
+    return current().data_parallel(available_devices()[:count])
 
 
 def in_scope(distribution):

@@ -13,6 +13,7 @@ training steps. The terms:
   examples of ``||A(teacher) - A(student)||_2`` (a site without spatial axes
   uses ``x^2`` per unit);
 * ``BudgetHinge``: AutoReP's ``lambda * max(0, kept / N - B / N)``;
+* ``CostHinge``: the same on the predicted cost of a cost budget;
 * ``MaskL1``: SNL's ``lambda * ||m||_1`` on ``SoftReLUMask`` masks, with
   ``lambda`` a variable a schedule can raise;
 * ``ActivationMismatch``: no loss; accumulates SENet's per-position
@@ -77,6 +78,9 @@ class Step:
         activations: the student's post-activation maps at its selectors,
             when a term asks for them.
         teacher_activations: the teacher's maps at the matching sites.
+        cost: the student's predicted PI cost under a cost budget
+            (differentiable, ``keras_autorep.graph.LiveCost``), if trained
+            on one.
     """
 
     logits: object
@@ -84,6 +88,7 @@ class Step:
     teacher_logits: object = None
     activations: tuple = ()
     teacher_activations: tuple = ()
+    cost: object = None
 
 
 def _check_weight(name, weight):
@@ -154,6 +159,33 @@ class BudgetHinge:
 
     def __call__(self, step):
         return self.penalty(step.kept_relus)
+
+
+class CostHinge:
+    """The budget term of a cost budget: ``weight * max(0, (C - B) /
+    C_relu)`` with ``C`` the student's predicted cost, ``B`` the budget and
+    ``C_relu`` what the all-ReLU model costs (so ``lambda`` weighs a
+    relative excess, as in ``BudgetHinge``).
+
+    Args:
+        budget: a ``CostBudget``.
+        weight: ``lambda``.
+    """
+
+    needs_teacher = False
+    needs_activations = False
+
+    def __init__(self, budget, weight=10.0):
+        self.amount = float(budget.amount)
+        self.reference = float(max(budget.all_relu(), 1e-9))
+        self.weight = _check_weight("budget weight", weight)
+
+    def penalty(self, cost):
+        """The term for a predicted cost."""
+        return self.weight * ops.relu((cost - self.amount) / self.reference)
+
+    def __call__(self, step):
+        return self.penalty(step.cost)
 
 
 class MaskL1:

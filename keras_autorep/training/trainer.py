@@ -17,12 +17,15 @@ from keras import ops
 
 from keras_autorep.adapters.replicas import scale_for_replicas
 from keras_autorep.budgets import parse_budget
-from keras_autorep.graph.counting import LiveReLUCount
+from keras_autorep.costs import CostBudget
+from keras_autorep.graph.costing import LiveCost
+from keras_autorep.graph.counting import LiveReLUCount, count_relus
 from keras_autorep.graph.sites import selectors, sites
 from keras_autorep.layers import PolynomialActivation
 from keras_autorep.training.losses import (
     AttentionTransfer,
     BudgetHinge,
+    CostHinge,
     Distillation,
     Step,
 )
@@ -116,6 +119,11 @@ class StudentTrainer(keras.Model):
             (logits); needed by the distillation and activation terms.
         terms: loss terms (``keras_autorep.training.losses``), applied in
             training steps.
+        count: ``count_relus(student)`` if the caller has it (else
+            computed).
+        cost: a ``LiveCost`` of the student under a cost budget: its
+            predicted cost is in the progress bar and history (``cost_mb``
+            or ``cost_ms``) and in each ``Step`` (``CostHinge``).
 
     Example:
 
@@ -126,7 +134,8 @@ class StudentTrainer(keras.Model):
     >>> trainer.fit(x, y, epochs=3)   # logs relu_count every epoch
     """
 
-    def __init__(self, student, teacher=None, terms=(), **kwargs):
+    def __init__(self, student, teacher=None, terms=(), count=None,
+                 cost=None, **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
@@ -137,8 +146,13 @@ class StudentTrainer(keras.Model):
                 "a teacher"
             )
         self.sites = selectors(student)
-        self.relu_counter = LiveReLUCount(student)
+        self.relu_counter = LiveReLUCount(student, count)
         self.relu_count = LastValue(name="relu_count")
+        self.live_cost = cost
+        if cost is not None:
+            unit = "mb" if cost.budget.metric == "bytes" else "ms"
+            self.cost_scale = 1e-6 if unit == "mb" else 1.0
+            self.cost_value = LastValue(name=f"cost_{unit}")
         self._polynomials = [site.polynomial for site in self.sites] + [
             site.layer for site in sites(student)
             if isinstance(site.layer, PolynomialActivation)
@@ -211,8 +225,8 @@ class StudentTrainer(keras.Model):
         """``kept_relus()`` as an int."""
         return int(ops.convert_to_numpy(self.kept_relus()))
 
-    def _step(self, x, logits, kept):
-        step = Step(logits=logits, kept_relus=kept)
+    def _step(self, x, logits, kept, cost=None):
+        step = Step(logits=logits, kept_relus=kept, cost=cost)
         if self.teacher is None:
             return step
         if self._teacher_view is None:
@@ -233,9 +247,14 @@ class StudentTrainer(keras.Model):
         )
         kept = self.kept_relus()
         self.relu_count.update_state(ops.stop_gradient(kept))
+        cost = None
+        if self.live_cost is not None:
+            cost = self.live_cost()
+            self.cost_value.update_state(
+                ops.stop_gradient(cost) * self.cost_scale)
         if not training or not self.terms:
             return loss
-        step = self._step(x, y_pred, kept)
+        step = self._step(x, y_pred, kept, cost)
         for term in self.terms:  # once per step across replicas
             loss = loss + scale_for_replicas(term(step))
         return loss
@@ -247,7 +266,9 @@ class BudgetTrainer(StudentTrainer):
     Args:
         student: a built model with ``ReLUSelector`` layers (see
             ``replace_relus``); it outputs logits.
-        budget: the ReLU budget (anything ``parse_budget`` accepts).
+        budget: the ReLU budget (anything ``parse_budget`` accepts), or a
+            ``CostBudget`` (``keras_autorep.pi.cost_budget``: bytes or
+            milliseconds under a protocol), trained on its predicted cost.
         teacher: optional all-ReLU model giving logits for distillation; it
             is never trained (and left trainable: see ``StudentTrainer``).
         budget_weight: ``lambda`` of the budget term (AutoReP's released
@@ -281,23 +302,31 @@ class BudgetTrainer(StudentTrainer):
                 f"model {student.name!r} has no ReLUSelector layers; convert "
                 "it with keras_autorep.replace_relus first"
             )
-        counter = LiveReLUCount(student)
-        budget = parse_budget(budget, total=counter.total)
-        if counter.fixed > budget:
-            raise ValueError(
-                f"the model has {counter.fixed:,} ReLUs kept outside "
-                f"selectors, more than the budget of {budget:,}"
-            )
-        hinge = BudgetHinge(budget, counter.total, budget_weight)
+        count = count_relus(student)
+        counter = LiveReLUCount(student, count)
+        cost = None
+        if isinstance(budget, CostBudget):
+            cost = LiveCost(student, budget, count)
+            hinge = CostHinge(budget, budget_weight)
+        else:
+            budget = parse_budget(budget, total=counter.total)
+            if counter.fixed > budget:
+                raise ValueError(
+                    f"the model has {counter.fixed:,} ReLUs kept outside "
+                    f"selectors, more than the budget of {budget:,}"
+                )
+            hinge = BudgetHinge(budget, counter.total, budget_weight)
         terms = _distillation(teacher, distillation_weight, temperature)
-        super().__init__(student, teacher, [*terms, hinge], **kwargs)
+        super().__init__(student, teacher, [*terms, hinge], count=count,
+                         cost=cost, **kwargs)
         self.hinge = hinge
         self.budget = budget
         self.total_relus = counter.total
 
-    def budget_penalty(self, kept):
-        """``lambda * max(0, kept / N - B / N)``."""
-        return self.hinge.penalty(kept)
+    def budget_penalty(self, value):
+        """The budget term for a kept count (a ReLU budget) or a predicted
+        cost (a cost budget)."""
+        return self.hinge.penalty(value)
 
 
 class DistillationTrainer(StudentTrainer):

@@ -97,10 +97,10 @@ def train(devices):
             mask=np.asarray(site.mask.numpy()).tolist(),
             mean=np.asarray(p.moving_mean.numpy()).tolist(),
             std=np.asarray(p.moving_std.numpy()).tolist(),
-            coefficients=np.asarray(p.coefficients.numpy()).tolist(),
+            coefficients=keras.ops.convert_to_numpy(p.coefficients).tolist(),
             replicas_agree=replicas_agree(
                 [site.mask, site.alpha, p.moving_mean, p.moving_std,
-                 p.coefficients, p.steps]),
+                 p.learned, p.fitted, p.steps]),
             replicas=len(replica_values(site.mask))))
     return dict(losses=steps.losses, relu_counts=steps.counts, state=state,
                 step_seconds=step_seconds)

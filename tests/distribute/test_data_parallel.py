@@ -20,26 +20,16 @@ import pytest
 from keras_autorep.recipes.cli import build_parser
 from keras_autorep.recipes.settings import Settings, UsageError
 
+from check_runs import check_env, run_check as run_script
+
 HERE = Path(__file__).resolve().parent
-SIMULATED = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 # float32 reductions split across two devices add in another order
 RTOL, ATOL = 1e-5, 1e-5
 
 
-def check_env(backend, **variables):
-    return {**os.environ, "KERAS_BACKEND": backend,
-            "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(HERE.parents[1]),
-            **variables}
-
-
 @functools.cache  # one process per backend for the whole module
 def run_check(backend):
-    result = subprocess.run(
-        [sys.executable, str(HERE / "data_parallel_check.py")],
-        env=check_env(backend, **SIMULATED), capture_output=True, text=True,
-        timeout=480)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_script("data_parallel_check.py", backend)
 
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])

@@ -77,7 +77,7 @@ def residual_model():
     model = keras.Model(inputs, keras.layers.Dense(5)(x))
     rng = np.random.default_rng(1)
     poly = model.get_layer("poly")
-    poly.coefficients.assign(rng.normal(0.3, 0.1, poly.coefficients.shape))
+    poly.assign_coefficients(rng.normal(0.3, 0.1, poly.coefficients.shape))
     return model
 
 
@@ -90,7 +90,7 @@ def hardened(model, keep=0.3, seed=0):
         mask = rng.random(selector.mask.shape) < keep
         selector.mask.assign(mask.astype("float32"))
         coefficients = rng.normal(0.3, 0.1, selector.coefficients.shape)
-        selector.coefficients.assign(coefficients)
+        selector.polynomial.assign_coefficients(coefficients)
     return ka.harden(selected)
 
 
@@ -452,6 +452,26 @@ def test_residual_model_with_a_plain_relu_and_polynomial(tmp_path):
     assert_outputs_close(run_onnx(onnx_path, images), expected)
 
 
+def test_onnx_traces_a_gather_form_copy_nested_models_included(tiny,
+                                                               tmp_path):
+    """The ONNX graph of a hardened model, here nested in another one, has
+    no scatter op (``gather_form``); the model itself keeps its serving
+    form."""
+    wrapper = keras.Sequential([keras.Input((8, 8, 3)), tiny[1]])
+    path = export_onnx(wrapper, tmp_path / "nested.onnx", batch_size=1)
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "Gather" in ops and not any("Scatter" in op for op in ops)
+    assert onnx_relu_elements(path) == ka.count_relus(wrapper).kept
+    images = pixels(1, seed=7)
+    np.testing.assert_allclose(run_onnx(path, images)["logits"],
+                               keras_outputs(wrapper, images)["logits"],
+                               atol=1e-4)
+    partial = [layer for layer in tiny[1].layers
+               if isinstance(layer, ka.PartialReLU)]
+    assert partial and {layer.merge for layer in partial} == {"scatter"}
+    assert ka.graph.gather_form(tiny[0]) is tiny[0]  # nothing to change
+
+
 @pytest.mark.parametrize("keep", [0.0, 1.0], ids=["budget0", "all_kept"])
 def test_no_relu_kept_and_all_kept(keep, tmp_path):
     model = hardened(sequential_model(), keep=keep)
@@ -645,7 +665,7 @@ def test_pi_spec_alone_reproduces_outputs(which, tiny, exported, tmp_path):
         spec_path = write_pi_spec(model, tmp_path, max_inline_indices=50)
         assert list(tmp_path.glob("pi_spec.*.kept.npy"))
     raw = json.loads(spec_path.read_text())
-    assert raw["format_version"] == 4 and raw["input"]["shape"] == [8, 8, 3]
+    assert raw["format_version"] == 5 and raw["input"]["shape"] == [8, 8, 3]
     count = ka.count_relus(model)
     assert raw["totals"]["relu_kept"] == count.kept
     assert raw["totals"] == {"relu_total": count.total,
@@ -679,7 +699,7 @@ def test_read_pi_spec_rejects_other_json(tmp_path):
         read_pi_spec(tmp_path)
     (tmp_path / "pi_spec.json").write_text(
         '{"format": "keras_autorep.pi_spec", "format_version": 1}')
-    with pytest.raises(ValueError, match=r"version \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"version \(3, 4, 5\)"):
         read_pi_spec(tmp_path)
     with pytest.raises(FileNotFoundError):
         read_pi_spec(tmp_path / "missing")

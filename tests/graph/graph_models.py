@@ -39,3 +39,28 @@ def residual_model():
 def random_inputs(model, n=4, seed=0):
     shape = (n,) + tuple(model.inputs[0].shape[1:])
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+class HiddenMaximum(keras.layers.Layer):
+    """A custom layer whose ``max(x, 0)`` only the traced graph shows."""
+
+    def call(self, inputs):
+        return keras.ops.maximum(inputs, 0.0) - 0.5
+
+
+def mixed_model():
+    """A traced row (``hidden``), ReLU, relu6 and fused silu sites, and
+    other sites: max-pooling, a fused leaky ReLU, a gelu."""
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="silu",
+                            name="conv_silu")(inputs)
+    h = HiddenMaximum(name="hidden")(h)
+    h = keras.layers.ReLU(6.0, name="relu6")(h)
+    h = keras.layers.MaxPooling2D(name="pool")(h)
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="leaky_relu",
+                            name="conv_leaky")(h)
+    h = keras.layers.ReLU(name="relu")(h)
+    h = keras.layers.Activation("gelu", name="gelu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, keras.layers.Dense(3, name="logits")(h),
+                       name="mixed")

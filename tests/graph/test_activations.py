@@ -170,11 +170,6 @@ def test_hardened_ops_model_exports(tmp_path):
         "sigmoid": "smooth"}
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() == "jax",
-    reason="the JAX trainer drops assignments to trainable variables made "
-           "in the forward pass, so DaPa refits do not persist there (as "
-           "for ReLU)")
 def test_budget_training_refits_each_activation():
     """A training step on a model with relu6/silu/sigmoid selectors: the
     DaPa refit (Gauss-Hermite for these) runs inside the compiled step and

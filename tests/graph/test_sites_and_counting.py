@@ -1,6 +1,8 @@
 """keras_autorep.graph.sites (what a site is) and
 keras_autorep.graph.counting (how many ReLUs a model computes)."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -18,10 +20,14 @@ from keras_autorep.graph import (
     ReLUCount,
     SiteCount,
     count_relus,
+    harden,
+    land_masks,
     replace_relus,
     selectors,
     site_of,
+    site_sizes,
     sites,
+    top_masks,
 )
 from keras_autorep.graph.sites import (
     COMPARISON,
@@ -217,6 +223,50 @@ def test_live_count_matches_count_relus_and_splits_off_fixed_relus():
     first = selectors(model)[0]
     first.mask.assign(np.zeros(first.mask.shape, "float32"))
     assert float(keras.ops.convert_to_numpy(live())) == count_relus(mixed).kept
+
+
+def test_live_count_pairs_sites_and_rows_by_layer_name():
+    """Each selector gets its own row's calls, whatever the rows' order,
+    a traced row between them or a site without a row (one the model never
+    calls, which counts nothing)."""
+    inputs = keras.Input((4, 4, 2))
+    shared = ReLUSelector(name="shared")
+    h = shared(shared(keras.layers.Conv2D(2, 1)(inputs)))
+    h = ReLUSelector(name="once")(keras.layers.Conv2D(3, 1)(h))
+    model = keras.Model(inputs, h)
+    count = count_relus(model)
+
+    def pairs(count):
+        live = LiveReLUCount(model, count)
+        return [(layer.name, calls) for layer, calls in live.sites], live
+
+    assert pairs(count)[0] == [("shared", 2), ("once", 1)]
+    first, second = count.rows
+    traced = SiteCount("custom", "traced relu (layer)", (4, 4, 2), 32, 32)
+    reordered = dataclasses.replace(count, rows=(second, traced, first),
+                                    total=count.total + 32,
+                                    kept=count.kept + 32)
+    found, live = pairs(reordered)
+    assert found == [("shared", 2), ("once", 1)] and live.fixed == 32
+    assert float(keras.ops.convert_to_numpy(live())) == count.kept + 32
+    uncalled = dataclasses.replace(count, rows=(second,),
+                                   total=second.total, kept=second.kept)
+    assert pairs(uncalled)[0] == [("once", 1)]
+
+
+def test_harden_counts_the_model_once_and_masks_take_the_count(relu_counts):
+    student = replace_relus(sequential_cnn())
+    hardened = harden(student, "30%")  # trims: budget, land, top masks
+    assert relu_counts == [student]
+    assert count_relus(hardened).kept <= 0.3 * count_relus(student).total
+    count = count_relus(student)
+    relu_counts.clear()
+    assert site_sizes(student, count=count)
+    scores = {name: np.ones(mask.shape) for name, mask in
+              land_masks(student, "30%", count=count).items()}
+    top_masks(student, scores, budget=100, count=count)
+    harden(student, "30%", count=count)
+    assert relu_counts == []
 
 
 def test_count_relus_rejects_what_it_cannot_count():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from keras_autorep import PartialReLU
-from keras_autorep.layers import pi_form
 from keras_autorep.dapa import evaluate_polynomial
+from backend_utils import op_names
 from layer_contract import check_layer_contract
 
 pytestmark = pytest.mark.backend_agnostic
@@ -37,21 +37,18 @@ def test_partial_relu_keeps_the_layer_contract(tmp_path):
         rtol=1e-6)
 
 
-@pytest.mark.parametrize("form", ["serving", "pi"])
+@pytest.mark.parametrize("merge", ["scatter", "gather"])
 @pytest.mark.parametrize("kept", [0, 5, 35, 36])
-def test_partial_relu_matches_masked_formula(kept, form):
+def test_partial_relu_matches_masked_formula(kept, merge):
     """Both forms (scatter for serving, gathers for PI) compute
     ``where(mask, relu(x), p(x))``."""
     shape = (3, 3, 4)
     indices = RNG.choice(36, size=kept, replace=False)
     coefficients = RNG.normal(size=(3, 4)).astype("float32")
-    layer = PartialReLU(num_kept=kept, kept_indices=indices, coefficients=coefficients)
+    layer = PartialReLU(num_kept=kept, kept_indices=indices,
+                        coefficients=coefficients, merge=merge)
     x = RNG.normal(size=(5,) + shape).astype("float32")
-    if form == "pi":
-        with pi_form():
-            y = keras.ops.convert_to_numpy(layer(x))
-    else:
-        y = keras.ops.convert_to_numpy(layer(x))
+    y = keras.ops.convert_to_numpy(layer(x))
     mask = np.zeros(36, bool)
     mask[indices] = True
     np.testing.assert_allclose(
@@ -59,6 +56,32 @@ def test_partial_relu_matches_masked_formula(kept, form):
     )
     np.testing.assert_array_equal(layer.kept_mask(), mask.reshape(shape))
     assert not layer.trainable_weights
+
+
+def test_the_pi_form_is_chosen_by_argument_not_by_ambient_state():
+    """``merge`` alone decides the graph: the default scatters, ``"gather"``
+    has no scatter op, and a default layer traced after a gather one still
+    scatters; configs without ``merge`` (files written before it existed)
+    load with the default."""
+    x = RNG.normal(size=(2, 3, 3, 4)).astype("float32")
+
+    def layer(**options):
+        return PartialReLU(num_kept=5, kept_indices=np.arange(5),
+                           coefficients=RNG.normal(size=(3, 4)), **options)
+
+    def scatters(fn):
+        return any("scatter" in name.lower() for name in op_names(fn, x))
+
+    serving, pi = layer(), layer(merge="gather")
+    assert scatters(serving) and not scatters(pi)
+    assert scatters(serving)
+    config = serving.get_config()
+    assert config["merge"] == "scatter"
+    assert pi.get_config()["merge"] == "gather"
+    del config["merge"]
+    assert PartialReLU.from_config(config).merge == "scatter"
+    with pytest.raises(ValueError, match="merge"):
+        layer(merge="global")
 
 
 @pytest.mark.parametrize("kept", [0, 36], ids=["none", "all"])

@@ -39,7 +39,7 @@ def harden_sites(model, seed=0):
         coefficients = np.zeros(selector.coefficients.shape)
         coefficients[:] = np.array([[0.0], [0.5], [0.05]])[
             : coefficients.shape[0]]
-        selector.coefficients.assign(coefficients)
+        selector.polynomial.assign_coefficients(coefficients)
     return ka.harden(selected)
 
 

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import keras_autorep as ka
 from keras_autorep import pi
-from keras_autorep.export import export_all, read_pi_spec
+from keras_autorep.export import export_all, read_pi_spec, write_pi_spec
 from keras_autorep.pi import (
     Network,
     cost_report,
@@ -24,9 +24,10 @@ from keras_autorep.pi import (
     predict,
 )
 from keras_autorep.pi.__main__ import main
-from keras_autorep.pi import cost
-from keras_autorep.pi.cost import CalibrationError, calibration, features
-from keras_autorep.pi.exported import find_spec, spec_count, write_cost_file
+from keras_autorep.costs import CalibrationError, calibration, features
+from keras_autorep.costs import model as cost
+from keras_autorep.costs.sites import all_relu_workload
+from keras_autorep.pi.exported import find_spec, write_cost_file
 from pi_models import harden_sites, teacher
 
 pytestmark = pytest.mark.skipif(
@@ -120,7 +121,7 @@ def test_all_relu_version_is_the_teachers_graph(exports):
     original = onnx_workload(teacher_dir / "model.onnx")
     assert hardened.comparisons == spec["totals"]["relu_kept"]
     assert hardened.secret_products_out == spec["totals"]["polynomial"]
-    assert hardened.all_relu(spec) == original
+    assert all_relu_workload(hardened, spec) == original
 
 
 def test_calibration_has_every_protocol_with_provenance():
@@ -216,6 +217,38 @@ def test_report_prices_every_protocol_against_all_relu(exports):
     assert from_model.predictions == report.predictions
 
 
+def test_pricing_the_written_export_converts_the_model_once(
+        relu_counts, monkeypatch, tmp_path):
+    """``export_all`` counts the model once and runs tf2onnx once; its
+    ``extras`` hook prices the written folder without another conversion,
+    with the figures of pricing the model itself."""
+    import tf2onnx
+
+    conversions = []
+    convert = tf2onnx.convert.from_graph_def
+
+    def counted(*args, **kwargs):
+        conversions.append(kwargs["name"])
+        return convert(*args, **kwargs)
+
+    monkeypatch.setattr(tf2onnx.convert, "from_graph_def", counted)
+    model = harden_sites(teacher(), seed=3)
+    relu_counts.clear()
+    reports = []
+    export_all(model, tmp_path, "m", extras=lambda folder, _: reports.append(
+        cost_report(folder, names=["crypten"])))
+    assert len(conversions) == 1 and relu_counts == [model]
+    count = ka.count_relus(model)
+    relu_counts.clear()
+    write_pi_spec(model, tmp_path / "spec", count=count)
+    assert relu_counts == []
+    again = cost_report(model, names=["crypten"], count=count)
+    assert len(conversions) == 2 and relu_counts == []
+    assert reports[0].to_dict() == again.to_dict()
+    with pytest.raises(ValueError, match="count"):
+        cost_report(tmp_path / "m" / "1", count=count)
+
+
 def test_max_pool_and_other_comparisons_price_as_relus(exports):
     spec = read_pi_spec(exports[0])
     spec["totals"].update(max_comparisons=100, other_comparisons=20)
@@ -229,7 +262,7 @@ def test_cost_command(exports, tmp_path, capsys):
     hardened_dir = exports[0]
     assert main(["cost", str(hardened_dir)]) == 0
     text = capsys.readouterr().out
-    assert spec_count(read_pi_spec(hardened_dir)).table() in text
+    assert ka.count_relus(exports[2]).table() in text
     assert "spu-cheetah (calibrated prediction)" in text
     assert main(["cost", str(hardened_dir), "--protocol", "spu-semi2k",
                  "--rtt-ms", "40", "--bandwidth-mbps", "100", "--json"]) == 0

@@ -20,7 +20,7 @@ from pi_models import harden_sites, teacher
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOLS = ("crypten", "spu-semi2k", "spu-cheetah")
 SHIPPED = (
-    "keras_autorep/pi/calibration.json",
+    "keras_autorep/costs/calibration.json",
     "keras_autorep/pi/runners/crypten_party.py",
     "keras_autorep/pi/runners/spu_party.py",
     "keras_autorep/pi/runners/requirements-crypten.txt",
@@ -171,7 +171,7 @@ def test_installed_copy_prices_every_calibrated_protocol(
     for name in PROTOCOLS:
         assert f"{name} (calibrated prediction)" in text
         assert f"  {name}: " in text  # its provenance line
-    calibration = site / "keras_autorep" / "pi" / "calibration.json"
+    calibration = site / "keras_autorep" / "costs" / "calibration.json"
     assert f"calibration ({calibration}):" in text
     data = json.loads(run([str(site / "bin" / "keras-autorep-pi"), "cost",
                            str(export), "--json"], cwd=cwd, env=env))

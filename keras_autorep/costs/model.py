@@ -29,51 +29,9 @@ import dataclasses
 import json
 from pathlib import Path
 
+from keras_autorep.costs.workload import features
+
 CALIBRATION_PATH = Path(__file__).resolve().parent / "calibration.json"
-
-FEATURES = (
-    "comparisons", "opened", "secret_products", "truncations", "macs",
-    "comparison_nodes", "product_nodes", "secret_product_nodes",
-    "truncation_nodes",
-)
-_SPU = {
-    "bytes": ["comparisons", "secret_products", "truncations",
-              "comparison_nodes", "secret_product_nodes"],
-    # CHEETAH's comparisons and products take more rounds on larger
-    # tensors (they run in chunks): elements are round features too.
-    "rounds": ["comparison_nodes", "secret_product_nodes",
-               "truncation_nodes", "comparisons", "secret_products"],
-    "seconds": ["comparisons", "secret_products", "truncations", "macs",
-                "comparison_nodes", "truncation_nodes"],
-}
-USED_FEATURES = {
-    "crypten": {
-        "bytes": ["comparisons", "opened"],
-        "rounds": ["comparison_nodes", "product_nodes"],
-        "seconds": ["comparisons", "opened", "macs", "comparison_nodes",
-                    "product_nodes"],
-    },
-    "spu-semi2k": _SPU,
-    "spu-cheetah": _SPU,
-}
-
-
-def features(workload):
-    """The cost features of a ``Workload`` (see ``FEATURES``)."""
-    w = workload
-    products = w.constant_products_out + w.secret_products_out
-    product_nodes = w.constant_product_nodes + w.secret_product_nodes
-    return {
-        "comparisons": w.comparisons,
-        "opened": w.linear_in + w.constant_products_in + w.secret_products_in,
-        "secret_products": w.secret_products_out,
-        "truncations": w.linear_out + products + w.means_out,
-        "macs": w.linear_macs,
-        "comparison_nodes": w.comparison_nodes,
-        "product_nodes": w.linear_nodes + product_nodes,
-        "secret_product_nodes": w.secret_product_nodes,
-        "truncation_nodes": w.linear_nodes + product_nodes + w.mean_nodes,
-    }
 
 
 class CalibrationError(RuntimeError):
@@ -132,6 +90,32 @@ class Network:
 
     def text(self):
         return f"RTT {self.rtt_ms:g} ms, {self.bandwidth_mbps:,g} Mbit/s"
+
+    @classmethod
+    def parse(cls, text):
+        """A named network (``NETWORKS``: ``lan``, ``wan``) or
+        ``RTT_MS,MBPS``; ``ValueError`` (one line) otherwise."""
+        if text in NETWORKS:
+            return NETWORKS[text]
+        parts = text.split(",")
+        try:
+            network = cls(float(parts[0]), float(parts[1]))
+            if len(parts) != 2 or not (
+                    0 <= network.rtt_ms < float("inf")
+                    and 0 < network.bandwidth_mbps < float("inf")):
+                raise ValueError
+        except (ValueError, IndexError):
+            raise ValueError(
+                f"invalid network {text!r}: expected "
+                f"{' or '.join(NETWORKS)}, or RTT_MS,MBPS such as 50,100 "
+                "(a finite round-trip time >= 0 in ms, a bandwidth > 0 in "
+                "Mbit/s)") from None
+        return network
+
+
+# Our stated networks (not measured ones): a data-centre LAN and a
+# continental WAN.
+NETWORKS = {"lan": Network(1.0, 1000.0), "wan": Network(50.0, 100.0)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,155 @@
+"""A model's predicted private-inference cost under a ``CostBudget``.
+
+``LiveCost(model, budget)`` is the cost of a selector model's current
+masks and replacement forms as a scalar tensor, read during training:
+forward, the exact calibrated cost (``CostBudget.cost``); backward, each
+kept element of a site adds the *chord* slope of its site's cost, from
+keeping nothing to keeping everything. The chord spreads what the ends
+cost beyond the per-element slope (a site that keeps any element pays its
+comparison rounds, one that keeps all pays no replacement) over the site's
+elements, so emptying a layer pays off as it does in the runtime. A site
+whose form is learned (``replacement="auto"``) weighs each form's cost
+with its straight-through form weights.
+
+``land_cost_masks(model, budget)`` trims (or fills) the masks by indicator
+until the model costs at most the budget, as ``land_masks`` does for a
+ReLU count.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_autorep.graph.counting import LiveReLUCount
+from keras_autorep.graph.sites import selectors
+
+
+def site_forms(model):
+    """``{selector name: replacement form}``: each selector's fixed form,
+    or the one its learned form weights choose now."""
+    return {layer.name: layer.current_form() for layer in selectors(model)}
+
+
+def _check_sites(model, budget, live):
+    missing = sorted({layer.name for layer, _ in live.sites}
+                     ^ set(budget.sites))
+    if missing:
+        raise ValueError(
+            f"the cost budget prices other sites than model {model.name!r} "
+            f"has: {missing}; resolve it against this model "
+            "(keras_autorep.pi.cost_budget)")
+
+
+def _form_cost(kept, site, form):
+    """One site's cost in ``form`` at ``kept`` elements (a tensor): exact
+    forward, the chord slope backward."""
+    at_zero, at_one, slope, at_total = (float(v) for v in site.forms[form])
+    total, calls = float(site.total), float(site.calls)
+    exact = ops.where(
+        kept < 0.5, at_zero,
+        ops.where(kept > total - 0.5, at_total,
+                  at_one + slope * (kept - calls)))
+    chord = (at_total - at_zero) / total * kept
+    return ops.stop_gradient(exact - chord) + chord
+
+
+class LiveCost:
+    """The predicted cost of a selector model as a scalar tensor.
+
+    Args:
+        model: a built model with ``ReLUSelector`` layers.
+        budget: a ``CostBudget`` resolved against it.
+        count: its ``ReLUCount`` (computed when not given).
+    """
+
+    def __init__(self, model, budget, count=None):
+        live = LiveReLUCount(model, count)
+        _check_sites(model, budget, live)
+        self.budget = budget
+        self.sites = [(layer, calls, budget.sites[layer.name])
+                      for layer, calls in live.sites]
+
+    def __call__(self):
+        total = ops.convert_to_tensor(self.budget.fixed, "float32")
+        for layer, calls, site in self.sites:
+            kept = layer.kept_relus() * float(calls)
+            for form, weight in layer.form_weights().items():
+                total = total + weight * _form_cost(kept, site, form)
+        return total
+
+
+def land_cost_masks(model, budget, fill=True, count=None):
+    """Masks under which ``model`` costs at most ``budget``, by indicator.
+
+    Above the budget, kept positions go in the order of their indicators
+    ``alpha``, lowest first, until the cost fits; with ``fill``, below it
+    removed positions come back, highest ``alpha`` first, while each still
+    fits. The forms are the selectors' own (``site_forms``).
+
+    Returns:
+        ``{site: boolean array of the indicator's shape}``.
+
+    Raises:
+        ValueError: removing ReLUs cannot bring the cost within the budget
+            (e.g. degree-2 replacements under a protocol where they cost
+            more than a comparison); the message gives the lowest cost
+            reached.
+    """
+    live = LiveReLUCount(model, count)
+    _check_sites(model, budget, live)
+    forms = site_forms(model)
+    layers = [layer for layer, _ in live.sites]
+    unit = {layer.name: layer.relus_per_indicator * calls
+            for layer, calls in live.sites}
+    masks = {layer.name: keras.ops.convert_to_numpy(layer.mask).ravel() > 0.5
+             for layer in layers}
+    kept = {name: int(mask.sum()) * unit[name] for name, mask in
+            masks.items()}
+    cost = budget.cost(kept, forms)
+    trim = cost > budget.amount
+    if not trim and not fill:
+        return _shaped(layers, masks)
+    order = _candidates(layers, masks, keep=not trim)
+    for index, position in order:
+        name = layers[index].name
+        step = -unit[name] if trim else unit[name]
+        site = budget.sites[name]
+        delta = (site.cost(kept[name] + step, forms[name])
+                 - site.cost(kept[name], forms[name]))
+        if delta >= 0 if trim else cost + delta > budget.amount:
+            continue  # trimming it would not save; filling it not fit
+        masks[name][position] = not trim
+        kept[name] += step
+        cost += delta
+        if trim and cost <= budget.amount:
+            break
+    if cost > budget.amount:
+        raise ValueError(
+            f"removing ReLUs cannot bring model {model.name!r} within "
+            f"{budget}: it costs at least {budget.describe(cost)} with its "
+            "replacements (poly1 or identity cost less)")
+    return _shaped(layers, masks)
+
+
+def _candidates(layers, masks, keep):
+    """``(layer index, flat position)`` of the removed positions by
+    decreasing ``alpha`` (``keep``: to switch on), else of the kept ones by
+    increasing ``alpha`` (to switch off)."""
+    scores, owners, positions = [], [], []
+    for index, layer in enumerate(layers):
+        alpha = keras.ops.convert_to_numpy(layer.alpha).astype(
+            "float64").ravel()
+        chosen = np.flatnonzero(~masks[layer.name] if keep
+                                else masks[layer.name])
+        scores.append(-alpha[chosen] if keep else alpha[chosen])
+        owners.append(np.full(chosen.size, index))
+        positions.append(chosen)
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    order = np.argsort(scores, kind="stable")
+    return zip(np.concatenate(owners)[order].tolist(),
+               np.concatenate(positions)[order].tolist())
+
+
+def _shaped(layers, masks):
+    return {layer.name: masks[layer.name].reshape(tuple(layer.mask.shape))
+            for layer in layers}

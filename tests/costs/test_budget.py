@@ -1,0 +1,86 @@
+"""Cost budgets: parsing the units, and a model's cost per kept count and
+replacement form, against the calibrated prediction of each site's
+workload."""
+
+import pytest
+
+from keras_autorep.budgets import check_budget_text, parse_budget, parse_cost
+from keras_autorep.costs import NETWORKS, Network, Workload, predict
+from keras_autorep.costs.budget import CostBudget, SiteCost
+from keras_autorep.costs.sites import FORMS, site_workload
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("4.5MB", ("bytes", 4.5e6)), ("800KB", ("bytes", 8e5)),
+    ("3B", ("bytes", 3.0)), (" 2 GB ", ("bytes", 2e9)),
+    ("250ms", ("latency_ms", 250.0)), ("1.5s", ("latency_ms", 1500.0)),
+    ("1.2M", None), ("12.9k", None), ("2.5%", None), ("176.1x", None),
+    ("12900", None)])
+def test_cost_units_are_decimal_and_never_a_relu_count(text, parsed):
+    assert parse_cost(text) == parsed
+    assert check_budget_text(text) == text.strip()
+
+
+@pytest.mark.parametrize("text", ["3Mb", "2TB", "5min", "1.2mB"])
+def test_an_unknown_unit_is_a_one_line_error(text):
+    with pytest.raises(ValueError, match=r"unknown unit .* a cost is in B, "
+                       r"KB, MB, GB, ms, s \(decimal"):
+        check_budget_text(text)
+
+
+def test_a_cost_is_not_a_relu_count():
+    with pytest.raises(ValueError, match="'3.7MB' is a cost, not a ReLU "
+                       "count: it needs a protocol"):
+        parse_budget("3.7MB", total=100_000)
+
+
+def test_networks_are_named_or_stated():
+    assert Network.parse("lan") == NETWORKS["lan"] == Network(1.0, 1000.0)
+    assert Network.parse("wan") == Network(50.0, 100.0)
+    assert Network.parse("20,300") == Network(20.0, 300.0)
+    for text in ("moon", "1,0", "1", "-1,10", "inf,10"):
+        with pytest.raises(ValueError, match="invalid network"):
+            Network.parse(text)
+
+
+@pytest.mark.parametrize("protocol", ["crypten", "spu-semi2k",
+                                      "spu-cheetah"])
+@pytest.mark.parametrize("metric", ["bytes", "latency_ms"])
+def test_site_cost_is_the_prediction_of_the_site_workload(protocol, metric):
+    network = NETWORKS["wan"]
+
+    def value(workload):
+        prediction = predict(workload, protocol)
+        return (prediction.bytes if metric == "bytes"
+                else prediction.latency_ms(network))
+
+    total, channels, calls = 2 * 4 * 4 * 8, 8, 2
+    site = SiteCost.priced(total, channels, calls, value)
+    for form in FORMS:
+        for kept in (0, calls, 10 * calls, total - calls, total):
+            expected = value(site_workload(total, kept, form, channels,
+                                           calls))
+            assert site.cost(kept, form) == pytest.approx(expected), (
+                form, kept)
+
+
+def test_model_cost_floor_and_all_relu():
+    sites = {"a": (256, 4, 1), "b": (64, 16, 1)}
+    fixed = Workload(linear_out=1000, linear_in=5000, linear_macs=9000,
+                     linear_nodes=2)
+    budget = CostBudget.for_sites(3e5, "bytes", "spu-cheetah",
+                                  Network(), fixed, sites, "0.3MB")
+    assert budget.fixed == pytest.approx(predict(fixed, "spu-cheetah").bytes)
+    relu = budget.all_relu()
+    assert relu == pytest.approx(
+        predict(fixed + site_workload(256, 256, "poly2", 4)
+                + site_workload(64, 64, "poly2", 16), "spu-cheetah").bytes)
+    # Under CHEETAH a degree-2 element costs more than a ReLU: emptying a
+    # site with poly2 costs more than keeping it, with identity nothing.
+    empty = {"a": 0, "b": 0}
+    assert budget.cost(empty, "poly2") > relu > budget.cost(empty, "poly1")
+    assert budget.cost(empty, "identity") == budget.floor() == budget.fixed
+    assert budget.cost({"a": 10, "b": 64}, {"a": "poly1", "b": "poly2"}) \
+        == pytest.approx(budget.fixed + budget.sites["a"].cost(10, "poly1")
+                         + budget.sites["b"].cost(64, "poly2"))
+    assert str(budget) == "0.30 MB under spu-cheetah"
