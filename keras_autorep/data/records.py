@@ -23,7 +23,7 @@ from keras_autorep.data.tfds_source import DataUnavailableError
 IMAGENET = "imagenet2012"
 IMAGENET_ARCHIVES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 TFDS_SPLITS = ("train", "validation")
-SHUFFLE_BUFFER = 10_000  # records of tensorflow-datasets shuffled at once
+SHUFFLE_BUFFER = 10_000  # records of tensorflow-datasets shuffled together
 
 
 class FileRecords:
@@ -96,8 +96,9 @@ class TfdsRecords:
 
     def reader(self, tf, indices):
         """``records(seed=None)``: the ``tf.data`` of ``(encoded image,
-        label)`` at ``indices`` (sorted), in the stored order or shuffled
-        through a buffer seeded by a stateless ``seed``."""
+        label)`` at ``indices`` (sorted), in the stored order or, with a
+        stateless ``seed``, each block of ``SHUFFLE_BUFFER`` consecutive
+        records in an order drawn from the seed and the block's index."""
         ds = self._all(tf)
         if len(indices) < len(self):
             keep = np.zeros(len(self), bool)
@@ -108,9 +109,19 @@ class TfdsRecords:
                 lambda i, record: tf.gather(keep, i)).map(
                 lambda i, record: record)
 
+        def shuffled(seed, block, records):
+            order = epoch_order(
+                tf, tf.shape(records[1], out_type=tf.int64)[0],
+                tf.random.experimental.stateless_fold_in(seed, block))
+            return tf.data.Dataset.from_tensor_slices(
+                tuple(tf.gather(part, order) for part in records))
+
         def records(seed=None):
-            return ds if seed is None else ds.shuffle(SHUFFLE_BUFFER,
-                                                      seed=seed[0])
+            if seed is None:
+                return ds
+            # The next block is read while this one is yielded.
+            return ds.batch(SHUFFLE_BUFFER).prefetch(1).enumerate().flat_map(
+                lambda block, records: shuffled(seed, block, records))
 
         return records
 

@@ -7,7 +7,6 @@ import math
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -33,6 +32,7 @@ from test_recipes import (  # this folder's helpers
     check_finished,
     recipe_command,
     run_recipe,
+    wait_for_checkpoint,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -181,14 +181,8 @@ def test_a_streamed_run_skips_bad_images_and_resumes_after_sigterm(
         first = subprocess.Popen(recipe_command("imagenet", *args), cwd=REPO,
                                  env=TF_ENV, stdout=log,
                                  stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 300
-        while first.poll() is None and time.monotonic() < deadline:
-            try:
-                if json.loads(metadata.read_text())["batch"] >= 1:
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
+        wait_for_checkpoint(first, metadata,
+                            lambda record: record["batch"] >= 1)
         first.send_signal(signal.SIGTERM)
         stderr = first.communicate(timeout=120)[1]
         log.seek(0)
