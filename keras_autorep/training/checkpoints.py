@@ -4,9 +4,9 @@
 variables with the optimizer's (its step counter, so the learning-rate
 schedule goes on where it was) in one ``.weights.h5`` file, and in
 ``METADATA`` the epoch, the batches of it done and the states of the
-random seed generators (dropout's, which ``save_weights`` leaves out). It saves at every epoch
-end, every ``every`` steps, and when a signal asks the process to stop
-(``keras_autorep.training.preemption``). A fit given a callback on the same
+random seed generators (dropout's, which ``save_weights`` leaves out). It
+saves at every epoch end, every ``every`` steps, and when a signal asks
+the process to stop (``keras_autorep.training.preemption``). A fit given a callback on the same
 folder restores that state and starts at that batch: the callback sets the
 ``EpochPosition`` of the fit's training pipeline, whose epochs derive from
 ``(seed, epoch)`` (``keras_autorep.data.epochs``), so the resumed fit sees
@@ -32,6 +32,7 @@ from pathlib import Path
 import keras
 from keras import ops
 
+from keras_autorep.adapters.keras_fit import RAN_OUT, start_fit_at
 from keras_autorep.data.cache import write_text_atomic
 from keras_autorep.training import preemption
 
@@ -117,7 +118,7 @@ class StepCheckpoint(keras.callbacks.Callback):
         if self.start is None:
             return
         epoch, batch = self.start
-        self.model._initial_epoch = epoch
+        start_fit_at(self.model, epoch)
         optimizer = self.model.optimizer
         done = (f"after epoch {epoch}/{self.params['epochs']}" if batch == 0
                 else f"at batch {batch}/{self.params['steps']} of epoch "
@@ -134,7 +135,7 @@ class StepCheckpoint(keras.callbacks.Callback):
         if self.skip:
             self._quiet = warnings.catch_warnings()
             self._quiet.__enter__()
-            warnings.filterwarnings("ignore", "Your input ran out of data")
+            warnings.filterwarnings("ignore", RAN_OUT)
             self._counted = self.counters()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -159,7 +160,7 @@ class StepCheckpoint(keras.callbacks.Callback):
         self._stop_if_asked()
 
     def on_train_end(self, logs=None):
-        self.model._initial_epoch = None
+        start_fit_at(self.model, None)
         preemption.stop_deferring(self.where(self.epoch, self.batch))
 
     def _stop_if_asked(self):
