@@ -123,7 +123,9 @@ class ImageArrayDataset(keras.utils.PyDataset):
         self.pad = pad
         self.seed = seed
         self.position = position or EpochPosition()
-        self.on_epoch_begin()
+        # Until the first epoch starts, the epoch the position points at.
+        self.epoch, self.skip = self.position.epoch, self.position.skip
+        self._order = self._permutation()
 
     def _permutation(self):
         if not self.shuffle:

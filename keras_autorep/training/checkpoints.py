@@ -123,9 +123,10 @@ class StepCheckpoint(keras.callbacks.Callback):
         done = (f"after epoch {epoch}/{self.params['epochs']}" if batch == 0
                 else f"at batch {batch}/{self.params['steps']} of epoch "
                      f"{epoch + 1}/{self.params['epochs']}")
+        step = ops.convert_to_numpy(optimizer.iterations)
+        rate = ops.convert_to_numpy(optimizer.learning_rate)
         print(f"Resuming the {self.stage} stage {done}: optimizer step "
-              f"{int(optimizer.iterations)}, learning rate "
-              f"{float(optimizer.learning_rate):.3g}", flush=True)
+              f"{int(step)}, learning rate {float(rate):.3g}", flush=True)
 
     def on_epoch_begin(self, epoch, logs=None):
         resumed = self.start is not None and epoch == self.start[0]

@@ -41,7 +41,8 @@ class SendSignal(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         # Keras counts the batches of a resumed epoch from 0 again: the
         # optimizer's step tells the batch of the epoch.
-        step = int(self.model.optimizer.iterations)
+        step = int(keras.ops.convert_to_numpy(
+            self.model.optimizer.iterations))
         if (self.epoch, step - self.epoch * self.params["steps"]) == self.at:
             os.kill(os.getpid(), self.signum)
 
