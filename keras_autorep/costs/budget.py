@@ -55,9 +55,11 @@ class SiteCost:
         return at_one + slope * (kept - self.calls)
 
     @classmethod
-    def priced(cls, total, channels, calls, value):
+    def priced(cls, total, channels, calls, value, foldable=False):
         """The ``SiteCost`` of a site, ``value(workload)`` pricing a
-        ``Workload`` in the budget's metric."""
+        ``Workload`` in the budget's metric; a ``foldable`` site's line
+        with nothing kept costs what an identity costs (it folds into the
+        linear layer feeding it, ``keras_autorep.graph.fold``)."""
         forms = {}
         for form in FORMS:
             def at(kept, form=form):
@@ -65,7 +67,8 @@ class SiteCost:
                                            calls))
             one, two = calls, min(2 * calls, total)
             slope = (at(two) - at(one)) / max(1, two - one)
-            forms[form] = (at(0), at(one), slope, at(total))
+            empty = "identity" if foldable and form == "poly1" else form
+            forms[form] = (at(0, empty), at(one), slope, at(total))
         return cls(total, calls, forms)
 
 
@@ -95,7 +98,7 @@ class CostBudget:
     def for_sites(cls, amount, metric, protocol, network, fixed_workload,
                   sites, text=""):
         """Price ``fixed_workload`` and every site ``{name: (total,
-        channels, calls)}`` under ``protocol``."""
+        channels, calls, foldable)}`` under ``protocol``."""
 
         def value(workload):
             return metric_value(predict(workload, protocol), metric,
@@ -103,8 +106,10 @@ class CostBudget:
 
         return cls(float(amount), metric, protocol, network,
                    value(fixed_workload),
-                   {name: SiteCost.priced(*shape, value)
-                    for name, shape in sites.items()}, text)
+                   {name: SiteCost.priced(total, channels, calls, value,
+                                          foldable)
+                    for name, (total, channels, calls, foldable)
+                    in sites.items()}, text)
 
     @property
     def unit(self):

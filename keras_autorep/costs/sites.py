@@ -36,7 +36,7 @@ def check_form(form):
 def spec_form(site):
     """The replacement form of a ``pi_spec.json`` site (``None`` for a
     plain activation site); files without forms name it by degree."""
-    if site.get("form"):
+    if "form" in site:
         return site["form"]
     return _DEGREE_FORMS.get(site["degree"])
 

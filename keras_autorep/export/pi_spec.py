@@ -7,10 +7,10 @@ those layers next to the ONNX graph. It holds the model's ``count_relus``
 row for row: ``spec_from_count`` (``write_pi_spec``) maps a count to a
 spec, ``count_from_spec`` maps a spec (``read_pi_spec``) back to the count.
 
-Format (``format_version`` 5)::
+Format (``format_version`` 6)::
 
     {
-      "format": "keras_autorep.pi_spec", "format_version": 5,
+      "format": "keras_autorep.pi_spec", "format_version": 6,
       "model": "<model name>",
       "counting_convention": "<text from count_relus, or given>",
       "input": {"name": "image", "shape": [H, W, C], "layout": "NHWC",
@@ -28,6 +28,8 @@ Format (``format_version`` 5)::
          "comparisons": 0,         # traced, of a non-ReLU activation
          "kept_indices": [3, 17, ...]            # inline, or
          "kept_indices_file": "pi_spec.0_re_lu.kept.npy",
+         "form": "poly2",          # the replacement: "poly2", "poly1",
+                                   # "identity"; null for plain ReLU
          "degree": 2,              # null for plain ReLU
          "coefficients": [[c0 per channel], [c1 ...], [c2 ...]]},
         ...
@@ -45,8 +47,9 @@ C order (channels last, so element ``j`` belongs to channel ``j % C``);
 elements at ``kept_indices`` go through the site's ``activation``
 (``max(x, 0)`` for ``"relu"``; the functions of
 ``keras_autorep.layers.activations`` otherwise), every other element
-``j`` through ``c0[j % C] + c1[j % C] x + c2[j % C] x^2`` (ascending
-powers). Plain ReLU sites keep every index and have no coefficients;
+``j`` through the site's replacement ``form``: ``c0[j % C] + c1[j % C] x
++ c2[j % C] x^2`` (``"poly2"``; ascending powers), ``c0[j % C] + c1[j % C]
+x`` (``"poly1"``) or ``x`` itself (``"identity"``, computed by nothing). Plain ReLU sites keep every index and have no coefficients;
 ``PolynomialActivation`` sites keep none. Index lists with more than
 ``max_inline_indices`` entries go to a companion ``.npy`` file (1-D int32,
 beside the JSON) named in ``kept_indices_file``. ``read_pi_spec`` resolves
@@ -63,7 +66,8 @@ evaluated by a piecewise approximation) with their elements;
 ``max_comparisons`` totals the comparisons of max-pooling,
 ``smooth_elements`` the elements of smooth ones. Version 4 added
 ``activation`` and ``pi_cost``; version 5 the sites' ``label`` and
-``comparisons`` and the other sites' ``fused``.
+``comparisons`` and the other sites' ``fused``; version 6 the sites'
+``form``.
 """
 
 import json
@@ -83,12 +87,14 @@ from keras_autorep.export.contract import (
 from keras_autorep.graph.counting import ReLUCount, SiteCount, counted
 from keras_autorep.graph.sites import iter_layers
 from keras_autorep.layers import PartialReLU, PolynomialActivation
+from keras_autorep.layers.relu_selector import replacement_form
 
 FORMAT = "keras_autorep.pi_spec"
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 # Version 3: every site a ReLU; 4: no site labels and comparisons, no
-# fused flag on other sites (read with the defaults of count_from_spec).
-READABLE_VERSIONS = (3, 4, 5)
+# fused flag on other sites (read with the defaults of count_from_spec);
+# 5: no forms (a site's degree names it).
+READABLE_VERSIONS = (3, 4, 5, 6)
 DEFAULT_MAX_INLINE_INDICES = 4096
 
 
@@ -114,6 +120,7 @@ def _site(row, layer):
         "total": row.total,
         "kept": row.kept,
         "comparisons": row.comparisons,
+        "form": None,
         "degree": None,
         "coefficients": None,
     }
@@ -126,6 +133,8 @@ def _site(row, layer):
         return site
     site.update(
         kind=type(layer).__name__,
+        form=(layer.form if isinstance(layer, PartialReLU)
+              else replacement_form(layer.degree, layer.fit)),
         degree=int(layer.degree),
         coefficients=keras.ops.convert_to_numpy(
             layer.coefficients).astype("float64"),
@@ -302,6 +311,8 @@ def read_pi_spec(path):
         site.setdefault("label", "fused relu" if site["fused"]
                         else site["kind"])
         site.setdefault("comparisons", 0)
+        site.setdefault("form", None if site["degree"] is None
+                        else f"poly{site['degree']}")
         if "kept_indices_file" in site:
             kept = np.load(path.parent / site["kept_indices_file"])
         else:

@@ -11,6 +11,9 @@
 * ``masks``: setting, choosing and freezing selector masks;
 * ``costing``: a model's predicted PI cost under a ``CostBudget``
   (``LiveCost`` during training) and landing masks on it;
+* ``fold``: affine replacements folded into the linear layer that feeds
+  them;
+* ``topology``: who feeds whom among a model's layers;
 * ``transforms``: CryptoNAS ReLU pruning and shuffling.
 """
 
@@ -20,13 +23,19 @@ from keras_autorep.graph.convert import (
     harden,
     replace_relus,
 )
-from keras_autorep.graph.costing import LiveCost, land_cost_masks, site_forms
+from keras_autorep.graph.costing import (
+    LiveCost,
+    land_cost_masks,
+    predicted_cost,
+    site_forms,
+)
 from keras_autorep.graph.counting import (
     LiveReLUCount,
     ReLUCount,
     SiteCount,
     count_relus,
 )
+from keras_autorep.graph.fold import fold_linear_sites, foldable_sites
 from keras_autorep.graph.masks import (
     check_counts,
     current_masks,
@@ -59,11 +68,14 @@ __all__ = [
     "count_relus",
     "current_masks",
     "final_masks",
+    "fold_linear_sites",
+    "foldable_sites",
     "freeze_masks",
     "gather_form",
     "harden",
     "land_cost_masks",
     "land_masks",
+    "predicted_cost",
     "prunable_relus",
     "prune_relus",
     "random_masks",

@@ -46,12 +46,6 @@ Pruning after shuffling catches ReLUs that shuffling made redundant
 import keras
 import numpy as np
 
-from keras_autorep.adapters.keras_graph import (
-    call_nodes,
-    consumer_layers,
-    producer_layers,
-    producing_layer,
-)
 from keras_autorep.graph.rewrite import GraphRewriter, check_rewritable
 from keras_autorep.graph.sites import (
     FUSED_RELU,
@@ -59,6 +53,7 @@ from keras_autorep.graph.sites import (
     activation_name,
     site_of,
 )
+from keras_autorep.graph.topology import LayerGraph
 
 L = keras.layers
 NONNEGATIVE_PRESERVING = (
@@ -74,7 +69,6 @@ NONNEGATIVE_PRESERVING = (
     L.UpSampling1D, L.UpSampling2D, L.UpSampling3D,
     L.Add, L.Average, L.Concatenate, L.Maximum, L.Minimum, L.Multiply,
 )
-MERGE_LAYERS = (L.Add, L.Average, L.Concatenate)
 MAX_POOLING = (
     L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
     L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
@@ -85,51 +79,6 @@ AVERAGE_POOLING = (
     L.GlobalAveragePooling3D,
 )
 CONVOLUTIONS = (L.Conv1D, L.Conv2D, L.Conv3D)
-
-
-class _Graph:
-    """Producers and consumers of the top-level layers of a model.
-
-    Layers called more than once (shared) get no producers or consumers, so
-    no rule applies to them; inputs count as producers of unknown sign.
-    """
-
-    def __init__(self, model):
-        check_rewritable(model)
-        self.layers = [
-            layer for layer in model.layers
-            if not isinstance(layer, L.InputLayer)
-        ]
-        members = {id(layer) for layer in model.layers}
-        outputs = {id(producing_layer(t)) for t in model.outputs}
-        self._producers, self._consumers, self._is_output = {}, {}, {}
-        for layer in self.layers:
-            nodes = call_nodes(layer)
-            single = len(nodes) == 1
-            self._producers[layer.name] = (
-                producer_layers(nodes[0]) if single else []
-            )
-            self._consumers[layer.name] = [
-                consumer for consumer in consumer_layers(layer)
-                if id(consumer) in members
-            ] if single else []
-            self._is_output[layer.name] = not single or id(layer) in outputs
-
-    def producers(self, layer):
-        return self._producers[layer.name]
-
-    def only_consumer(self, layer):
-        """The single layer consuming ``layer``'s output, or ``None`` (also
-        when the output is a model output)."""
-        consumers = self._consumers[layer.name]
-        if len(consumers) != 1 or self._is_output[layer.name]:
-            return None
-        return consumers[0]
-
-    def feeds_only_merges(self, layer):
-        consumers = self._consumers[layer.name]
-        return (bool(consumers) and not self._is_output[layer.name]
-                and all(isinstance(c, MERGE_LAYERS) for c in consumers))
 
 
 def _relu_site(layer):
@@ -169,7 +118,7 @@ def prunable_relus(model, skip_paths=False):
         ``{layer name: "non-negative input" | "skip path after 1x1 conv"}``
         in graph order (see the module docstring for the exact rules).
     """
-    graph = _Graph(model)
+    graph = LayerGraph(model)
     reasons = {}
     if skip_paths:
         for layer in graph.layers:
@@ -229,7 +178,7 @@ def shufflable_relus(model, exact=True):
     Returns:
         ``{ReLU site name: pooling layer name}`` in graph order.
     """
-    graph = _Graph(model)
+    graph = LayerGraph(model)
     pools = MAX_POOLING if exact else MAX_POOLING + AVERAGE_POOLING
     moves = {}
     for layer in graph.layers:

@@ -5,8 +5,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_autorep.costs.sites import check_form
 from keras_autorep.dapa import SUPPORTED_DEGREES, evaluate_polynomial
 from keras_autorep.layers.activations import activation_function, canonical_name
+from keras_autorep.layers.shapes import activation_shape
 
 MERGES = ("scatter", "gather")
 
@@ -44,6 +46,10 @@ class PartialReLU(keras.layers.Layer):
         activation: what kept positions apply (default ``"relu"``; any name
             in ``keras_autorep.layers.activations``, e.g. ``"silu"``).
         merge: ``"scatter"`` (default) or ``"gather"`` (the PI form).
+        form: the replacement of the removed positions (``"poly2"``,
+            ``"poly1"``, ``"identity"``; default: by ``degree``). An
+            identity computes nothing: removed positions pass their input
+            on, and a site keeping nothing is no op at all.
 
     Example:
 
@@ -60,9 +66,13 @@ class PartialReLU(keras.layers.Layer):
         coefficients=None,
         activation="relu",
         merge="scatter",
+        form=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        form = check_form(form or f"poly{degree}")
+        if form != "poly2":
+            degree = 1
         if merge not in MERGES:
             raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
         if degree not in SUPPORTED_DEGREES:
@@ -73,6 +83,7 @@ class PartialReLU(keras.layers.Layer):
             raise ValueError(f"num_kept must be >= 0, got {num_kept!r}")
         self.num_kept = int(num_kept)
         self.degree = int(degree)
+        self.form = form
         self.merge = merge
         self.activation = canonical_name(activation)
         self._kept_function = activation_function(self.activation)
@@ -80,20 +91,14 @@ class PartialReLU(keras.layers.Layer):
         self._initial_coefficients = coefficients
 
     def build(self, input_shape):
-        activation_shape = tuple(input_shape[1:])
-        if any(dim is None for dim in activation_shape):
-            raise ValueError(
-                f"{self.name}: PartialReLU needs a fully known activation "
-                f"shape (without batch), got {input_shape}"
-            )
-        self.activation_shape = activation_shape
-        total = int(np.prod(activation_shape))
+        self.activation_shape = activation_shape(self, input_shape)
+        total = int(np.prod(self.activation_shape))
         if self.num_kept > total:
             raise ValueError(
                 f"{self.name}: num_kept={self.num_kept} exceeds the "
-                f"{total} elements of activation shape {activation_shape}"
+                f"{total} elements of activation shape {self.activation_shape}"
             )
-        channels = activation_shape[-1]
+        channels = self.activation_shape[-1]
 
         def index_weight(name, size):
             return self.add_weight(
@@ -165,9 +170,8 @@ class PartialReLU(keras.layers.Layer):
         if self.num_kept == self.total_relus:
             return self._kept_function(inputs)
         if self.num_kept == 0:
-            return evaluate_polynomial(
-                inputs, ops.cast(self.coefficients, inputs.dtype)
-            )
+            return self._replace(
+                inputs, ops.cast(self.coefficients, inputs.dtype))
         flat = ops.reshape(inputs, (-1, self.total_relus))
         kept = self._kept_function(ops.take(flat, self.kept_indices, axis=1))
         coefficients = ops.cast(self.coefficients, inputs.dtype)
@@ -175,8 +179,7 @@ class PartialReLU(keras.layers.Layer):
             outputs = self._merge_gathered(flat, kept, coefficients)
         else:
             outputs = self._scatter_kept(
-                evaluate_polynomial(inputs, coefficients), kept
-            )
+                self._replace(inputs, coefficients), kept)
         return ops.reshape(outputs, (-1,) + self.activation_shape)
 
     def _scatter_kept(self, polynomial, kept):
@@ -205,9 +208,15 @@ class PartialReLU(keras.layers.Layer):
             ops.mod(self.removed_indices, self.activation_shape[-1]),
             axis=1,
         )
-        removed = evaluate_polynomial(removed, removed_coefficients)
+        removed = self._replace(removed, removed_coefficients)
         merged = ops.concatenate([kept, removed], axis=1)
         return ops.take(merged, self.merge_order, axis=1)
+
+    def _replace(self, x, coefficients):
+        """The replacement of removed positions on ``x``."""
+        if self.form == "identity":
+            return x
+        return evaluate_polynomial(x, coefficients)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -216,6 +225,6 @@ class PartialReLU(keras.layers.Layer):
         config = super().get_config()
         config.update(
             num_kept=self.num_kept, degree=self.degree,
-            activation=self.activation, merge=self.merge,
+            activation=self.activation, merge=self.merge, form=self.form,
         )
         return config

@@ -221,25 +221,26 @@ class PolynomialActivation(keras.layers.Layer):
             variable.assign(store[str(index)])
         self.fitted.assign(ops.zeros(self.fitted.shape))
 
-    def clip(self, coefficients):
-        """What clips ``coefficients``' quadratic row to ``max_quadratic``
-        (zeros where it holds, or with no bound), without gradient: adding
-        it bounds a polynomial and lets its gradient through unchanged, as
-        for a constraint."""
+    def combine(self, learned, fitted):
+        """``(coefficients, fitted)``: ``learned + fitted`` with ``|c2|``
+        clipped to ``max_quadratic``, and the fitted part that holds the
+        clip. The clip has no gradient: the gradient reaches ``learned``
+        unchanged, as it reaches a variable with a constraint."""
+        coefficients = learned + fitted
         if self.max_quadratic is None or self.degree != 2:
-            return ops.zeros_like(coefficients)
+            return coefficients, fitted
         quadratic = coefficients[-1:]
         bounded = ops.clip(quadratic, -self.max_quadratic, self.max_quadratic)
-        return ops.stop_gradient(ops.concatenate(
+        clip = ops.stop_gradient(ops.concatenate(
             [ops.zeros_like(coefficients[:-1]), bounded - quadratic], axis=0))
+        return coefficients + clip, fitted + clip
 
     @property
     def coefficients(self):
         """The ``(degree + 1, C)`` coefficients ``[c0, c1(, c2)]`` the layer
         computes with: the learned part plus the fitted part, clipped (a
         tensor; ``assign_coefficients`` sets them)."""
-        coefficients = self.learned.value + self.fitted.value
-        return coefficients + self.clip(coefficients)
+        return self.combine(self.learned.value, self.fitted.value)[0]
 
     def assign_coefficients(self, coefficients):
         """Sets the coefficients: the learned part takes them, the fitted
@@ -250,9 +251,8 @@ class PolynomialActivation(keras.layers.Layer):
     def quadratic_penalty(self, learned):
         """The regularizer of the learned part: ``QuadraticDecay`` of the
         coefficients it gives with the fitted part."""
-        coefficients = learned + self.fitted.value
-        return QuadraticDecay(self.quadratic_decay)(
-            coefficients + self.clip(coefficients))
+        coefficients = self.combine(learned, self.fitted.value)[0]
+        return QuadraticDecay(self.quadratic_decay)(coefficients)
 
     def step_coefficients(self, inputs, training):
         """The coefficients of this forward pass on ``inputs``.
@@ -263,11 +263,8 @@ class PolynomialActivation(keras.layers.Layer):
         reaches the learned part, except at a refit.
         """
         learned, fitted = self.learned.value, self.fitted.value
-        coefficients = learned + fitted
-        clip = self.clip(coefficients)
-        coefficients, fitted = coefficients + clip, fitted + clip
         if not training or self.fit == "identity":
-            return coefficients
+            return self.combine(learned, fitted)[0]
         refitting = self.track_statistics and self.refits
         if refitting:  # read before update_statistics counts this step
             steps = self.steps.value
@@ -279,9 +276,11 @@ class PolynomialActivation(keras.layers.Layer):
             mean, std = self.update_statistics(inputs)
         if refitting:
             fit = ops.stop_gradient(self._dapa(mean, std))
-            coefficients = ops.where(refit_now, fit + self.clip(fit),
-                                     coefficients)
             fitted = ops.where(refit_now, fit - learned, fitted)
+        coefficients, fitted = self.combine(learned, fitted)
+        if refitting:  # a refit leaves the coefficients no gradient
+            coefficients = ops.where(
+                refit_now, ops.stop_gradient(coefficients), coefficients)
         if refitting or self.max_quadratic is not None:
             self.fitted.assign(ops.stop_gradient(fitted))
         return coefficients

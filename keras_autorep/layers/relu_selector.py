@@ -4,15 +4,51 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_autorep.costs.sites import FORMS
 from keras_autorep.dapa import evaluate_polynomial
 from keras_autorep.layers.activations import get as get_activation
 from keras_autorep.layers.polynomial_activation import PolynomialActivation
+from keras_autorep.layers.shapes import activation_shape
 
 GRANULARITIES = ("pixel", "channel")
 POLYNOMIAL_OPTIONS = (
     "degree", "fit", "refit_every", "refit_steps", "momentum", "epsilon",
     "quadratic_decay", "max_quadratic", "activation",
 )
+# The replacements of removed positions: a fixed form, or learned.
+REPLACEMENTS = (*FORMS, "auto")
+# The polynomial branch of each fixed form.
+FORM_POLYNOMIALS = {"poly2": dict(degree=2, fit="dapa"),
+                    "poly1": dict(degree=1, fit="dapa"),
+                    "identity": dict(degree=1, fit="identity")}
+# Initial form logits of a learned replacement (FORMS order): degree 2
+# first, the function AutoReP's selection starts from, by a margin a few
+# dozen Adam steps can cross once a cost prices the forms.
+INITIAL_FORM_LOGITS = (0.1, 0.05, 0.0)
+
+
+def replacement_form(degree, fit):
+    """The form of a polynomial branch's ``degree`` and ``fit``."""
+    return "identity" if fit == "identity" else f"poly{degree}"
+
+
+def _polynomial_options(replacement, options):
+    """The branch options of ``replacement`` (``None``: from ``degree``
+    and ``fit``, as configs of earlier versions give them); ``ValueError``
+    when they contradict each other."""
+    if replacement is None:
+        return replacement_form(options.get("degree", 2),
+                                options.get("fit", "dapa")), options
+    if replacement not in REPLACEMENTS:
+        raise ValueError(f"replacement must be one of {REPLACEMENTS}, got "
+                         f"{replacement!r}")
+    form = FORM_POLYNOMIALS.get(replacement, FORM_POLYNOMIALS["poly2"])
+    clash = {key: options[key] for key in form
+             if key in options and options[key] != form[key]}
+    if clash:
+        raise ValueError(f"replacement={replacement!r} sets {form}; "
+                         f"got {clash} too")
+    return replacement, {**options, **form}
 
 
 _SELECTIONS = {}
@@ -91,12 +127,19 @@ class ReLUSelector(keras.layers.Layer):
         granularity: ``"pixel"`` (default: one indicator per element of the
             activation map, ``H x W x C``) or ``"channel"`` (one per channel).
         threshold: hysteresis threshold ``t`` (default 0.003).
+        replacement: what removed positions compute (``REPLACEMENTS``):
+            ``"poly2"`` (default: DaPa's quadratic), ``"poly1"`` (DaPa's
+            least-squares line, per channel, trained), ``"identity"``
+            (``x``, as SNL), or ``"auto"``: the site learns its form among
+            the three (trainable ``form_logits``; forward the form of the
+            largest logit, backward through their softmax, so a cost
+            budget can price each form: ``form_weights``).
         degree, fit, refit_every, refit_steps, momentum, epsilon,
         quadratic_decay, max_quadratic: the polynomial branch, as in
-            ``PolynomialActivation``.
+            ``PolynomialActivation`` (``degree`` and ``fit`` follow from
+            ``replacement``).
         activation: the site's activation ``f`` (default ``"relu"``; any
             name in ``keras_autorep.layers.activations``, e.g. ``"silu"``).
-            ``fit="identity"`` replaces removed ReLUs with ``x`` (SNL).
 
     Example:
 
@@ -109,14 +152,21 @@ class ReLUSelector(keras.layers.Layer):
     ... ])
     """
 
-    def __init__(self, granularity="pixel", threshold=0.003, **kwargs):
+    def __init__(self, granularity="pixel", threshold=0.003,
+                 replacement=None, **kwargs):
         polynomial_options = {
             key: kwargs.pop(key) for key in POLYNOMIAL_OPTIONS if key in kwargs
         }
         super().__init__(**kwargs)
+        self.replacement, polynomial_options = _polynomial_options(
+            replacement, polynomial_options)
         self.polynomial = PolynomialActivation(
             name="polynomial", **polynomial_options
         )
+        self.linear = None
+        if self.replacement == "auto":
+            self.linear = PolynomialActivation(
+                name="linear", **{**polynomial_options, "degree": 1})
         if granularity not in GRANULARITIES:
             raise ValueError(
                 f"granularity must be one of {GRANULARITIES}, "
@@ -130,17 +180,17 @@ class ReLUSelector(keras.layers.Layer):
 
     def build(self, input_shape):
         self.polynomial.build(input_shape)
-        activation_shape = tuple(input_shape[1:])
-        if any(dim is None for dim in activation_shape):
-            raise ValueError(
-                f"{self.name}: ReLUSelector needs a fully known activation "
-                f"shape (without batch), got {input_shape}"
-            )
-        self.activation_shape = activation_shape
+        if self.linear is not None:
+            self.linear.build(input_shape)
+            self.form_logits = self.add_weight(
+                name="form_logits", shape=(len(FORMS),),
+                initializer=keras.initializers.Constant(INITIAL_FORM_LOGITS),
+                trainable=True)
+        self.activation_shape = activation_shape(self, input_shape)
         if self.granularity == "pixel":
-            indicator_shape = activation_shape
+            indicator_shape = self.activation_shape
         else:
-            indicator_shape = (activation_shape[-1],)
+            indicator_shape = (self.activation_shape[-1],)
         self.alpha = self.add_weight(
             name="alpha",
             shape=indicator_shape,
@@ -169,8 +219,60 @@ class ReLUSelector(keras.layers.Layer):
 
     @property
     def coefficients(self):
-        """The polynomial's ``(degree + 1, C)`` coefficients."""
+        """The ``(degree + 1, C)`` coefficients of the current form."""
+        return self.form_coefficients(self.current_form())
+
+    def current_form(self):
+        """The replacement removed positions compute now: the fixed form,
+        or the learned one of the largest logit (reads a variable)."""
+        if self.linear is None:
+            return self.replacement
+        logits = keras.ops.convert_to_numpy(self.form_logits)
+        return FORMS[int(np.argmax(logits))]
+
+    def form_coefficients(self, form):
+        """The ``(degree + 1, C)`` coefficients of ``form`` (its degree:
+        2, or 1 for ``poly1`` and ``identity``)."""
+        if form == "identity":
+            channels = self.activation_shape[-1]
+            return ops.stack([ops.zeros((channels,)), ops.ones((channels,))])
+        if form == "poly1" and self.linear is not None:
+            return self.linear.coefficients
+        if form != self.current_form() and self.linear is None:
+            raise ValueError(f"{self.name} replaces with "
+                             f"{self.replacement}, not {form}")
         return self.polynomial.coefficients
+
+    def form_weights(self):
+        """``{form: weight}`` of the cost of the current forward pass:
+        ``{form: 1.0}`` for a fixed form; for a learned one the
+        straight-through one-hot of the largest logit (its value), with
+        the gradient of the logits' softmax."""
+        if self.linear is None:
+            return {self.replacement: 1.0}
+        logits = ops.convert_to_tensor(self.form_logits)
+        soft = ops.softmax(logits)
+        hard = ops.one_hot(ops.argmax(logits), len(FORMS))
+        weights = ops.stop_gradient(hard - soft) + soft
+        return {form: weights[i] for i, form in enumerate(FORMS)}
+
+    def _replacement_coefficients(self, inputs, training):
+        """The ``(3, C)`` or ``(degree + 1, C)`` coefficients removed
+        positions compute with in this forward pass (a learned form: the
+        forms' coefficients weighted by ``form_weights``)."""
+        quadratic = self.polynomial.step_coefficients(inputs, training)
+        if self.linear is None:
+            return quadratic
+        linear = self.linear.step_coefficients(inputs, training)
+        channels = self.activation_shape[-1]
+        zeros, ones = ops.zeros((channels,)), ops.ones((channels,))
+        candidates = {
+            "poly2": quadratic,
+            "poly1": ops.concatenate([linear, zeros[None]], axis=0),
+            "identity": ops.stack([zeros, ones, zeros]),
+        }
+        weights = self.form_weights()
+        return sum(weights[form] * candidates[form] for form in FORMS)
 
     @property
     def total_relus(self):
@@ -210,7 +312,7 @@ class ReLUSelector(keras.layers.Layer):
     def call(self, inputs, training=False):
         if training:
             self.mask.assign(self.hysteresis_mask())
-        coefficients = self.polynomial.step_coefficients(inputs, training)
+        coefficients = self._replacement_coefficients(inputs, training)
         if training:
             mask = self.straight_through_mask()
         else:
@@ -228,5 +330,6 @@ class ReLUSelector(keras.layers.Layer):
         config = super().get_config()
         polynomial = self.polynomial.get_config()
         config.update({key: polynomial[key] for key in POLYNOMIAL_OPTIONS})
-        config.update(granularity=self.granularity, threshold=self.threshold)
+        config.update(granularity=self.granularity, threshold=self.threshold,
+                      replacement=self.replacement)
         return config

@@ -37,6 +37,7 @@ def train_autorep(
     distillation_weight=1.0,
     temperature=4.0,
     granularity="pixel",
+    replacement="poly2",
     activations=("relu",),
     selector_options=None,
     seed=0,
@@ -47,13 +48,11 @@ def train_autorep(
 ):
     """Train an AutoReP student of ``teacher`` towards ``budget`` ReLUs.
 
+    The arguments every method takes (``teacher``, ``budget``,
+    ``train_data``, ``val_data``, ``batch_size``, ``metrics``,
+    ``verbose``) are those of ``keras_autorep.methods``. Its own:
+
     Args:
-        teacher: trained all-ReLU Sequential or functional model (logits);
-            it is not modified.
-        budget: ReLU budget (anything ``parse_budget`` accepts).
-        train_data: ``tf.data.Dataset``, ``PyDataset`` or ``(x, y)`` arrays
-            (integer labels).
-        val_data: optional validation data, same forms.
         counts: optional per-site allocation ``{site: ReLUs}`` (from
             ``keras_autorep.allocation.allocate``): the masks start at it
             (random positions) and the search moves them from there.
@@ -67,16 +66,16 @@ def train_autorep(
         distillation_weight: weight of KD (T = ``temperature``).
         temperature: distillation temperature.
         granularity: ``"pixel"`` or ``"channel"`` indicators.
+        replacement: what removed positions compute: ``"poly2"`` (DaPa's
+            quadratic), ``"poly1"`` (its line), ``"identity"``, or
+            ``"auto"`` (learned per site; with a cost budget, priced).
         activations: the activations that become selectable sites
             (``replace_relus``; e.g. ``("silu",)`` for EfficientNet).
         selector_options: further ``ReLUSelector`` arguments (e.g. the
             stability options ``quadratic_decay``, ``max_quadratic``).
         seed: seed of the mask positions of ``counts``.
-        batch_size: batch size for array data.
-        metrics: compiled metrics (default ``["accuracy"]``).
         callbacks: a list for both phases, or ``phase -> list`` with the
             phases ``"search"`` and ``"finetune"``.
-        verbose: ``fit`` verbosity.
 
     Returns:
         The student (``replace_relus(teacher)`` with trained weights and
@@ -84,6 +83,7 @@ def train_autorep(
         ``harden(student, budget)`` gives the inference model.
     """
     student = replace_relus(teacher, granularity=granularity,
+                            replacement=replacement,
                             activations=activations,
                             **(selector_options or {}))
     if counts is not None:
@@ -116,14 +116,16 @@ class AutoReP(TeacherMethod):
 
     name = "autorep"
     phases = ("search", "finetune")
+    replacement = "poly2"
     finetune_fraction = 0.1
     finetune_lr_fraction = 0.25
 
     def default_finetune_epochs(self, epochs):
         return max(1, round(self.finetune_fraction * epochs))
 
-    def student(self, teacher, activations=("relu",)):
-        return replace_relus(teacher, activations=activations)
+    def student(self, teacher, activations=("relu",), replacement=None):
+        return replace_relus(teacher, activations=activations,
+                             replacement=replacement or self.replacement)
 
     def learning_rates(self, plan):
         return {
@@ -137,6 +139,7 @@ class AutoReP(TeacherMethod):
         rates = self.learning_rates(plan)
         return dict(lr=rates["search"], finetune_lr=rates["finetune"],
                     activations=plan.activations,
+                    replacement=plan.replacement or self.replacement,
                     budget_weight=plan.budget_weight,
                     selector_options=plan.selector_options, seed=plan.seed)
 

@@ -29,6 +29,9 @@ class Plan:
         activations: the activations whose elements the method selects.
         selector_options: further ``ReLUSelector`` arguments (AutoReP's
             stability options).
+        replacement: what removed positions compute (``"poly2"``,
+            ``"poly1"``, ``"identity"``, ``"auto"``); ``None``: the
+            method's own (``Method.replacement``).
         seed: seed of random mask positions and of searches.
     """
 
@@ -39,6 +42,7 @@ class Plan:
     budget_weight: float = 10.0
     activations: tuple = ("relu",)
     selector_options: dict = dataclasses.field(default_factory=dict)
+    replacement: str = None
     seed: int = 0
 
     def steps(self, epochs):
@@ -58,6 +62,7 @@ class Method:
         selects: the activations it can select (``None``: any of
             ``keras_autorep.layers.activations``).
         optimizer: the optimizer of its schedule, in words.
+        replacement: what its removed positions compute by default.
     """
 
     name = None
@@ -66,6 +71,7 @@ class Method:
     default_allocation = "free"
     selects = None
     optimizer = "Adam"
+    replacement = "identity"
 
     def check(self, allocation, activations):
         """Raise ``ValueError`` (one line) when the method cannot run with
@@ -98,7 +104,8 @@ class Method:
         """The method's fields of a run report."""
         return dict(method=self.name, phases=list(self.phases),
                     epochs=plan.epochs, finetune_epochs=plan.finetune_epochs,
-                    lr=plan.lr, final_lr=FINAL_LR, optimizer=self.optimizer)
+                    lr=plan.lr, final_lr=FINAL_LR, optimizer=self.optimizer,
+                    replacement=plan.replacement or self.replacement)
 
 
 class TeacherMethod(Method):
@@ -118,10 +125,11 @@ class TeacherMethod(Method):
                 f"--method {self.name} needs per-layer ReLU counts: "
                 "--allocation sensitivity, uniform or tuned")
 
-    def student(self, teacher, activations=("relu",)):
+    def student(self, teacher, activations=("relu",), replacement=None):
         """The untrained selector student of ``teacher`` (what a per-layer
-        allocation is computed for): identity replacements, degree 1."""
-        return replace_relus(teacher, fit="identity", degree=1)
+        allocation or a cost budget is computed for)."""
+        return replace_relus(teacher, activations=activations,
+                             replacement=replacement or self.replacement)
 
     @staticmethod
     def train_function(*args, **kwargs):
@@ -130,7 +138,8 @@ class TeacherMethod(Method):
     def options(self, plan):
         """Keyword arguments of ``train_function`` from ``plan`` (beyond
         epochs, data, counts and the fit options)."""
-        return dict(lr=self.learning_rates(plan)[self.phases[0]])
+        return dict(lr=self.learning_rates(plan)[self.phases[0]],
+                    replacement=plan.replacement or self.replacement)
 
     def train(self, teacher, budget, train_data, val_data=None, *, plan,
               counts=None, metrics=None, callbacks=None, verbose="auto",

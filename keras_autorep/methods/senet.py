@@ -1,7 +1,7 @@
 """SENet (Kundu et al., ICLR 2023): sensitivity-driven ReLU linearisation.
 
 Three stages, each a plain ``fit`` on the student
-``replace_relus(teacher, fit="identity", degree=1)``:
+``replace_relus(teacher, replacement=replacement)``:
 
 1. **Allocation** by ReLU sensitivity (the paper's formula is not public
    in verifiable form; ours is defined in ``relu_sensitivity``): each
@@ -51,6 +51,7 @@ def train_senet(
     attention_weight=1.0,
     temperature=4.0,
     granularity="pixel",
+    replacement="identity",
     seed=0,
     batch_size=None,
     metrics=None,
@@ -59,13 +60,11 @@ def train_senet(
 ):
     """Train a SENet student of ``teacher`` within ``budget`` ReLUs.
 
+    The arguments every method takes (``teacher``, ``budget``,
+    ``train_data``, ``val_data``, ``batch_size``, ``metrics``,
+    ``verbose``) are those of ``keras_autorep.methods``. Its own:
+
     Args:
-        teacher: trained all-ReLU Sequential or functional model (logits);
-            it is not modified (only frozen).
-        budget: ReLU budget (anything ``parse_budget`` accepts).
-        train_data: ``tf.data.Dataset``, ``PyDataset`` or ``(x, y)`` arrays
-            (integer labels).
-        val_data: optional validation data, same forms.
         counts: per-site allocation ``{site: ReLUs}``; default: from
             ``relu_sensitivity`` and ``allocate_by_sensitivity``.
         sensitivity_data: data for the sensitivity (default
@@ -80,21 +79,21 @@ def train_senet(
             fine-tuning.
         temperature: distillation temperature.
         granularity: ``"pixel"`` or ``"channel"`` masks.
+        replacement: what removed positions compute: ``"identity"`` (the
+            paper's), or ``"poly1"`` / ``"poly2"`` (DaPa's line or
+            quadratic, fitted while fine-tuning).
         seed: seed of the random initial masks.
-        batch_size: batch size for array data.
-        metrics: compiled metrics (default ``["accuracy"]``).
         callbacks: a list for both phases, or ``phase -> list`` with phases
             ``"identify"`` and ``"finetune"``.
-        verbose: ``fit`` verbosity.
 
     Returns:
-        The student: ``replace_relus(teacher, fit="identity", degree=1)``
+        The student: ``replace_relus(teacher, replacement=replacement)``
         with trained weights and frozen masks keeping ``counts`` (at most
         ``budget``) ReLUs; ``harden(student, budget)`` gives the inference
         model.
     """
     student = replace_relus(
-        teacher, fit="identity", degree=1, granularity=granularity
+        teacher, replacement=replacement, granularity=granularity
     )
     site_budget = selector_budget(student, budget)
     if counts is None:

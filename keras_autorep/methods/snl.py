@@ -18,7 +18,7 @@ As in the official code (``snl_finetune_unstructured.py``):
 The search runs on a copy of the student whose selectors are swapped for
 ``SoftReLUMask`` layers; the trained weights are copied back before
 binarisation. The result has exactly the layers of
-``replace_relus(teacher, fit="identity", degree=1)``, so counting,
+``replace_relus(teacher, replacement=replacement)``, so counting,
 ``harden`` and export treat it like an AutoReP student.
 """
 
@@ -69,6 +69,10 @@ def copy_weights(source, target):
 class SNLSchedule(keras.callbacks.Callback):
     """Stops the search at the budget; raises ``lambda`` when it stalls.
 
+    The arguments every method takes (``teacher``, ``budget``,
+    ``train_data``, ``val_data``, ``batch_size``, ``metrics``,
+    ``verbose``) are those of ``keras_autorep.methods``. Its own:
+
     Args:
         budget: the model's ReLU budget (as counted by ``relu_count``).
         l1: the search's ``MaskL1`` term, whose ``lambda`` grows.
@@ -108,6 +112,7 @@ def train_snl(
     l1_growth=1.1,
     threshold=1e-2,
     granularity="pixel",
+    replacement="identity",
     distillation_weight=1.0,
     temperature=4.0,
     batch_size=None,
@@ -118,12 +123,6 @@ def train_snl(
     """Train an SNL student of ``teacher`` that keeps at most ``budget`` ReLUs.
 
     Args:
-        teacher: trained all-ReLU Sequential or functional model (logits);
-            it is not modified (only frozen).
-        budget: ReLU budget (anything ``parse_budget`` accepts).
-        train_data: ``tf.data.Dataset``, ``PyDataset`` or ``(x, y)`` arrays
-            (integer labels).
-        val_data: optional validation data, same forms.
         counts: optional per-site allocation ``{site: ReLUs}`` (from
             ``keras_autorep.allocation.allocate``) used at binarisation;
             default: one ranking over all sites (SNL).
@@ -135,22 +134,22 @@ def train_snl(
         l1_growth: factor on ``lambda`` after an epoch without a new low.
         threshold: mask value above which a position counts as a ReLU.
         granularity: ``"pixel"`` or ``"channel"`` masks.
+        replacement: what removed positions compute: ``"identity"`` (the
+            paper's), or ``"poly1"`` / ``"poly2"`` (DaPa's line or
+            quadratic, fitted while fine-tuning).
         distillation_weight: weight of KD (T = ``temperature``) in both
             phases; 0 trains on CE only.
         temperature: distillation temperature.
-        batch_size: batch size for array data.
-        metrics: compiled metrics (default ``["accuracy"]``).
         callbacks: a list for both phases, or ``phase -> list`` with phases
             ``"search"`` and ``"finetune"``.
-        verbose: ``fit`` verbosity.
 
     Returns:
-        The student: ``replace_relus(teacher, fit="identity", degree=1)``
+        The student: ``replace_relus(teacher, replacement=replacement)``
         with trained weights and frozen masks keeping at most ``budget``
         ReLUs; ``harden(student, budget)`` gives the inference model.
     """
     student = replace_relus(
-        teacher, fit="identity", degree=1, granularity=granularity
+        teacher, replacement=replacement, granularity=granularity
     )
     site_budget = selector_budget(student, budget)
     if counts is not None:

@@ -14,7 +14,7 @@ priced at any kept count and form. The result, a ``CostBudget``, is what
 from keras_autorep.budgets import parse_cost
 from keras_autorep.costs import CostBudget, Network, protocols
 from keras_autorep.costs.sites import spec_site_workload
-from keras_autorep.graph import harden, selectors
+from keras_autorep.graph import foldable_sites, harden, selectors
 from keras_autorep.graph.counting import counted
 from keras_autorep.pi.report import priced
 
@@ -69,9 +69,11 @@ def cost_budget(budget, model, protocol, network=None, forms=None,
     fixed = workload
     for site in sites.values():
         fixed = fixed - spec_site_workload(site)
+    foldable = foldable_sites(model)
     resolved = CostBudget.for_sites(
         amount, metric, protocol, network or Network(), fixed,
-        {name: (site["total"], site["shape"][-1], site["calls"])
+        {name: (site["total"], site["shape"][-1], site["calls"],
+                name in foldable)
          for name, site in sites.items()}, budget.strip())
     floor = resolved.floor(forms)
     if floor > resolved.amount:

@@ -16,6 +16,7 @@ from keras_autorep.allocation import ALLOCATIONS
 from keras_autorep.architectures import MODELS
 from keras_autorep.budgets import check_budget_text
 from keras_autorep.export import UnstableModelError
+from keras_autorep.layers.relu_selector import REPLACEMENTS
 from keras_autorep.methods import METHODS
 from keras_autorep.pi import RUNTIMES
 from keras_autorep.recipes.presets import (
@@ -83,7 +84,10 @@ def _run_arguments(parser, dataset, method):
         help="ReLU budget: 12900, 12.9k, 1.2M, a percentage of the "
              "model's ReLUs such as 2.5%%, or a reduction factor such as "
              "176.1x (the model's ReLUs / 176.1); 0 keeps no ReLU; "
-             "cryptonas takes counts only")
+             "cryptonas takes counts only. Or a cost under --protocol "
+             "(autorep): bytes of one inference, both directions, such as "
+             "3.7MB or 800KB (decimal: 1 MB = 10^6 bytes), or a latency "
+             "such as 250ms on --network")
     if dataset is None:
         add("--dataset", choices=sorted(set(DATASET_PRESETS)
                                         - set(STREAMED_DATASETS)),
@@ -109,9 +113,12 @@ def _run_arguments(parser, dataset, method):
              "convention (L2 of wd/2 on the kernels) (default "
              f"{DEFAULTS['weight_decay']:g})")
     add("--protocol", choices=sorted(RUNTIMES), default=None,
-        help="PI protocol to report costs for (default: all calibrated); "
-             "autorep also picks, per site, the cheaper polynomial (degree "
-             "1 instead of 2) where that costs no accuracy")
+        help="PI protocol that prices a cost --budget, and the one the "
+             "report prices (default: every calibrated one)")
+    add("--network", default=None, metavar="lan|wan|RTT_MS,MBPS",
+        help="the network of latencies: lan (RTT 1 ms, 1000 Mbit/s; "
+             "default), wan (RTT 50 ms, 100 Mbit/s) or a round-trip time "
+             "in ms and a bandwidth in Mbit/s, e.g. 20,300")
     add("--allow-unstable", action="store_true",
         help="export even a final model whose logits are non-finite on the "
              "test split or beyond 100x the teacher's on training images "
@@ -211,6 +218,13 @@ def _teacher_arguments(parser, dataset):
         help="autorep: bound on |c2| of the polynomials after every step "
              "(default: none); a stability option that trades accuracy for "
              "outputs that stay finite off the training range")
+    add("--replacement", choices=REPLACEMENTS, default=None,
+        help="what removed positions compute: poly2 (DaPa's quadratic; "
+             "autorep's default), poly1 (its per-channel line, trained), "
+             "identity (snl and senet's default), or auto: each site "
+             "learns its form under a cost --budget. Lines and identities "
+             "that keep no ReLU fold into the linear layer feeding them "
+             "where that is exact, and cost nothing")
     add("--allocation", choices=ALLOCATIONS, default=None,
         help="per-layer split of the budget before the search: free (the "
              "method decides; default for autorep and snl), uniform, "

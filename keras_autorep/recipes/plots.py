@@ -40,18 +40,19 @@ def plot_relus_per_layer(count, path, budget=None):
 
 
 def plot_history(history, path, budget=None):
-    """Accuracy and ReLU count per epoch of a training run.
+    """Accuracy and ReLU count (or predicted cost) per epoch of a run.
 
     Args:
         history: ``{metric: [value per epoch]}`` with an ``epoch`` entry
-            (0-based) and any of ``accuracy``, ``val_accuracy`` and
-            ``relu_count``.
+            (0-based) and any of ``accuracy``, ``val_accuracy``,
+            ``relu_count`` and ``cost_mb`` / ``cost_ms``.
         path: where to write the PNG.
-        budget: the ReLU budget, drawn as a horizontal line.
+        budget: the ReLU budget, or a ``CostBudget`` (the right panel then
+            shows the predicted cost), drawn as a horizontal line.
     """
     epochs = [int(epoch) + 1 for epoch in history["epoch"]]
     fig = Figure(figsize=(10, 4))
-    acc_ax, relu_ax = fig.subplots(1, 2)
+    acc_ax, budget_ax = fig.subplots(1, 2)
     for key, label in (("accuracy", "train"), ("val_accuracy", "test")):
         if key in history:
             acc_ax.plot(epochs, history[key], marker=".", label=label)
@@ -59,19 +60,30 @@ def plot_history(history, path, budget=None):
     acc_ax.set_ylabel("top-1 accuracy")
     acc_ax.legend()
     acc_ax.grid(alpha=0.3)
-    if "relu_count" in history:
-        relu_ax.plot(epochs, history["relu_count"], marker=".",
-                     label="kept ReLUs (end of epoch)")
-    if budget is not None:
-        relu_ax.axhline(budget, color="red", linestyle="--",
-                        label=f"budget {budget:,}")
-    relu_ax.set_ylim(bottom=0)
-    relu_ax.set_xlabel("epoch")
-    relu_ax.set_ylabel("ReLU count")
-    for ax in (acc_ax, relu_ax):
+    if budget is None or isinstance(budget, int):
+        key, ylabel = "relu_count", "ReLU count"
+        label, line = "kept ReLUs (end of epoch)", budget
+        line_label = None if budget is None else f"budget {budget:,}"
+    else:
+        megabytes = budget.metric == "bytes"
+        key = "cost_mb" if megabytes else "cost_ms"
+        ylabel = (f"predicted {'MB' if megabytes else 'ms'} per inference "
+                  f"({budget.protocol})")
+        line = budget.amount / 1e6 if megabytes else budget.amount
+        label, line_label = "predicted cost (end of epoch)", f"budget {budget}"
+    if key in history:
+        values = [float("nan") if v is None else v for v in history[key]]
+        budget_ax.plot(epochs, values, marker=".", label=label)
+    if line is not None:
+        budget_ax.axhline(line, color="red", linestyle="--",
+                          label=line_label)
+    budget_ax.set_ylim(bottom=0)
+    budget_ax.set_xlabel("epoch")
+    budget_ax.set_ylabel(ylabel)
+    for ax in (acc_ax, budget_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    relu_ax.legend()
-    relu_ax.grid(alpha=0.3)
+    budget_ax.legend()
+    budget_ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

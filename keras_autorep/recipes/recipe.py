@@ -108,9 +108,22 @@ def print_summary(report):
                if teacher else "")
     print(f"test accuracy   {format_accuracy(report['final_test_accuracy'])}"
           f"{against}")
-    kept, budget = report["relu_count"], report["budget"]
-    total = report["relus"]["total"]
-    print(f"{report['budget_noun']:<16}{kept:,} kept, budget {budget:,}, "
-          f"model {total:,} ({kept / max(1, total):.2%})")
+    kept, total = report["relu_count"], report["relus"]["total"]
+    noun = report["budget_noun"]
+    if report["budget_unit"] == "relus":
+        print(f"{noun:<16}{kept:,} kept, budget {report['budget']:,}, "
+              f"model {total:,} ({kept / max(1, total):.2%})")
+    else:
+        priced = report["pi_budget"]
+        scale, unit = ((1e6, "MB") if report["budget_unit"] == "bytes"
+                       else (1.0, "ms"))
+        measured = report.get("pi_measured", {})
+        figure = (f"measured {measured['bytes'] / 1e6:,.2f} MB"
+                  if "bytes" in measured else "not measured")
+        print(f"{noun:<16}{kept:,} kept of {total:,}")
+        print(f"{'PI cost':<16}{priced['predicted'] / scale:,.2f} {unit} "
+              f"predicted ({figure}), budget "
+              f"{priced['amount'] / scale:,.2f} {unit} under "
+              f"{priced['protocol']}")
     print(f"exported model  {report['export']['dir']}")
     print(f"report          {Path(report['export']['dir']) / 'report.json'}")

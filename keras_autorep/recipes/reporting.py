@@ -9,6 +9,7 @@ PI cost report (``pi_cost.txt``), on another backend only ``model.keras``
 finished.
 """
 
+import dataclasses
 import platform
 import sys
 import time
@@ -27,13 +28,39 @@ from keras_autorep.export import (
     export_all,
     write_version,
 )
-from keras_autorep.pi import cost_report
+from keras_autorep.graph import predicted_cost
+from keras_autorep.pi import cost_report, measure
 from keras_autorep.pi.exported import write_cost_file
 from keras_autorep.recipes.plots import plot_relus_per_layer
 from keras_autorep.recipes.run_folder import write_json
 
 REPORT_FILENAME = "report.json"
 CALIBRATION_IMAGES = 256  # training images of the sanity check
+MEASURED_IMAGES = 4  # test images of the two-party run of a cost budget
+
+
+def budget_text(budget, noun="ReLUs"):
+    """A ReLU count (``"12,900 ReLUs"``) or a ``CostBudget`` (``"3.70 MB
+    under spu-cheetah"``) in words."""
+    if isinstance(budget, int):
+        return f"{budget:,} {noun}"
+    return str(budget)
+
+
+def budget_fields(budget, model, count):
+    """The report's budget fields: ``budget`` (ReLUs, bytes or ms) and
+    ``budget_unit``; for a ``CostBudget`` also ``pi_budget``: what the
+    final model is predicted to cost against it."""
+    if isinstance(budget, int):
+        return dict(budget=budget, budget_unit="relus")
+    return dict(
+        budget=budget.amount, budget_unit=budget.unit,
+        pi_budget=dict(
+            protocol=budget.protocol, metric=budget.metric,
+            network=dataclasses.asdict(budget.network),
+            amount=budget.amount,
+            predicted=predicted_cost(model, budget, count),
+            fixed=budget.fixed, all_relu=budget.all_relu()))
 
 
 def evaluate(model, dataset, labels, top5):
@@ -134,11 +161,13 @@ def export_report(recipe, model, count, accuracy, fields, plots,
     run, s = recipe.run, recipe.run.settings
     report = dict(
         run_name=run.folder.name, dataset=s.dataset, method=s.method,
-        quick=s.quick, budget=recipe.budget, budget_argument=s.budget,
+        quick=s.quick, budget_argument=s.budget,
+        **budget_fields(recipe.budget, model, count),
         relu_count=count.kept, relus=count.to_dict(),
         final_test_accuracy=accuracy, **fields)
+    relu_budget = recipe.budget if isinstance(recipe.budget, int) else None
     plots = {"relus_per_layer.png": lambda path: plot_relus_per_layer(
-        count, path, recipe.budget), **plots}
+        count, path, relu_budget), **plots}
     return publish(run, model, count, report, plots, original)
 
 
@@ -153,6 +182,8 @@ def publish(run, model, count, report, plots, original=None):
     written = {}
 
     def extras(folder, version_dir):
+        if backend.exports and "pi_budget" in report:
+            report["pi_measured"] = measure_budget(run, folder)
         if backend.exports:  # price the written graph
             report["pi_cost"] = cost_report(folder, original,
                                             names=names).to_dict()
@@ -182,6 +213,23 @@ def publish(run, model, count, report, plots, original=None):
               "KERAS_BACKEND=tensorflow and "
               "keras_autorep.export.export_all.", flush=True)
     return written
+
+
+def measure_budget(run, folder):
+    """The export in ``folder`` measured in the runtime of the budget's
+    protocol on ``MEASURED_IMAGES`` test images (``keras_autorep.pi
+    .measure``, also written to ``pi_measured.json``), or why not."""
+    protocol = run.settings.protocol
+    print(f"Measuring the export in a real {protocol} run on "
+          f"{MEASURED_IMAGES} test images", flush=True)
+    try:
+        entry = measure(folder, protocol, run.test_images(MEASURED_IMAGES))
+    except (OSError, RuntimeError) as e:
+        print(f"Not measured: {one_line(e)}", flush=True)
+        return {"runtime": protocol, "skipped": one_line(e)}
+    print(f"Measured: {entry['bytes'] / 1e6:,.2f} MB, {entry['rounds']:,} "
+          f"rounds per inference", flush=True)
+    return {"runtime": protocol, **entry}
 
 
 def _run_fields(run, version_dir, folder):

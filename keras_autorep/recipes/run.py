@@ -168,6 +168,13 @@ class Run:
         positions = sample_positions(len(y), count, seed)
         return x[positions].astype("float32") / 255.0, y[positions]
 
+    def test_images(self, count):
+        """The first ``count`` test images as raw pixels (float32, 0 to
+        255), as a PI runtime takes them."""
+        if isinstance(self.test, ImageStream):
+            return self.test.sample(count)[0] * 255.0
+        return self.test[0][:count].astype("float32")
+
     def steps(self, epochs, images=None):
         """Optimizer steps of ``epochs`` over the training split (or over
         ``images`` examples)."""
@@ -185,7 +192,7 @@ class Run:
             activations=s.activations or ("relu",),
             selector_options=dict(quadratic_decay=s.quadratic_decay or 0.0,
                                   max_quadratic=s.max_quadratic),
-            seed=s.seed)
+            replacement=s.replacement, seed=s.seed)
 
     def metrics(self):
         """Compiled metrics: top-1, and top-5 with more than 10 classes."""

@@ -19,7 +19,8 @@ from pathlib import Path
 from keras_autorep.adapters.keras_tuner_roles import tuner_role
 from keras_autorep.architectures import MODEL_ACTIVATIONS
 from keras_autorep.architectures.efficientnet import NATIVE_SIZE
-from keras_autorep.budgets import parse_budget
+from keras_autorep.budgets import parse_budget, parse_cost
+from keras_autorep.costs import Network, protocols
 from keras_autorep.layers.activations import canonical_name
 from keras_autorep.methods import METHODS
 from keras_autorep.recipes.presets import (
@@ -46,12 +47,11 @@ WEIGHTS_SUFFIXES = (".h5", ".weights.h5")
 TEACHER_FIELDS = ("model", "teacher", "teacher_epochs", "teacher_lr",
                   "budget_weight", "allocation", "finetune_epochs",
                   "tuner_trials", "quadratic_decay", "max_quadratic",
-                  "activations", "image_size")
+                  "activations", "image_size", "replacement")
 SEARCH_FIELDS = ("trials", "search_epochs", "depths", "stem_stride")
 # Settings that do not change what a run trains (resume check).
 NOT_TRAINING = ("out", "cache_dir", "run_name", "wait", "devices",
-                "protocol", "allow_unstable", "checkpoint_every",
-                "strict_images")
+                "allow_unstable", "checkpoint_every", "strict_images")
 
 
 class UsageError(ValueError):
@@ -140,9 +140,28 @@ def _devices(given):
         raise UsageError(f"--devices: {e}") from None
 
 
-def _budget(text, method):
-    """The ``--budget`` text; a method without a model to start from takes
-    counts only."""
+def _budget(text, method, given):
+    """The ``--budget`` text: a cost (``parse_cost``) needs ``--protocol``
+    and AutoReP; a method without a model to start from takes counts
+    only."""
+    try:
+        cost = parse_cost(text)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if cost is not None:
+        if not given.get("protocol"):
+            raise UsageError(
+                f"--budget {text} is a cost: name the protocol that prices "
+                f"it (--protocol {'|'.join(protocols())})")
+        if method.name != "autorep":
+            raise UsageError(
+                f"--budget {text} is a cost, which --method autorep trains "
+                f"for; --method {method.name} takes a ReLU count")
+        return text
+    if given.get("replacement") == "auto":
+        raise UsageError(
+            "--replacement auto learns each site's form under a cost: give "
+            "--budget in bytes (3.7MB) or milliseconds (250ms)")
     if not method.uses_teacher:
         try:
             if text.strip().endswith(("%", "x")):
@@ -155,6 +174,15 @@ def _budget(text, method):
                 "network from it; there is no model to take a percentage or "
                 "a reduction factor of)") from None
     return text
+
+
+def _network(text):
+    """``--network`` (default ``lan``), checked."""
+    try:
+        Network.parse(text or "lan")
+    except ValueError as e:
+        raise UsageError(f"--network: {e}") from None
+    return text or "lan"
 
 
 def _activations(given, model, method):
@@ -212,6 +240,11 @@ def _method_values(given, method, defaults, streamed, epochs):
         values["finetune_epochs"] = method.default_finetune_epochs(
             epochs)
     values["quadratic_decay"] = values["quadratic_decay"] or 0.0
+    values["replacement"] = values["replacement"] or method.replacement
+    if parse_cost(given["budget"]) and values["allocation"] != "free":
+        raise UsageError(
+            f"--allocation {values['allocation']} splits a ReLU count; a "
+            "cost budget trains with --allocation free")
     try:
         method.check(values["allocation"], values["activations"])
     except ValueError as e:
@@ -244,7 +277,8 @@ class Settings:
     lr: float
     weight_decay: float
     epochs: int
-    protocol: str = None  # PI protocol priced and optimised for, or all
+    protocol: str = None  # PI protocol priced and budgeted for, or all
+    network: str = None  # the network of latencies (lan, wan, RTT,MBPS)
     allow_unstable: bool = False
     checkpoint_every: int = 0  # steps between checkpoints within an epoch
     strict_images: bool = False  # stop at image files that do not decode
@@ -261,6 +295,7 @@ class Settings:
     max_quadratic: float = None
     activations: tuple = None
     image_size: int = None  # streamed datasets: side of the square images
+    replacement: str = None  # what removed positions compute
     # CryptoNAS.
     trials: int = None
     search_epochs: int = None
@@ -286,7 +321,8 @@ class Settings:
                          "epochs", "checkpoint_every")},
             method=method.name, quick=quick,
             strict_images=bool(given.get("strict_images")),
-            budget=_budget(given["budget"], method),
+            budget=_budget(given["budget"], method, given),
+            network=_network(given.get("network")),
             out=given.get("out") or "saved_models",
             seed=given.get("seed") or 0, wait=bool(given.get("wait")),
             allow_unstable=bool(given.get("allow_unstable")),
@@ -307,6 +343,16 @@ class Settings:
     def uses_teacher(self):
         """Whether the method starts from an all-ReLU teacher."""
         return METHODS[self.method].uses_teacher
+
+    @property
+    def is_cost(self):
+        """Whether ``budget`` is a cost (bytes or milliseconds)."""
+        return parse_cost(self.budget) is not None
+
+    @property
+    def network_parameters(self):
+        """The ``Network`` of ``--network``."""
+        return Network.parse(self.network)
 
     def training_key(self):
         """The settings that define the run's training (resume check)."""

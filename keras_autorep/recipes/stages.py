@@ -19,11 +19,18 @@ import time
 import keras
 
 from keras_autorep.budgets import parse_budget
-from keras_autorep.graph import check_rewritable, count_relus, harden
-from keras_autorep.pi.replacements import choose_replacements
+from keras_autorep.costs import FORMS
+from keras_autorep.graph import (
+    check_rewritable,
+    count_relus,
+    harden,
+    predicted_cost,
+)
+from keras_autorep.pi import cost_budget
 from keras_autorep.recipes.allocation import allocate_stage, search_worker
 from keras_autorep.recipes.plots import plot_history
 from keras_autorep.recipes.reporting import (
+    budget_text,
     check_sane,
     export_report,
     format_accuracy,
@@ -55,10 +62,11 @@ def site_noun(activations):
     return "/".join(activations) + " elements"
 
 
-def check_model(model, info, settings):
+def check_model(model, info, settings, method):
     """``(budget, total)`` of a model that fits the data and can be
     converted, ``total`` counting the elements of every ``--activations``
-    site; ``UsageError`` otherwise."""
+    site, ``budget`` a ReLU count or a ``CostBudget`` resolved against the
+    method's student of the model; ``UsageError`` otherwise."""
     expected = (None, *info.image_shape)
     if (tuple(model.input_shape) != expected
             or model.output_shape != (None, info.num_classes)):
@@ -80,9 +88,16 @@ def check_model(model, info, settings):
             f"; --activations among the ones it applies: "
             f"{', '.join(applied) or 'none'}")
     try:
-        return parse_budget(settings.budget, total=total), total
-    except ValueError as e:
-        raise UsageError(f"--budget: {e}") from None
+        if not settings.is_cost:
+            return parse_budget(settings.budget, total=total), total
+        student = method.student(model, settings.activations,
+                                 settings.replacement)
+        forms = (FORMS if settings.replacement == "auto"
+                 else (settings.replacement,))
+        return cost_budget(settings.budget, student, settings.protocol,
+                           settings.network_parameters, forms=forms), total
+    except (ValueError, RuntimeError) as e:
+        raise UsageError(f"--budget: {one_line(e)}") from None
 
 
 def prepare(run, method, given):
@@ -91,7 +106,7 @@ def prepare(run, method, given):
     model's total; ``UsageError`` when they do not fit."""
     with in_scope(run.distribution):
         model = given or build_model(run.settings, run.info)
-    budget, total = check_model(model, run.info, run.settings)
+    budget, total = check_model(model, run.info, run.settings, method)
     return dict(model=model, budget=budget, total_relus=total)
 
 
@@ -103,10 +118,12 @@ def search_stage(recipe, teacher):
     plan = run.plan()
 
     def search():
-        print(f"Search ({s.method}, allocation {s.allocation}): budget "
-              f"{recipe.budget:,} of {recipe.total_relus:,} "
-              f"{site_noun(s.activations)}, {method.optimizer} lr {s.lr:g} "
-              "cosine-decayed", flush=True)
+        print(f"Search ({s.method}, allocation {s.allocation}, "
+              f"replacement {s.replacement}): budget "
+              f"{budget_text(recipe.budget, site_noun(s.activations))} "
+              f"({recipe.total_relus:,} {site_noun(s.activations)} in "
+              f"all), {method.optimizer} lr {s.lr:g} cosine-decayed",
+              flush=True)
         keras.utils.set_random_seed(s.seed)
         train_ds, test_ds = run.datasets()
         return method.train(
@@ -123,11 +140,9 @@ def search_stage(recipe, teacher):
     history = merge_phase_logs(logs)
     searched = logs[0][1].get("relu_count", [None])[-1]
     count = count_relus(student)
-    landed = count.kept
     print(f"Landing: {'?' if searched is None else f'{int(searched):,}'} "
           f"{site_noun(s.activations)} after the {method.phases[0]} phase, "
-          f"{landed:,} after landing on the budget of {recipe.budget:,} "
-          f"({landed / max(1, recipe.budget):.1%}), then "
+          f"{landed_text(recipe, student, count)} after landing, then "
           f"{s.finetune_epochs} fine-tuning epoch(s) with the masks frozen",
           flush=True)
     record = dict(
@@ -135,7 +150,7 @@ def search_stage(recipe, teacher):
         allocation=allocation or {"method": "free"},
         batch_size=s.batch_size,
         relu_count_after_search=searched and int(searched),
-        relu_count_landed=landed,
+        relu_count_landed=count.kept,
         wall_seconds=sum(v for v in history.get("epoch_seconds", [])
                          if v is not None),
         history=history,
@@ -145,39 +160,42 @@ def search_stage(recipe, teacher):
     return student, count, record
 
 
-def protocol_replacements(run, hardened, images=1000):
-    """Degree 1 at the sites where, on a seeded sample of training images,
-    it costs no accuracy (``choose_replacements`` under --protocol)."""
-    hardened, choices = choose_replacements(
-        hardened, run.settings.protocol, *run.sample(images, shuffled=True))
-    saved = sum(choice["saved_bytes"] for choice in choices)
-    print(f"Protocol {run.settings.protocol}: degree 1 at "
-          f"{sum(c['degree'] == 1 for c in choices)} of {len(choices)} "
-          f"polynomial sites, {saved / 1e6:,.2f} MB less per inference",
-          flush=True)
-    return hardened, choices
+def landed_text(recipe, model, count):
+    """Where ``model`` stands against the budget, in words: its kept
+    elements, or its predicted cost."""
+    noun = site_noun(recipe.run.settings.activations)
+    budget = recipe.budget
+    if isinstance(budget, int):
+        return (f"{count.kept:,} {noun} ({count.kept / max(1, budget):.1%} "
+                f"of the budget {budget:,})")
+    cost = predicted_cost(model, budget, count)
+    return (f"{count.kept:,} {noun}, {budget.describe(cost)} predicted "
+            f"({cost / budget.amount:.1%} of {budget})")
+
+
+def within_budget(recipe, model, count):
+    """Raise ``AssertionError`` unless ``model`` keeps to the budget."""
+    budget = recipe.budget
+    over = (count.kept > budget if isinstance(budget, int)
+            else predicted_cost(model, budget, count) > budget.amount)
+    if over:
+        raise AssertionError(
+            f"hardened model is over the budget: "
+            f"{landed_text(recipe, model, count)}")
 
 
 def harden_stage(recipe, student, student_count):
-    """Hardened model within the budget, its count and test accuracy, and
-    the ``--protocol`` replacements (``None`` without)."""
+    """Hardened model within the budget, its count and test accuracy."""
     run, budget = recipe.run, recipe.budget
     start = time.perf_counter()
     hardened = harden(student, budget, count=student_count)
-    replacements = None
-    if run.settings.protocol:
-        hardened, replacements = protocol_replacements(run, hardened)
     count = count_relus(hardened)
-    if count.kept > budget:
-        raise AssertionError(
-            f"hardened model keeps {count.kept:,} ReLUs, above the "
-            f"budget {budget:,}")
+    within_budget(recipe, hardened, count)
     accuracy = run.evaluate(hardened)
     run.times["harden_evaluate"] = time.perf_counter() - start
-    print(f"Hardened: {count.kept:,} "
-          f"{site_noun(run.settings.activations)} (budget {budget:,}), "
-          f"test {format_accuracy(accuracy)}", flush=True)
-    return hardened, count, accuracy, replacements
+    print(f"Hardened: {landed_text(recipe, hardened, count)}, test "
+          f"{format_accuracy(accuracy)}", flush=True)
+    return hardened, count, accuracy
 
 
 def run_stages(recipe):
@@ -190,21 +208,21 @@ def run_stages(recipe):
                                                              teacher)
     # A copy on one device has the same sites and masks, so the same count.
     teacher, student = run.gathered(teacher), run.gathered(student)
-    hardened, count, accuracy, replacements = harden_stage(
-        recipe, student, student_count)
+    hardened, count, accuracy = harden_stage(recipe, student, student_count)
     check_sane(run, hardened, accuracy, teacher)
     s = run.settings
     fields = dict(
         summary=(f"{s.method} (allocation "
-                 f"{search_record['allocation']['method']})"),
+                 f"{search_record['allocation']['method']}, replacement "
+                 f"{s.replacement})"),
         budget_noun=site_noun(s.activations),
         model=recipe.model.name,
         image_size=s.image_size,
         activations=list(s.activations),
+        replacement=s.replacement,
         total_relus=recipe.total_relus,
         teacher=teacher_record,
         search=search_record,
-        pi_replacements=replacements,
     )
     plots = {"training.png": lambda path: plot_history(
         search_record["history"], path, recipe.budget)}

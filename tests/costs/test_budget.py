@@ -65,7 +65,7 @@ def test_site_cost_is_the_prediction_of_the_site_workload(protocol, metric):
 
 
 def test_model_cost_floor_and_all_relu():
-    sites = {"a": (256, 4, 1), "b": (64, 16, 1)}
+    sites = {"a": (256, 4, 1, False), "b": (64, 16, 1, True)}
     fixed = Workload(linear_out=1000, linear_in=5000, linear_macs=9000,
                      linear_nodes=2)
     budget = CostBudget.for_sites(3e5, "bytes", "spu-cheetah",
@@ -80,6 +80,10 @@ def test_model_cost_floor_and_all_relu():
     empty = {"a": 0, "b": 0}
     assert budget.cost(empty, "poly2") > relu > budget.cost(empty, "poly1")
     assert budget.cost(empty, "identity") == budget.floor() == budget.fixed
+    # b's line folds into the layer feeding it: free, as an identity.
+    assert budget.sites["b"].cost(0, "poly1") == 0.0
+    assert budget.sites["a"].cost(0, "poly1") == pytest.approx(
+        predict(site_workload(256, 0, "poly1", 4), "spu-cheetah").bytes)
     assert budget.cost({"a": 10, "b": 64}, {"a": "poly1", "b": "poly2"}) \
         == pytest.approx(budget.fixed + budget.sites["a"].cost(10, "poly1")
                          + budget.sites["b"].cost(64, "poly2"))

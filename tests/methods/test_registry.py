@@ -78,6 +78,13 @@ def test_one_settings_record_for_every_method():
     assert cryptonas.default_run_name(None) == "cifar10_cryptonas_6144_quick"
     autorep = resolve("--budget", "1k")
     assert autorep.trials is None and autorep.depths is None
+    assert (autorep.replacement, autorep.network, autorep.is_cost) == (
+        "poly2", "lan", False)
+    snl = resolve("--budget", "1k", "--method", "snl")
+    assert snl.replacement == "identity"
+    cost = resolve("--budget", "250ms", "--protocol", "spu-cheetah",
+                   "--network", "wan", "--replacement", "auto")
+    assert cost.is_cost and cost.network_parameters.rtt_ms == 50.0
     # The same command line can name either family.
     same = resolve("--budget", "6144", "--method", "cryptonas", "--quick")
     assert same == cryptonas
@@ -89,7 +96,15 @@ def test_one_settings_record_for_every_method():
             (("--budget", "10%", "--method", "cryptonas"),
              "invalid ReLU budget '10%': expected a count"),
             (("--budget", "1k", "--method", "snl", "--activations", "silu"),
-             "--method snl selects ReLUs only")]:
+             "--method snl selects ReLUs only"),
+            (("--budget", "1k", "--replacement", "auto"),
+             "--replacement auto learns each site's form under a cost"),
+            (("--budget", "3.7MB", "--protocol", "crypten", "--method",
+              "snl"), "--method snl takes a ReLU count"),
+            (("--budget", "3.7MB", "--protocol", "crypten", "--allocation",
+              "uniform"), "a cost budget trains with --allocation free"),
+            (("--budget", "250ms", "--protocol", "crypten", "--network",
+              "moon"), "--network: invalid network 'moon'")]:
         with pytest.raises(UsageError) as error:
             resolve(*argv)
         assert message in str(error.value), (argv, str(error.value))

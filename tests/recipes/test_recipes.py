@@ -352,6 +352,12 @@ def test_bad_input_stops_before_training(tmp_path, cifar10_archive,
             "--cache-dir", str(tmp_path / "cache")),
         "--lambda must be a finite number >= 0, got nan": (
             "cifar10", *common, "--budget", "1k", "--lambda", "nan"),
+        "--budget 3.7MB is a cost: name the protocol that prices it": (
+            "cifar10", "--budget", "3.7MB"),
+        "unknown unit 'Mb'": ("cifar10", "--budget", "3Mb"),
+        "is below the least model 'resnet_small' can cost under crypten": (
+            "cifar10", *common, "--budget", "10KB", "--protocol",
+            "crypten"),
     }
     procs = {message: subprocess.Popen(
         recipe_command(*args), cwd=REPO, env=TF_ENV, stdout=subprocess.PIPE,
@@ -484,18 +490,13 @@ def test_an_unstable_final_model_stops_the_run_unpublished(capsys,
         "error: exploding logits")
 
 
-def test_protocol_prices_that_protocol_and_picks_polynomials(method_runs):
-    """--protocol spu-semi2k: the report prices that protocol only and
-    records, per polynomial site, the degree kept (1 where it cost no
-    accuracy on training images) and the calibrated saving."""
+def test_protocol_prices_that_protocol(method_runs):
+    """--protocol spu-semi2k with a ReLU budget: the report and
+    pi_cost.txt price that protocol only."""
     report = method_runs[1]["autorep_tuned"]
     assert list(report["pi_cost"]["protocols"]) == ["spu-semi2k"]
-    choices = report["pi_replacements"]
-    assert choices and {c["degree"] for c in choices} <= {1, 2}
-    for choice in choices:
-        assert (choice["saved_bytes"] > 0) == (choice["degree"] == 1)
     export = Path(report["export"]["dir"])
     text = (export / "pi_cost.txt").read_text()
     assert "spu-semi2k (calibrated prediction)" in text
     assert "crypten (calibrated" not in text
-    assert method_runs[1]["snl"]["pi_replacements"] is None
+    assert report["budget_unit"] == "relus" and "pi_budget" not in report
