@@ -10,9 +10,12 @@
 * ``checkpoints``: ``StepCheckpoint``, a fit saved at its steps and resumed
   at the step it reached;
 * ``preemption``: SIGTERM and SIGINT turned into a saved step and
-  ``Preempted``.
+  ``Preempted``;
+* ``forms``: ``FormSearch``, learned replacement forms chosen by the
+  training objective.
 """
 
+from keras_autorep.training.forms import FormSearch
 from keras_autorep.training.losses import (
     ActivationMismatch,
     AttentionTransfer,
@@ -39,6 +42,7 @@ __all__ = [
     "BudgetTrainer",
     "Distillation",
     "DistillationTrainer",
+    "FormSearch",
     "LastValue",
     "MaskL1",
     "StudentTrainer",
