@@ -27,6 +27,7 @@ from keras_autorep.data import make_tf_datasets
 from keras_autorep.data import normalization_layer
 from keras_autorep.data import sources
 from keras_autorep.data import tfds_source
+from keras_autorep.data.epochs import EpochPosition
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("KERAS_AUTOREP_DATA",
@@ -347,6 +348,8 @@ def test_pipeline_train_split(arrays, pipeline):
     train, test, info = arrays
     train_ds, _ = make_datasets(train, test, info, batch_size=8, seed=1,
                                 pipeline=pipeline)
+    if pipeline == "numpy":
+        train_ds.on_epoch_begin()  # Keras calls it at every epoch start
     batches = list(train_ds) if pipeline == "tf" else [
         train_ds[i] for i in range(len(train_ds))]
     assert [len(b[1]) for b in batches] == [8, 8, 4]
@@ -361,10 +364,33 @@ def test_pipeline_train_split(arrays, pipeline):
         changed += not np.array_equal(image * 255, source)
     assert changed > N // 2
     if pipeline == "numpy":
-        train_ds.on_epoch_end()
+        train_ds.on_epoch_begin()
     x2, y2 = collect(list(train_ds) if pipeline == "tf" else
                      [train_ds[i] for i in range(len(train_ds))])
     assert list(y2) != list(y)  # reshuffled and re-augmented every epoch
+
+
+@pytest.mark.parametrize("pipeline", ["tf", "numpy"])
+def test_a_resumed_train_split_goes_on_at_its_batch(arrays, pipeline):
+    """An epoch started at batch 1 (a resumed fit) yields the rest of that
+    epoch as before, and the next epoch as before."""
+    train, test, info = arrays
+    position = EpochPosition()
+    train_ds, _ = make_datasets(train, test, info, batch_size=8, seed=1,
+                                pipeline=pipeline, position=position)
+
+    def epoch():
+        if pipeline == "tf":
+            return collect(train_ds)
+        train_ds.on_epoch_begin()  # as Keras at every epoch start
+        return collect(train_ds[i] for i in range(train_ds.num_batches))
+
+    epochs = [epoch() for _ in range(3)]
+    position.begin(1, skip=1)
+    x, y = epoch()
+    np.testing.assert_array_equal(x, epochs[1][0][8:])
+    np.testing.assert_array_equal(y, epochs[1][1][8:])
+    np.testing.assert_array_equal(epoch()[0], epochs[2][0])
 
 
 def test_pipelines_agree_without_augmentation(arrays):

@@ -6,8 +6,11 @@ agreement with the plaintext model, and the calibrated prediction within
 Needs the runtimes ``python -m keras_autorep.pi setup`` builds (``make
 pi-env`` in the checkout; ``make test`` builds them)."""
 
+import os
 import re
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import keras
@@ -19,6 +22,7 @@ from keras_autorep.pi import onnx_workload, predict
 from keras_autorep.pi.__main__ import main
 from keras_autorep.pi.measure import plaintext_logits, read_measured
 from keras_autorep.pi.runtimes import RUNTIMES, interpreter
+from keras_autorep.pi.scratch import scratch_folder
 from pi_models import harden_sites, pixels, teacher
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,3 +134,48 @@ def test_docs_crypten_example_runs_the_export_unmodified(
     logits = np.load(tmp_path / "logits.npy")
     np.testing.assert_allclose(logits, plaintext_logits(path, image),
                                atol=0.05)
+
+
+def processes_naming(text):
+    """Ids of the processes whose command line holds ``text``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text.encode() in (
+                    proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_measurement_killed_midway_leaves_scratch_the_next_removes(
+        exports, cifar10_archive, tmp_path):
+    """SIGKILL runs no code: the folder stays, its parties exit, and the
+    next measurement removes the folder (``scratch``)."""
+    root = tmp_path / f"keras_autorep-{os.getuid()}"
+    env = {**os.environ, "TMPDIR": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join(
+               [str(REPO), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "keras_autorep.pi", "measure",
+               str(exports[0]), "--runtime", "crypten", "--images", "2",
+               "--data-dir", str(cifar10_archive)]
+    measuring = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not list(root.glob("measure-*/run/images.npy")):
+        assert measuring.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    (scratch,) = [p for p in root.iterdir() if p.is_dir()]
+    while not processes_naming(str(scratch)):  # the runner has started
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    measuring.kill()
+    measuring.wait()
+    assert scratch.is_dir()
+    while processes_naming(str(scratch)):  # the parties end by themselves
+        assert time.monotonic() < deadline, processes_naming(str(scratch))
+        time.sleep(0.5)
+    with scratch_folder("measure", root):
+        assert not scratch.exists()
+    assert list(root.iterdir()) == []

@@ -158,6 +158,19 @@ def cache_dir(tmp_path_factory):
 LEFTOVERS = ("settings.json.tmp-99999", "search/tmp-99999-student.keras")
 
 
+def wait_for_checkpoint(process, metadata, reached, timeout=240):
+    """Wait until the checkpoint record ``metadata`` of a running recipe
+    satisfies ``reached`` (or the process ends, or ``timeout`` passes)."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if reached(json.loads(metadata.read_text())):
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def resumed_run(cifar10_archive, cache_dir, tmp_path_factory):
     """A quick CIFAR-10 run killed after its first search epoch, then run
@@ -172,14 +185,8 @@ def resumed_run(cifar10_archive, cache_dir, tmp_path_factory):
         first = subprocess.Popen(recipe_command("cifar10", *args), cwd=REPO,
                                  env=TF_ENV, stdout=log,
                                  stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 240
-        while first.poll() is None and time.monotonic() < deadline:
-            try:
-                if json.loads(metadata.read_text())["epoch"] >= 1:
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
+        wait_for_checkpoint(first, metadata,
+                            lambda record: record["epoch"] >= 1)
         first.send_signal(signal.SIGKILL)
         first.wait()
         log.seek(0)
