@@ -31,7 +31,8 @@ def resolve(*argv):
         ["--budget", "176.1x", *argv])))
 
 
-def test_imagenet_settings_default_to_efficientnet_b2_silu_at_260():
+def test_imagenet_settings_default_to_efficientnet_b2_silu_at_260(
+        usage_error):
     paper = resolve()
     assert (paper.model, paper.image_size, paper.activations) == (
         "efficientnet_b2", 260, ("silu",))
@@ -55,12 +56,12 @@ def test_imagenet_settings_default_to_efficientnet_b2_silu_at_260():
     cifar = Settings.resolve("cifar10", vars(build_parser("cifar10")
                                              .parse_args(["--budget", "1k"])))
     assert (cifar.image_size, cifar.activations) == (None, ("relu",))
-    with pytest.raises(SystemExit):
-        build_parser("cifar10").parse_args(["--budget", "1k",
-                                            "--image-size", "64"])
-    with pytest.raises(SystemExit):
-        build_parser(None, "cryptonas").parse_args(["--budget", "1k",
-                                                    "--dataset", "imagenet"])
+    usage_error(lambda: build_parser("cifar10").parse_args(
+        ["--budget", "1k", "--image-size", "64"]),
+        "unrecognized arguments: --image-size 64")
+    usage_error(lambda: build_parser(None, "cryptonas").parse_args(
+        ["--budget", "1k", "--dataset", "imagenet"]),
+        "argument --dataset: invalid choice: 'imagenet'")
     with pytest.raises(UsageError, match="--method cryptonas reads "
                        "in-memory datasets, not imagenet"):
         resolve("--method", "cryptonas")
