@@ -8,11 +8,11 @@ keeping nothing to keeping everything. The chord spreads what the ends
 cost beyond the per-element slope (a site that keeps any element pays its
 comparison rounds, one that keeps all pays no replacement) over the site's
 elements, so emptying a layer pays off as it does in the runtime. A site
-whose form is learned (``replacement="auto"``) weighs each form's cost
-with its straight-through form weights (the logits' gradient), and its
-masks see the chord of its cheapest form: a site deciding its form is
-priced as it can be, not as it starts (a degree-2 element can cost more
-than a comparison, which would otherwise keep every ReLU on).
+whose form is learned (``replacement="auto"``) costs what its current
+form costs, and its masks see the chord of its cheapest form: a site
+deciding its form is priced as it can be, not as it starts (a degree-2
+element can cost more than a comparison, which would otherwise keep every
+ReLU on).
 
 ``land_cost_masks(model, budget)`` trims (or fills) the masks by indicator
 until the model costs at most the budget, as ``land_masks`` does for a
@@ -85,6 +85,16 @@ class LiveCost:
         self.budget = budget
         self.sites = [(layer, calls, budget.sites[layer.name])
                       for layer, calls in live.sites]
+
+    def site_cost(self, layer, form, emptied=False):
+        """What ``layer``'s site would cost in ``form`` (a float): with
+        its kept elements as they are, or ``emptied`` of them."""
+        for candidate, calls, site in self.sites:
+            if candidate is layer:
+                kept = float(ops.convert_to_numpy(candidate.kept_relus()))
+                return float(site.cost(0 if emptied else round(kept * calls),
+                                       form))
+        raise ValueError(f"{layer.name!r} is not a priced site")
 
     def __call__(self):
         total = ops.convert_to_tensor(self.budget.fixed, "float32")
