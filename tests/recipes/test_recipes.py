@@ -32,10 +32,10 @@ STABLE = ["--max-quadratic", "0.05"]
 # Accuracy bounds on the 256 test images of the slice (10 classes; the
 # binomial spread of one run is about 3 points). Measured on seed 0: the
 # teacher at 29.3 % (23.8-29.3 % with seeds 0-2), AutoReP students at
-# 12.9k and tuned at 5 % 2.3 points below it, SNL and SENet at 5 % (one
-# search, three fine-tuning epochs) 7.8 and 5.1 points below. A broken
-# stage (a model left untrained, the wrong model evaluated or exported,
-# masks that lost what the teacher learned) is at chance.
+# 12.9k and tuned at 5 % 2.3-2.7 points below it, SNL and SENet at 5 %
+# (one search, three fine-tuning epochs) 7.0-7.8 and 5.1 points below.
+# A broken stage (a model left untrained, the wrong model evaluated or
+# exported, masks that lost what the teacher learned) is at chance.
 CHANCE = 0.10
 MARGIN = 0.07  # above chance: 2.5 spreads
 BELOW_TEACHER = 0.08  # the most an AutoReP student may lose
@@ -443,7 +443,7 @@ def test_peer_methods_run_end_to_end(method_runs, method, phases):
     check_landed_export(report, BUDGET_5PCT)
     check_accuracy(report, PEER_BELOW_TEACHER)
     history = report["search"]["history"]
-    assert [p for p in history["phase"] if p == "finetune"] == ["finetune"]
+    assert history["phase"].count("finetune") == 3
     assert set(history["phase"]) == set(phases)
     assert "saved_model.pb" in report["export"]["files"]
     for phase in phases:  # backups are removed once the search finished
