@@ -1,7 +1,8 @@
 """Tests of keras_autorep.data: sources, caching, archives, pipelines.
 
 Real archives are read from `$KERAS_AUTOREP_DATA` (default
-`<repo>/../shared/data`); those tests skip when the archives are absent.
+`<repo>/../shared/data`); those tests skip when the archives are absent
+(and fail under CI=true: conftest.py).
 """
 
 import io
@@ -30,10 +31,6 @@ from keras_autorep.data import tfds_source
 from keras_autorep.data.epochs import EpochPosition
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("KERAS_AUTOREP_DATA",
-                           REPO.parent / "shared" / "data"))
-CIFAR10_ARCHIVE = DATA / "cifar10-images.tar.gz"
-TINY_ARCHIVE = DATA / "tiny-imagenet-200.tar.gz"
 CLASSES = ("cat", "dog", "emu")
 
 
@@ -234,11 +231,9 @@ def test_tiny_imagenet_tree(tmp_path):
                 means, [_pixel(label, 0) for label in labels], atol=4)
 
 
-@pytest.mark.skipif(not CIFAR10_ARCHIVE.is_file(),
-                    reason=f"CIFAR-10 archive not found at {CIFAR10_ARCHIVE}")
-def test_cifar10_archive(cache_dir):
+def test_cifar10_archive(cifar10_archive, cache_dir):
     (x, y), (xt, yt), info = load_dataset(
-        "cifar10", CIFAR10_ARCHIVE, cache_dir=cache_dir, subset=(200, 100),
+        "cifar10", cifar10_archive, cache_dir=cache_dir, subset=(200, 100),
         verbose=0)
     assert x.shape == (200, 32, 32, 3) and xt.shape == (100, 32, 32, 3)
     assert x.dtype == np.uint8 and y.dtype == np.int32
@@ -252,13 +247,10 @@ def test_cifar10_archive(cache_dir):
     assert 0.15 < min(info.std) < max(info.std) < 0.35
 
 
-@pytest.mark.skipif(
-    not TINY_ARCHIVE.is_file(),
-    reason=f"Tiny-ImageNet archive not found at {TINY_ARCHIVE}")
-def test_tiny_imagenet_archive(cache_dir):
+def test_tiny_imagenet_archive(tiny_imagenet_archive, cache_dir):
     # These two classes hold 6 grayscale train images.
     (x, y), (xt, yt), info = load_dataset(
-        "tiny_imagenet", TINY_ARCHIVE, cache_dir=cache_dir,
+        "tiny_imagenet", tiny_imagenet_archive, cache_dir=cache_dir,
         classes=["n01644900", "n01698640"], verbose=0)
     assert x.shape == (1000, 64, 64, 3) and xt.shape == (100, 64, 64, 3)
     assert info.class_names == ("n01644900", "n01698640")
