@@ -19,13 +19,13 @@ image), ``online_seconds`` (median forward pass over loopback),
 """
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from keras_autorep.export import ONNX_FILENAME
 from keras_autorep.pi.runtimes import run_runtime, runtime
+from keras_autorep.pi.scratch import scratch_folder
 
 MEASURED_FILENAME = "pi_measured.json"
 FORMAT = "keras_autorep.pi_measured"
@@ -82,15 +82,16 @@ def measure(version_dir, runtime_name, images, baseline_dir=None,
     """Measure ``version_dir``'s model in ``runtime_name`` on ``images``
     (raw pixels, ``(N, H, W, C)``); returns the entry written to
     ``pi_measured.json`` (with ``write``). ``envs``: the folder of the
-    runtime virtualenvs (``envs.envs_folder``)."""
+    runtime virtualenvs (``envs.envs_folder``); ``work_dir``: where the
+    scratch folder goes (``scratch.scratch_folder``; removed at the end,
+    or by the next measurement when this one was killed)."""
     spec = runtime(runtime_name)
     version_dir = Path(version_dir)
     images = np.asarray(images, "float32")
-    with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
+    with scratch_folder("measure", work_dir) as scratch:
         onnx_path = version_dir / ONNX_FILENAME
         logits, stats = run_runtime(
-            runtime_name, onnx_path, images, Path(scratch) / "run",
-            envs=envs,
+            runtime_name, onnx_path, images, scratch / "run", envs=envs,
         )
     plain = plaintext_logits(onnx_path, images)
     entry = dict(
