@@ -168,11 +168,19 @@ def _conv(x, w, strides=None, pads=None, dilations=None, group=1, **_):
     return y.reshape(batch, out, height, width)
 
 
+class _BatchAxisDropped(Exception):
+    """A reshape of the batch-1 graph drops its batch axis: it can only
+    be evaluated one image at a time."""
+
+
 def _reshape(x, shape, **_):
     """Reshape to ``shape``, its batch-1 leading dimension the batch's."""
     shape = [int(d) for d in shape]
-    if shape and shape[0] == 1:
-        shape[0] = x.shape[0]
+    if shape and shape[0] == 1:  # the batch's, whatever x's axes are
+        known = all(d > 0 for d in shape[1:])
+        shape[0] = x.size // int(np.prod(shape[1:])) if known else x.shape[0]
+    elif x.shape[0] != 1:
+        raise _BatchAxisDropped
     return x.reshape(shape)
 
 
@@ -297,14 +305,18 @@ def fixed_point_run(model, pixels, format=None):
     ``None``: exact float64, nothing rounded)."""
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
-    run = FixedPointRun(format, None)
-    evaluator = _Evaluator(model.graph, run)
     pixels = np.asarray(pixels)
-    with np.errstate(over="ignore", invalid="ignore"):
-        run.logits = np.concatenate([
-            evaluator.logits(pixels[start:start + CHUNK])
-            for start in range(0, len(pixels), CHUNK)])
-    return run
+    for chunk in (CHUNK, 1):
+        run = FixedPointRun(format, None)
+        evaluator = _Evaluator(model.graph, run)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                run.logits = np.concatenate([
+                    evaluator.logits(pixels[start:start + chunk])
+                    for start in range(0, len(pixels), chunk)])
+            return run
+        except _BatchAxisDropped:  # e.g. EfficientNet's squeeze-excitation
+            continue
 
 
 def fixed_point_check(model, pixels, scales=CHECK_SCALES, formats=None):

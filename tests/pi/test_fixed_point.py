@@ -106,6 +106,22 @@ def exports(tmp_path_factory):
     return folder, models
 
 
+def test_graphs_that_drop_the_batch_axis_run_image_by_image():
+    # (1, 3) -> (3,) -> scaled -> (1, 3), as tf2onnx writes some
+    # squeeze-excitation blocks: only one image at a time fits.
+    model = _graph(
+        [helper.make_node("Reshape", ["x", "flat"], ["f"]),
+         helper.make_node("Mul", ["f", "w"], ["m"]),
+         helper.make_node("Reshape", ["m", "back"], ["y"])],
+        {"w": [1.0, 2.0, 3.0]})
+    for name, shape in (("flat", [3]), ("back", [1, 3])):
+        model.graph.initializer.append(numpy_helper.from_array(
+            np.asarray(shape, np.int64), name))
+    pixels = np.arange(60, dtype=np.float64).reshape(20, 3)
+    run = fixed_point_run(model, pixels)
+    np.testing.assert_allclose(run.logits, pixels * [1.0, 2.0, 3.0])
+
+
 @pytest.mark.parametrize("name", ["resnet_small", "efficientnet_like"])
 def test_emulation_follows_keras_on_real_images(exports, name,
                                                 cifar10_slice):
