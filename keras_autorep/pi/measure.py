@@ -16,6 +16,10 @@ image), ``online_seconds`` (median forward pass over loopback),
 ``max_abs_error`` (secure vs plaintext logits), ``top1_agreement``,
 ``images``, ``setting`` (the runtime and who holds what) and, with a baseline, ``baseline``
 (its figures) and ``ratio`` (baseline / this, per figure).
+
+A graph with an op the runtime cannot run is refused before any run
+(``export.pi_ops``); a run that fails leaves the runner's output in
+``pi_measure.<runtime>.log`` beside the model, which the error names.
 """
 
 import json
@@ -23,11 +27,15 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from keras_autorep.export import ONNX_FILENAME
+from keras_autorep.export.pi_ops import describe_unsupported, unsupported_ops
 from keras_autorep.pi.runtimes import run_runtime, runtime
 
 MEASURED_FILENAME = "pi_measured.json"
+# Where a failed run leaves its runner's output, beside the export.
+LOG_FILENAME = "pi_measure.{runtime}.log"
 FORMAT = "keras_autorep.pi_measured"
 RATIO_FIELDS = ("bytes", "rounds", "online_seconds")
 
@@ -86,12 +94,19 @@ def measure(version_dir, runtime_name, images, baseline_dir=None,
     spec = runtime(runtime_name)
     version_dir = Path(version_dir)
     images = np.asarray(images, "float32")
+    onnx_path = version_dir / ONNX_FILENAME
+    missing = unsupported_ops(onnx.load(str(onnx_path))).get(spec.env)
+    if missing:
+        raise ValueError(
+            f"{onnx_path}: "
+            f"{describe_unsupported({runtime_name: missing})}")
+    log_path = version_dir / LOG_FILENAME.format(runtime=runtime_name)
     with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
-        onnx_path = version_dir / ONNX_FILENAME
         logits, stats = run_runtime(
             runtime_name, onnx_path, images, Path(scratch) / "run",
-            envs=envs,
+            envs=envs, log_path=log_path,
         )
+    log_path.unlink(missing_ok=True)  # a failed run's log, now stale
     plain = plaintext_logits(onnx_path, images)
     entry = dict(
         summarise(stats),

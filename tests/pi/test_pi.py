@@ -310,3 +310,47 @@ def test_spec_alone_prices_garbled_circuits_only(exports, tmp_path):
     assert "garbled circuits" in report.text()
     assert "calibrated protocols: not priced (no ONNX graph)" in report.text()
 
+
+
+def fake_runtime(folder, script):
+    """A ``.venv-crypten`` whose python runs ``script`` (bash) instead."""
+    python = folder / ".venv-crypten" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f"#!/bin/bash\n{script}\n")
+    python.chmod(0o755)
+    return folder
+
+
+def test_a_failed_run_keeps_its_log_where_the_message_says(
+        exports, tmp_path, capsys, cifar10_archive):
+    envs = fake_runtime(tmp_path, "echo 'File x, line 1' >&2; "
+                        "echo \"KeyError: 'mode'\" >&2; "
+                        "echo 'error: a CrypTen party exited with [1, 1]' "
+                        ">&2; exit 1")
+    assert main(["measure", str(exports[0]), "--images", "1",
+                 "--data-dir", str(cifar10_archive),
+                 "--envs", str(envs)]) == 1
+    error = capsys.readouterr().err
+    log = exports[0] / "pi_measure.crypten.log"
+    assert error.count("\n") == 1
+    assert "crypten runner failed (exit 1): KeyError: 'mode'" in error
+    assert error.strip().endswith(f"log in {log}")
+    assert "a CrypTen party exited" in log.read_text()
+    log.unlink()
+
+
+def test_an_op_a_runtime_lacks_is_named_at_export_and_measure(
+        tmp_path, capsys):
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
+        keras.layers.LeakyReLU(0.2), keras.layers.Flatten(),
+        keras.layers.Dense(3)])
+    with pytest.warns(UserWarning, match=r"crypten cannot run it: LeakyRelu "
+                      r"\(node .*CrypTen 0.4.1's ONNX importer has no "
+                      r"LeakyRelu"):
+        version = export_all(model, tmp_path, "leaky")
+    envs = fake_runtime(tmp_path / "envs", "exit 3")
+    images = np.zeros((1, 8, 8, 3), "float32")
+    with pytest.raises(ValueError, match="crypten cannot run it: LeakyRelu"):
+        pi.measure(version, "crypten", images, envs=envs)
+    assert not (version / "pi_measure.crypten.log").exists()
