@@ -29,6 +29,8 @@ misread:
   (at most 3.6e-4 from ``erf``; GELU within 4.8e-4): CrypTen's ``Erf`` is a
   Taylor series that diverges beyond ``|z| ~ 2``, while every runtime
   evaluates ``Sigmoid`` over the whole line;
+* ``neg_as_difference``: ``Neg(x)`` (in exact GELU) becomes ``x * 0 - x``,
+  CrypTen having no ``Neg``;
 * ``squeeze_to_reshape``: ``Squeeze`` / ``Unsqueeze`` (whose axes moved
   from an attribute to an input in opset 13) become a ``Reshape`` to their
   static output shape;
@@ -296,6 +298,24 @@ def erf_as_sigmoid(model):
     _replace_nodes(graph, nodes)
 
 
+def neg_as_difference(graph):
+    """Replace ``Neg(x)`` by ``x * 0 - x`` (CrypTen has no ``Neg``; the
+    zeros are free, as in the padding)."""
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "Neg":
+            nodes.append(node)
+            continue
+        zero, zeros = f"{node.output[0]}/zero", f"{node.output[0]}/zeros"
+        nodes += [
+            _constant(zero, 0.0, "float32"),
+            helper.make_node("Mul", [node.input[0], zero], [zeros]),
+            helper.make_node("Sub", [zeros, node.input[0]],
+                             list(node.output), name=node.name),
+        ]
+    _replace_nodes(graph, nodes)
+
+
 def squeeze_to_reshape(model):
     """Replace Squeeze and Unsqueeze by a Reshape to their output shape
     (at most one unknown dimension, written -1)."""
@@ -342,6 +362,7 @@ def make_pi_ready(model, outputs):
     pads_as_zeros(model.graph)
     public_clip_bounds(model.graph)
     erf_as_sigmoid(model)
+    neg_as_difference(model.graph)
     squeeze_to_reshape(model)
     integer_initializers_to_constants(model.graph)
     keep_outputs(model.graph, outputs)

@@ -54,14 +54,14 @@ def plaintext_logits(onnx_path, images):
     ])
 
 
-def summarise(stats):
+def summarise(stats, statistic=np.median):
     """Communication, rounds and time of one inference from a runner's
-    ``stats`` (medians over the images)."""
+    ``stats`` (``statistic`` over the images: their median)."""
     parties = stats["parties"]
     spu = stats["runtime"].startswith("spu")
 
     def median(rank, key):
-        return float(np.median([run[key] for run in parties[rank]["runs"]]))
+        return float(statistic([run[key] for run in parties[rank]["runs"]]))
 
     per_party = [int(median(rank, "bytes")) for rank in (0, 1)]
     seconds = max(median(rank, "seconds") for rank in (0, 1))

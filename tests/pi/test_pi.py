@@ -65,8 +65,9 @@ def test_garbled_circuit_constants_are_the_cited_figures():
 
 
 def hand_built_graph():
-    """image (1, 4, 6, 6) -> Relu, x*x, x*initialiser, x*Constant (free),
-    Conv 3x3 -> 5 channels, MaxPool 2x2, GlobalAveragePool, Gemm 5 -> 3."""
+    """image (1, 4, 6, 6) -> Relu, x*x, x*initialiser, x*Constant 0
+    (free), Clip, Conv 3x3 -> 5 channels, MaxPool 2x2, GlobalAveragePool,
+    Sigmoid, Gemm 5 -> 3."""
     init = [
         numpy_helper.from_array(np.ones((1, 4, 1, 1), "float32"), "scale"),
         numpy_helper.from_array(np.ones((5, 4, 3, 3), "float32"), "w"),
@@ -81,11 +82,15 @@ def hand_built_graph():
         helper.make_node("Mul", ["sq", "scale"], ["scaled"]),
         helper.make_node("Mul", ["image", "zero"], ["nothing"]),
         helper.make_node("Add", ["scaled", "nothing"], ["sum"]),
-        helper.make_node("Conv", ["sum", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Constant", [], ["six"], value=numpy_helper.from_array(
+            np.full((), 6.0, "float32"), "six")),
+        helper.make_node("Clip", ["sum", "zero", "six"], ["clipped"]),
+        helper.make_node("Conv", ["clipped", "w"], ["c"], pads=[1, 1, 1, 1]),
         helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2],
                          strides=[2, 2]),
         helper.make_node("GlobalAveragePool", ["p"], ["g"]),
-        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Sigmoid", ["g"], ["s"]),
+        helper.make_node("Flatten", ["s"], ["f"]),
         helper.make_node("Gemm", ["f", "dense", "bias"], ["logits"]),
     ]
     graph = helper.make_graph(
@@ -99,10 +104,18 @@ def hand_built_graph():
 
 def test_workload_of_a_hand_built_graph():
     w = onnx_workload(hand_built_graph())
-    assert (w.comparisons, w.comparison_nodes) == (144 + 45 * 3, 2)
+    assert (w.comparisons, w.comparison_nodes, w.comparison_chunks) == (
+        144, 1, 1)
+    assert (w.clips, w.clip_nodes) == (144, 1)
+    # 45 windows of 4: a tree of 2 comparisons (90 elements), then 1 (45).
+    assert (w.max_windows, w.max_comparisons, w.max_nodes, w.max_levels,
+            w.max_chunks) == (45, 45 * 3, 1, 2, 2)
+    assert (w.sigmoids, w.sigmoid_nodes, w.sigmoid_blocks) == (5, 1, 1)
     assert (w.secret_products_out, w.secret_products_in) == (144, 288)
+    assert (w.secret_products_small, w.secret_product_blocks) == (144, 0)
     assert (w.constant_products_out, w.constant_products_in) == (144, 148)
-    assert w.constant_product_nodes == 1  # the product with a Constant: free
+    assert w.constant_product_nodes == 1  # the product with zeros: free
+    assert w.truncation_chunks == 5
     assert w.linear_out == 180 + 3 and w.linear_nodes == 2
     assert w.linear_in == (144 + 180) + (5 + 15)
     assert w.linear_macs == 180 * 36 + 3 * 5
@@ -249,7 +262,7 @@ def test_pricing_the_written_export_converts_the_model_once(
         cost_report(tmp_path / "m" / "1", count=count)
 
 
-def test_max_pool_and_other_comparisons_price_as_relus(exports):
+def test_max_pool_and_other_comparisons_count_as_comparisons(exports):
     spec = read_pi_spec(exports[0])
     spec["totals"].update(max_comparisons=100, other_comparisons=20)
     counts = pi.report.spec_counts(spec)
