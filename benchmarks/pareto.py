@@ -29,11 +29,25 @@ phase, before landing. Accuracy is top-1 on the test split; wall time is
 each method's own training (+ hardening), the shared teacher apart.
 
 Writes ``pareto.csv``, ``pareto.md`` and ``pareto.png`` to ``--out``; every
-finished cell is kept in ``--out/cells.jsonl`` and the teacher in
-``--out/teacher.keras``, so a killed run resumes where it stopped.
+finished cell is kept in ``--out/cells.jsonl`` (its model in
+``--out/models/``) and the teacher in ``--out/teacher.keras``, so a killed
+run resumes where it stopped.
+
+With ``--protocol P`` the table is also priced in what P costs: two more
+baselines (**all identity**: AutoReP at budget 0 with identity in place of
+every ReLU, a linear network; the budget-0 row is **all poly2**) and
+**AutoReP with a cost budget** (``--cost-budgets``, fractions of the
+teacher's predicted cost under P, ``--replacement auto``: each site learns
+its form), then every model is exported, priced by the calibrated model
+(bytes, rounds, latency on the stated LAN and WAN) and measured in a real
+two-party run of P on ``--images`` test images. Writes
+``pareto_<P>.csv``, ``pareto_<P>.md`` and ``pareto_<P>.png`` (top-1
+against measured MB, predicted LAN and WAN latency); measurements are kept
+in ``--out/priced_<P>.jsonl``.
 
     python benchmarks/pareto.py --data-dir ../shared/data/cifar10-images.tar.gz --quick
     python benchmarks/pareto.py --data-dir ../shared/data/cifar10-images.tar.gz
+    python benchmarks/pareto.py --data-dir ../shared/data/cifar10-images.tar.gz --protocol spu-cheetah
 
 Default ("full") setting, about an hour on 2 CPU cores: 10,000
 class-balanced training images and the whole 10,000-image test split,
@@ -57,6 +71,8 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from keras_autorep import count_relus, harden, parse_budget
 from keras_autorep.budgets import check_budget_text
+from keras_autorep.costs import NETWORKS, protocols
+from keras_autorep.export import export_all, versions
 from keras_autorep.architectures import (
     balanced_network,
     balanced_width,
@@ -64,12 +80,15 @@ from keras_autorep.architectures import (
 )
 from keras_autorep.data import load_dataset, make_datasets, normalization_layer
 from keras_autorep.methods import METHODS, Plan
+from keras_autorep.pi import cost_budget, cost_report, measure
 from keras_autorep.recipes.cli import subset_argument
 from keras_autorep.recipes.presets import DATASET_PRESETS, QUICK_PRESET
 from keras_autorep.recipes.reporting import evaluate
 from keras_autorep.training.schedules import cosine_sgd
 
-BUDGET_0 = "budget 0 (all polynomial)"
+BUDGET_0 = "budget 0, all poly2"
+ALL_IDENTITY = "budget 0, all identity"
+COST = "autorep, cost budget (auto forms)"
 TEACHER_SAME_EPOCHS = "teacher, same total epochs"
 FULL = dict(subset=(10_000, 10_000), teacher_epochs=15, epochs=8,
             batch_size=64, lr=QUICK_PRESET["lr"])
@@ -111,6 +130,15 @@ def parse_args(argv=None):
     add("--out", default=None,
         help="output folder (default runs/pareto or runs/pareto_quick)")
     add("--seed", type=int, default=0)
+    add("--protocol", choices=protocols(), default=None,
+        help="also price every model under this protocol and measure it "
+             "in a real two-party run (see the module doc)")
+    add("--cost-budgets", default="60%,40%",
+        help="with --protocol: cost budgets of AutoReP with learned forms, "
+             "percentages of the teacher's predicted cost (default "
+             "60%%,40%%)")
+    add("--images", type=int, default=2,
+        help="with --protocol: test images of each two-party run")
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
@@ -132,6 +160,15 @@ def parse_args(argv=None):
             parser.error(f"--budgets: {e}")
     args.out = Path(args.out or ("runs/pareto_quick" if args.quick
                                  else "runs/pareto"))
+    try:
+        args.cost_budgets = [float(text.strip().rstrip("%")) / 100
+                             for text in args.cost_budgets.split(",")]
+    except ValueError:
+        parser.error(f"--cost-budgets: expected percentages like 60%,40%, "
+                     f"got {args.cost_budgets!r}")
+    if not all(0 < f <= 1 for f in args.cost_budgets) or args.images < 1:
+        parser.error("--cost-budgets must be in (0%, 100%] and --images "
+                     ">= 1")
     return args
 
 
@@ -216,19 +253,20 @@ class Benchmark:
         model, notes = self.autorep(teacher, 0)
         return model, f"AutoReP at budget 0, {notes}"
 
-    def plan(self):
+    def plan(self, replacement=None):
         """The methods' ``Plan``: ``max(1, E // 2)`` search epochs, the
         rest fine-tuning, the AutoReP CIFAR recipe's lambda."""
         search = max(1, self.args.epochs // 2)
         return Plan(epochs=search, finetune_epochs=self.args.epochs - search,
                     lr=self.args.lr, steps_per_epoch=self.steps_per_epoch,
                     budget_weight=DATASET_PRESETS["cifar10"]["budget_weight"],
-                    seed=self.args.seed)
+                    replacement=replacement, seed=self.args.seed)
 
-    def train_method(self, name, teacher, budget, **options):
+    def train_method(self, name, teacher, budget, replacement=None,
+                     **options):
         """``METHODS[name].train`` with the benchmark's plan, hardened;
         the callbacks record the count at the end of the first phase."""
-        method, plan = METHODS[name], self.plan()
+        method, plan = METHODS[name], self.plan(replacement)
 
         def callbacks(phase):
             if phase != method.phases[0]:
@@ -245,6 +283,21 @@ class Benchmark:
 
     def autorep(self, teacher, budget):
         return self.train_method("autorep", teacher, budget)
+
+    def all_identity(self, teacher, budget):
+        """AutoReP at budget 0 with the identity at every site."""
+        model, notes = self.train_method("autorep", teacher, 0,
+                                         replacement="identity")
+        return model, f"every ReLU an identity, {notes}"
+
+    def autorep_cost(self, teacher, text):
+        """AutoReP with learned forms on the cost budget ``text`` under
+        ``--protocol``."""
+        student = METHODS["autorep"].student(teacher, replacement="auto")
+        budget = cost_budget(text, student, self.args.protocol)
+        model, notes = self.train_method("autorep", teacher, budget,
+                                         replacement="auto")
+        return model, f"{text} under {self.args.protocol}, {notes}"
 
     def snl(self, teacher, budget):
         return self.train_method("snl", teacher, budget)
@@ -282,7 +335,9 @@ def write_table(rows, out):
         writer.writerows(rows)
 
     def number(value):
-        return "-" if value in ("", None) else f"{int(value):,}"
+        if isinstance(value, str):
+            return value or "-"
+        return "-" if value is None else f"{int(value):,}"
 
     lines = ["| method | budget | searched | ReLU count | accuracy | wall "
              "time (s) | notes |", "|---|---:|---:|---:|---:|---:|---|"]
@@ -344,6 +399,13 @@ def finished_cells(out):
     return {(row["method"], row["budget"]): row for row in rows}
 
 
+def model_path(out, method, budget):
+    """Where a cell's model is kept."""
+    slug = "".join(c if c.isalnum() else "_" for c in f"{method}_{budget}")
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    return out / "models" / f"{slug}.keras"
+
+
 def run_cell(bench, done, method, budget, train, earlier_seconds=0.0):
     """One row of the table: from a previous run, or trained now and
     recorded in ``cells.jsonl`` (``earlier_seconds`` of training done
@@ -357,8 +419,9 @@ def run_cell(bench, done, method, budget, train, earlier_seconds=0.0):
     start = time.perf_counter()
     model, notes = train()
     wall = time.perf_counter() - start + earlier_seconds
+    model.save(model_path(bench.args.out, method, budget))
     kept = count_relus(model).kept
-    if budget != "" and kept > budget:
+    if isinstance(budget, int) and kept > budget:
         raise AssertionError(f"{method} keeps {kept:,} ReLUs, over the "
                              f"budget {budget:,}")
     searched = None if bench.searched is None else int(bench.searched)
@@ -370,6 +433,126 @@ def run_cell(bench, done, method, budget, train, earlier_seconds=0.0):
     print(f"{method} @ {budget or '-'}: {kept:,} ReLUs, accuracy "
           f"{row['accuracy']:.2%}, {wall:.0f} s", flush=True)
     return row
+
+
+def priced_cells(out, protocol):
+    """``{(method, budget): row}`` priced and measured under ``protocol``
+    by a previous run."""
+    path = out / f"priced_{protocol}.jsonl"
+    if not path.is_file():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines()
+            if line.strip()]
+    return {(row["method"], row["budget"]): row for row in rows}
+
+
+def price_cell(bench, done, row):
+    """``row`` under ``--protocol``: its model exported, priced by the
+    calibrated model and measured in a real two-party run (kept in
+    ``priced_<protocol>.jsonl``)."""
+    key = (row["method"], row["budget"])
+    if key in done:
+        return done[key]
+    out, protocol = bench.args.out, bench.args.protocol
+    path = model_path(out, *key)
+    folder = out / "exports" / path.stem
+    if versions(folder):
+        version_dir = folder / str(versions(folder)[-1])
+    else:
+        version_dir = export_all(keras.saving.load_model(path, compile=False),
+                                 out / "exports", path.stem)
+    predicted = cost_report(version_dir, names=[protocol]).predictions[
+        protocol][0]
+    images = bench.test[0][:bench.args.images].astype("float32")
+    measured = measure(version_dir, protocol, images)
+    priced = dict(
+        row, predicted_mb=predicted.bytes / 1e6,
+        predicted_rounds=predicted.rounds,
+        lan_ms=predicted.latency_ms(NETWORKS["lan"]),
+        wan_ms=predicted.latency_ms(NETWORKS["wan"]),
+        measured_mb=measured["bytes"] / 1e6,
+        measured_rounds=measured["rounds"],
+        top1_agreement=measured["top1_agreement"])
+    with open(out / f"priced_{protocol}.jsonl", "a") as f:
+        f.write(json.dumps(priced) + "\n")
+    print(f"{row['method']} @ {row['budget'] or '-'} under {protocol}: "
+          f"measured {priced['measured_mb']:,.2f} MB (predicted "
+          f"{priced['predicted_mb']:,.2f}), {measured['rounds']:,} rounds "
+          f"(predicted {predicted.rounds:,.0f})", flush=True)
+    return priced
+
+
+COST_FIELDS = ["method", "budget", "relu_count", "accuracy", "measured_mb",
+               "predicted_mb", "measured_rounds", "predicted_rounds",
+               "lan_ms", "wan_ms", "top1_agreement", "notes"]
+
+
+def write_cost_table(rows, out, protocol):
+    """``pareto_<protocol>.csv`` and ``.md``."""
+    with open(out / f"pareto_{protocol}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, COST_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [f"| method | budget | ReLUs | top-1 | measured MB | predicted "
+             f"MB | rounds (predicted) | LAN ms | WAN ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in sorted(rows, key=lambda r: r["measured_mb"]):
+        budget = row["budget"]
+        budget = (f"{budget:,}" if isinstance(budget, int)
+                  else budget or "-")
+        lines.append(
+            f"| {row['method']} | {budget} | {row['relu_count']:,} | "
+            f"{row['accuracy']:.2%} | {row['measured_mb']:,.2f} | "
+            f"{row['predicted_mb']:,.2f} | {row['measured_rounds']:,} "
+            f"({row['predicted_rounds']:,.0f}) | {row['lan_ms']:,.0f} | "
+            f"{row['wan_ms']:,.0f} |")
+    lan, wan = NETWORKS["lan"].text(), NETWORKS["wan"].text()
+    lines.append("")
+    lines.append(f"{protocol}: bytes of one inference (both directions) "
+                 "measured in a real two-party run; rounds measured, "
+                 "predicted in brackets; latency predicted by the "
+                 f"calibrated model on the stated LAN ({lan}) and WAN "
+                 f"({wan}).")
+    (out / f"pareto_{protocol}.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
+def plot_costs(rows, out, protocol, title):
+    """Top-1 against measured MB, predicted LAN and WAN latency."""
+    fig = Figure(figsize=(14, 4.5))
+    axes = fig.subplots(1, 3)
+    for ax, key, label in zip(
+            axes, ("measured_mb", "lan_ms", "wan_ms"),
+            ("measured MB per inference", "predicted LAN latency (ms)",
+             "predicted WAN latency (ms)")):
+        for method in dict.fromkeys(r["method"] for r in rows):
+            points = sorted((r[key], r["accuracy"]) for r in rows
+                            if r["method"] == method)
+            ax.plot(*zip(*points), marker="o", label=method)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test top-1 accuracy")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{title}, {protocol}")
+    fig.tight_layout()
+    fig.savefig(out / f"pareto_{protocol}.png", dpi=120)
+
+
+def cost_rows(bench, done, teacher, rows):
+    """With ``--protocol``: the all-identity and cost-budget rows, then
+    every row priced and measured."""
+    args = bench.args
+    rows = rows + [run_cell(bench, done, ALL_IDENTITY, 0,
+                            lambda: bench.all_identity(teacher, 0))]
+    student = METHODS["autorep"].student(teacher, replacement="auto")
+    relu_cost = cost_budget("1GB", student, args.protocol).all_relu()
+    for fraction in args.cost_budgets:
+        text = f"{fraction * relu_cost / 1e6:.3f}MB"
+        rows.append(run_cell(bench, done, COST, text,
+                             lambda: bench.autorep_cost(teacher, text)))
+    priced = priced_cells(args.out, args.protocol)
+    return [price_cell(bench, priced, row) for row in rows]
 
 
 def main(argv=None):
@@ -393,9 +576,15 @@ def main(argv=None):
                 bench, done, method, budget,
                 lambda: getattr(bench, method)(teacher, budget)))
     images = f"{len(bench.train[1]):,}/{len(bench.test[1]):,} images"
+    title = f"CIFAR-10 ({images}), resnet_small teacher"
     print(write_table(rows, args.out))
-    plot(rows, args.out, f"CIFAR-10 ({images}), resnet_small teacher")
+    plot(rows, args.out, title)
     print(f"wrote {args.out / 'pareto.csv'}, pareto.md and pareto.png")
+    if args.protocol:
+        priced = cost_rows(bench, done, teacher, rows)
+        print(write_cost_table(priced, args.out, args.protocol))
+        plot_costs(priced, args.out, args.protocol, title)
+        print(f"wrote {args.out}/pareto_{args.protocol}.csv, .md and .png")
 
 
 if __name__ == "__main__":

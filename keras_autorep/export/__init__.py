@@ -59,7 +59,6 @@ _LAZY = {
     "write_saved_model": "saved_model",
     "export_onnx": "onnx",
     "onnx_relu_elements": "onnx",
-    "write_onnx": "onnx",
 }
 
 
@@ -118,7 +117,7 @@ def export_all(
         ExportMismatchError: a written graph computes other ReLUs than
             ``count_relus(model)`` claims.
     """
-    from keras_autorep.export.onnx import write_onnx
+    from keras_autorep.export.onnx import export_onnx
     from keras_autorep.export.saved_model import write_saved_model
 
     model = exportable_model(model)
@@ -134,7 +133,7 @@ def export_all(
             count=count,
         )
         if with_onnx:
-            write_onnx(
+            export_onnx(
                 model,
                 directory / ONNX_FILENAME,
                 batch_size=onnx_batch_size,
@@ -172,7 +171,6 @@ __all__ = [
     "relu_elements",
     "spec_from_count",
     "versions",
-    "write_onnx",
     "write_pi_spec",
     "write_saved_model",
     "write_version",

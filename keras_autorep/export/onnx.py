@@ -77,21 +77,9 @@ def export_onnx(
     Returns:
         ``pathlib.Path`` of the written file.
     """
-    return write_onnx(
-        exportable_model(model), path, batch_size, input_scale, opset, outputs
-    )
-
-
-def write_onnx(
-    model,
-    path,
-    batch_size=None,
-    input_scale=DEFAULT_INPUT_SCALE,
-    opset=DEFAULT_OPSET,
-    outputs=("logits",),
-):
-    """``export_onnx`` of a model ``exportable_model`` has already checked."""
     import tf2onnx
+
+    model = exportable_model(model)
 
     outputs = _check_outputs(outputs)
     if batch_size is not None and (

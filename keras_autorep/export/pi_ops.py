@@ -6,7 +6,7 @@ requires an explicit ``mode`` and reads ``pads`` in torch's order, so the
 PI-ready graph has none). ``SPU_OPS``: the ops
 ``keras_autorep.pi.stablehlo`` translates to StableHLO for SPU.
 ``unsupported_ops(model)`` names, per runtime, each op of a graph it
-cannot run and why, so an export says so before any run (``write_onnx``
+cannot run and why, so an export says so before any run (``export_onnx``
 warns; ``pi measure`` refuses).
 """
 

@@ -75,7 +75,7 @@ def _check_convertible(model, activations):
 
 
 def replace_relus(model, maxpool="keep", activations=("relu",),
-                  **selector_options):
+                  replacement=None, **selector_options):
     """Return a copy of ``model`` with every ReLU (or other selected
     activation) replaced by a selector.
 
@@ -101,8 +101,13 @@ def replace_relus(model, maxpool="keep", activations=("relu",),
             ``keras_autorep.layers.activations``: ``"relu"`` (default),
             ``"relu6"``, ``"leaky_relu"`` (slope 0.2), ``"hard_sigmoid"``,
             ``"hard_swish"``, ``"silu"``, ``"gelu"``, ``"sigmoid"``).
+        replacement: what removed positions compute (``"poly2"``, the
+            default; ``"poly1"``, ``"identity"``, ``"auto"``: see
+            ``ReLUSelector``), for every site, or ``{site name: form}``
+            (the names are the selectors': a fused site's is
+            ``<layer>_<activation>``; unnamed sites get ``"poly2"``).
         **selector_options: passed to every ``ReLUSelector`` (e.g.
-            ``granularity="channel"``, ``degree=1``, ``fit="identity"``).
+            ``granularity="channel"``).
 
     Returns:
         A new model of the same kind (Sequential stays Sequential).
@@ -122,8 +127,18 @@ def replace_relus(model, maxpool="keep", activations=("relu",),
             "selector applies the activation of the site it replaces"
         )
     activations = _selectable(activations)
-    ReLUSelector(**selector_options)  # validate options before any cloning
+    forms = replacement if isinstance(replacement, dict) else {}
+    for form in {*forms.values(), replacement if not forms else None}:
+        # Validate the options before any cloning.
+        ReLUSelector(replacement=form, **selector_options)
     _check_convertible(model, activations)
+    placed = set()
+
+    def selector(name, activation):
+        placed.add(name)
+        form = forms.get(name, "poly2") if forms else replacement
+        return ReLUSelector(name=name, activation=activation,
+                            replacement=form, **selector_options)
 
     def is_pool(layer):
         return maxpool == "average" and type(layer) in _AVERAGE_OF
@@ -140,16 +155,19 @@ def replace_relus(model, maxpool="keep", activations=("relu",),
             return None
         site = site_of(layer)
         if site.form != FUSED:
-            return [ReLUSelector(name=layer.name, activation=site.activation,
-                                 **selector_options)]
+            return [selector(layer.name, site.activation)]
         return [
             rewriter.clone(layer, activation="linear"),
-            ReLUSelector(name=f"{layer.name}_{site.activation}",
-                         activation=site.activation, **selector_options),
+            selector(f"{layer.name}_{site.activation}", site.activation),
         ]
 
     rewriter = GraphRewriter(replace, is_target)
-    return rewriter.rebuild(model)
+    converted = rewriter.rebuild(model)
+    unknown = sorted(set(forms) - placed)
+    if unknown:
+        raise ValueError(f"replacement names no site {unknown}; the sites: "
+                         f"{sorted(placed)}")
+    return converted
 
 
 def _expanded(selector, mask):

@@ -8,6 +8,7 @@ from keras import ops
 from keras_autorep.costs.sites import check_form
 from keras_autorep.dapa import SUPPORTED_DEGREES, evaluate_polynomial
 from keras_autorep.layers.activations import activation_function, canonical_name
+from keras_autorep.layers.shapes import activation_shape
 
 MERGES = ("scatter", "gather")
 
@@ -90,20 +91,14 @@ class PartialReLU(keras.layers.Layer):
         self._initial_coefficients = coefficients
 
     def build(self, input_shape):
-        activation_shape = tuple(input_shape[1:])
-        if any(dim is None for dim in activation_shape):
-            raise ValueError(
-                f"{self.name}: PartialReLU needs a fully known activation "
-                f"shape (without batch), got {input_shape}"
-            )
-        self.activation_shape = activation_shape
-        total = int(np.prod(activation_shape))
+        self.activation_shape = activation_shape(self, input_shape)
+        total = int(np.prod(self.activation_shape))
         if self.num_kept > total:
             raise ValueError(
                 f"{self.name}: num_kept={self.num_kept} exceeds the "
-                f"{total} elements of activation shape {activation_shape}"
+                f"{total} elements of activation shape {self.activation_shape}"
             )
-        channels = activation_shape[-1]
+        channels = self.activation_shape[-1]
 
         def index_weight(name, size):
             return self.add_weight(

@@ -8,6 +8,7 @@ from keras_autorep.costs.sites import FORMS
 from keras_autorep.dapa import evaluate_polynomial
 from keras_autorep.layers.activations import get as get_activation
 from keras_autorep.layers.polynomial_activation import PolynomialActivation
+from keras_autorep.layers.shapes import activation_shape
 
 GRANULARITIES = ("pixel", "channel")
 POLYNOMIAL_OPTIONS = (
@@ -185,17 +186,11 @@ class ReLUSelector(keras.layers.Layer):
                 name="form_logits", shape=(len(FORMS),),
                 initializer=keras.initializers.Constant(INITIAL_FORM_LOGITS),
                 trainable=True)
-        activation_shape = tuple(input_shape[1:])
-        if any(dim is None for dim in activation_shape):
-            raise ValueError(
-                f"{self.name}: ReLUSelector needs a fully known activation "
-                f"shape (without batch), got {input_shape}"
-            )
-        self.activation_shape = activation_shape
+        self.activation_shape = activation_shape(self, input_shape)
         if self.granularity == "pixel":
-            indicator_shape = activation_shape
+            indicator_shape = self.activation_shape
         else:
-            indicator_shape = (activation_shape[-1],)
+            indicator_shape = (self.activation_shape[-1],)
         self.alpha = self.add_weight(
             name="alpha",
             shape=indicator_shape,

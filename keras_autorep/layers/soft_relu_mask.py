@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_autorep.layers.shapes import activation_shape
+
 GRANULARITIES = ("pixel", "channel")
 
 
@@ -54,17 +56,11 @@ class SoftReLUMask(keras.layers.Layer):
         self.threshold = float(threshold)
 
     def build(self, input_shape):
-        activation_shape = tuple(input_shape[1:])
-        if any(dim is None for dim in activation_shape):
-            raise ValueError(
-                f"{self.name}: SoftReLUMask needs a fully known activation "
-                f"shape (without batch), got {input_shape}"
-            )
-        self.activation_shape = activation_shape
+        self.activation_shape = activation_shape(self, input_shape)
         if self.granularity == "pixel":
-            shape = activation_shape
+            shape = self.activation_shape
         else:
-            shape = activation_shape[-1:]
+            shape = self.activation_shape[-1:]
         self.mask = self.add_weight(
             name="mask",
             shape=shape,

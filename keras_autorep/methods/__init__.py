@@ -11,7 +11,18 @@ student``:
   fine-tuning with attention transfer).
 
 Each returns a student with ``ReLUSelector`` sites;
-``harden(student, budget)`` gives the inference model.
+``harden(student, budget)`` gives the inference model. The arguments they
+share:
+
+* ``teacher``: the trained all-ReLU Sequential or functional model
+  (logits); it is not modified (SNL and SENet only freeze it);
+* ``budget``: the ReLU budget (anything ``parse_budget`` accepts; AutoReP
+  also a ``CostBudget``, ``keras_autorep.pi.cost_budget``);
+* ``train_data``, ``val_data``: a ``tf.data.Dataset``, a ``PyDataset`` or
+  ``(x, y)`` arrays (integer labels); ``val_data`` optional;
+* ``batch_size``: the batch size of array data;
+* ``metrics``: compiled metrics (default ``["accuracy"]``);
+* ``verbose``: ``fit`` verbosity.
 
 ``METHODS`` is the registry the recipes and benchmarks orchestrate:
 ``{name: Method}`` units that know their phases, student, learning-rate

@@ -48,13 +48,11 @@ def train_autorep(
 ):
     """Train an AutoReP student of ``teacher`` towards ``budget`` ReLUs.
 
+    The arguments every method takes (``teacher``, ``budget``,
+    ``train_data``, ``val_data``, ``batch_size``, ``metrics``,
+    ``verbose``) are those of ``keras_autorep.methods``. Its own:
+
     Args:
-        teacher: trained all-ReLU Sequential or functional model (logits);
-            it is not modified.
-        budget: ReLU budget (anything ``parse_budget`` accepts).
-        train_data: ``tf.data.Dataset``, ``PyDataset`` or ``(x, y)`` arrays
-            (integer labels).
-        val_data: optional validation data, same forms.
         counts: optional per-site allocation ``{site: ReLUs}`` (from
             ``keras_autorep.allocation.allocate``): the masks start at it
             (random positions) and the search moves them from there.
@@ -76,11 +74,8 @@ def train_autorep(
         selector_options: further ``ReLUSelector`` arguments (e.g. the
             stability options ``quadratic_decay``, ``max_quadratic``).
         seed: seed of the mask positions of ``counts``.
-        batch_size: batch size for array data.
-        metrics: compiled metrics (default ``["accuracy"]``).
         callbacks: a list for both phases, or ``phase -> list`` with the
             phases ``"search"`` and ``"finetune"``.
-        verbose: ``fit`` verbosity.
 
     Returns:
         The student (``replace_relus(teacher)`` with trained weights and

@@ -60,13 +60,11 @@ def train_senet(
 ):
     """Train a SENet student of ``teacher`` within ``budget`` ReLUs.
 
+    The arguments every method takes (``teacher``, ``budget``,
+    ``train_data``, ``val_data``, ``batch_size``, ``metrics``,
+    ``verbose``) are those of ``keras_autorep.methods``. Its own:
+
     Args:
-        teacher: trained all-ReLU Sequential or functional model (logits);
-            it is not modified (only frozen).
-        budget: ReLU budget (anything ``parse_budget`` accepts).
-        train_data: ``tf.data.Dataset``, ``PyDataset`` or ``(x, y)`` arrays
-            (integer labels).
-        val_data: optional validation data, same forms.
         counts: per-site allocation ``{site: ReLUs}``; default: from
             ``relu_sensitivity`` and ``allocate_by_sensitivity``.
         sensitivity_data: data for the sensitivity (default
@@ -85,11 +83,8 @@ def train_senet(
             paper's), or ``"poly1"`` / ``"poly2"`` (DaPa's line or
             quadratic, fitted while fine-tuning).
         seed: seed of the random initial masks.
-        batch_size: batch size for array data.
-        metrics: compiled metrics (default ``["accuracy"]``).
         callbacks: a list for both phases, or ``phase -> list`` with phases
             ``"identify"`` and ``"finetune"``.
-        verbose: ``fit`` verbosity.
 
     Returns:
         The student: ``replace_relus(teacher, replacement=replacement)``

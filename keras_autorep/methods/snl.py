@@ -69,6 +69,10 @@ def copy_weights(source, target):
 class SNLSchedule(keras.callbacks.Callback):
     """Stops the search at the budget; raises ``lambda`` when it stalls.
 
+    The arguments every method takes (``teacher``, ``budget``,
+    ``train_data``, ``val_data``, ``batch_size``, ``metrics``,
+    ``verbose``) are those of ``keras_autorep.methods``. Its own:
+
     Args:
         budget: the model's ReLU budget (as counted by ``relu_count``).
         l1: the search's ``MaskL1`` term, whose ``lambda`` grows.
@@ -119,12 +123,6 @@ def train_snl(
     """Train an SNL student of ``teacher`` that keeps at most ``budget`` ReLUs.
 
     Args:
-        teacher: trained all-ReLU Sequential or functional model (logits);
-            it is not modified (only frozen).
-        budget: ReLU budget (anything ``parse_budget`` accepts).
-        train_data: ``tf.data.Dataset``, ``PyDataset`` or ``(x, y)`` arrays
-            (integer labels).
-        val_data: optional validation data, same forms.
         counts: optional per-site allocation ``{site: ReLUs}`` (from
             ``keras_autorep.allocation.allocate``) used at binarisation;
             default: one ranking over all sites (SNL).
@@ -142,11 +140,8 @@ def train_snl(
         distillation_weight: weight of KD (T = ``temperature``) in both
             phases; 0 trains on CE only.
         temperature: distillation temperature.
-        batch_size: batch size for array data.
-        metrics: compiled metrics (default ``["accuracy"]``).
         callbacks: a list for both phases, or ``phase -> list`` with phases
             ``"search"`` and ``"finetune"``.
-        verbose: ``fit`` verbosity.
 
     Returns:
         The student: ``replace_relus(teacher, replacement=replacement)``

@@ -95,9 +95,9 @@ def priced(source, count=None):
             folder = Path(scratch)
             write_pi_spec(source, folder / SPEC_FILENAME, count=count)
             if current().exports:
-                from keras_autorep.export import write_onnx
+                from keras_autorep.export import export_onnx
 
-                write_onnx(source, folder / ONNX_FILENAME, batch_size=1)
+                export_onnx(source, folder / ONNX_FILENAME, batch_size=1)
             return priced(folder)
     if count is not None:
         raise ValueError(

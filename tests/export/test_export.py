@@ -665,7 +665,7 @@ def test_pi_spec_alone_reproduces_outputs(which, tiny, exported, tmp_path):
         spec_path = write_pi_spec(model, tmp_path, max_inline_indices=50)
         assert list(tmp_path.glob("pi_spec.*.kept.npy"))
     raw = json.loads(spec_path.read_text())
-    assert raw["format_version"] == 5 and raw["input"]["shape"] == [8, 8, 3]
+    assert raw["format_version"] == 6 and raw["input"]["shape"] == [8, 8, 3]
     count = ka.count_relus(model)
     assert raw["totals"]["relu_kept"] == count.kept
     assert raw["totals"] == {"relu_total": count.total,
@@ -699,7 +699,7 @@ def test_read_pi_spec_rejects_other_json(tmp_path):
         read_pi_spec(tmp_path)
     (tmp_path / "pi_spec.json").write_text(
         '{"format": "keras_autorep.pi_spec", "format_version": 1}')
-    with pytest.raises(ValueError, match=r"version \(3, 4, 5\)"):
+    with pytest.raises(ValueError, match=r"version \(3, 4, 5, 6\)"):
         read_pi_spec(tmp_path)
     with pytest.raises(FileNotFoundError):
         read_pi_spec(tmp_path / "missing")

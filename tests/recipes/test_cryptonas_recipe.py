@@ -106,13 +106,14 @@ def test_pareto_benchmark_writes_table_and_plot(cifar10_archive,
             "--cache-dir", str(data_cache_dir), "--subset", "256,128",
             "--teacher-epochs", "1", "--epochs", "2",
             "--budgets", "10%,2.6%", "--methods", "autorep,cryptonas",
-            "--out", str(tmp_path)]
+            "--protocol", "spu-semi2k", "--cost-budgets", "50%",
+            "--images", "1", "--out", str(tmp_path)]
     pareto.main(argv)
     with open(tmp_path / "pareto.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["method"], r["budget"]) for r in rows] == [
         ("teacher (all ReLU)", ""), ("teacher, same total epochs", ""),
-        ("budget 0 (all polynomial)", "0"),
+        ("budget 0, all poly2", "0"),
         ("autorep", "7372"), ("cryptonas", "7372"),
         ("autorep", "1916"), ("cryptonas", "1916"),
     ]
@@ -130,14 +131,36 @@ def test_pareto_benchmark_writes_table_and_plot(cifar10_archive,
     assert "stem stride 4" in rows[6]["notes"]
     table = (tmp_path / "pareto.md").read_text()
     assert "| autorep | 7,372 |" in table and "| budget 0" in table
+    # Priced and measured under SPU SEMI2K, the two baselines of the cost
+    # axis and AutoReP on a cost budget added.
+    with open(tmp_path / "pareto_spu-semi2k.csv", newline="") as f:
+        priced = {r["method"]: r for r in csv.DictReader(f)}
+    assert set(priced) == {r["method"] for r in rows} | {
+        "budget 0, all identity", "autorep, cost budget (auto forms)"}
+    teacher_mb = float(priced["teacher (all ReLU)"]["measured_mb"])
+    cost_row = priced["autorep, cost budget (auto forms)"]
+    budget_mb = float(cost_row["budget"].rstrip("MB"))
+    assert budget_mb == pytest.approx(teacher_mb / 2, rel=0.01)
+    assert float(cost_row["measured_mb"]) <= budget_mb
+    assert float(priced["budget 0, all identity"]["measured_mb"]) \
+        < float(priced["budget 0, all poly2"]["measured_mb"]) < teacher_mb
+    for row in priced.values():  # SEMI2K's bytes and rounds: exact
+        assert float(row["measured_mb"]) == pytest.approx(
+            float(row["predicted_mb"]), rel=0.01)
+        assert float(row["measured_rounds"]) == pytest.approx(
+            float(row["predicted_rounds"]), rel=0.05)
+        assert float(row["top1_agreement"]) == 1.0
+    assert (tmp_path / "pareto_spu-semi2k.png").stat().st_size > 10_000
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
     # A rerun (e.g. after a kill) takes every finished cell as it was.
 
     def retrain(*args, **kwargs):
         raise AssertionError("a finished cell was trained again")
 
-    for name in ("teacher", "autorep", "cryptonas", "budget0"):
+    for name in ("teacher", "autorep", "cryptonas", "budget0",
+                 "all_identity", "autorep_cost"):
         monkeypatch.setattr(pareto.Benchmark, name, retrain)
+    monkeypatch.setattr(pareto, "measure", retrain)
     pareto.main(argv)
     with open(tmp_path / "pareto.csv", newline="") as f:
         assert list(csv.DictReader(f)) == rows
