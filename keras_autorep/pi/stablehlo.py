@@ -122,6 +122,14 @@ def _operations(jax):
     }
 
 
+def translated_ops():
+    """The ONNX ops ``onnx_function`` translates (``Constant`` included):
+    ``keras_autorep.export.pi_ops.SPU_OPS``, which the export checks."""
+    import jax
+
+    return frozenset(_operations(jax)) | {"Constant"}
+
+
 def onnx_function(model):
     """``logits(image)`` in ``jax.numpy`` for an ``onnx.ModelProto``."""
     import jax

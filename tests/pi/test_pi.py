@@ -367,3 +367,10 @@ def test_an_op_a_runtime_lacks_is_named_at_export_and_measure(
     with pytest.raises(ValueError, match="crypten cannot run it: LeakyRelu"):
         pi.measure(version, "crypten", images, envs=envs)
     assert not (version / "pi_measure.crypten.log").exists()
+
+
+def test_the_spu_ops_the_export_checks_are_the_translated_ones():
+    from keras_autorep.export.pi_ops import SPU_OPS
+    from keras_autorep.pi.stablehlo import translated_ops
+
+    assert translated_ops() == SPU_OPS
