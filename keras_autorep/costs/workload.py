@@ -179,7 +179,7 @@ USED_FEATURES = {
         "bytes": _NONLINEAR + ["sigmoid_blocks", "secret_products_small",
                                "secret_product_blocks", "truncations"],
         "rounds": ["comparison_chunks", "clip_chunks", "max_chunks",
-                   "sigmoid_nodes", "sigmoid_blocks",
+                   "sigmoids", "sigmoid_nodes", "sigmoid_blocks",
                    "secret_product_nodes", "secret_products_small",
                    "secret_product_blocks", "truncation_chunks"],
         "seconds": _SECONDS + ["sigmoid_blocks", "secret_products_small",
