@@ -10,11 +10,11 @@ keeping nothing to keeping everything. The chord spreads what the ends
 cost beyond the per-element slope (a site that keeps any element pays its
 comparison rounds, one that keeps all pays no replacement) over the site's
 elements, so emptying a layer pays off as it does in the runtime. A site
-whose form is learned (``replacement="auto"``) weighs each form's cost
-with its straight-through form weights (the logits' gradient), and its
-masks see the chord of its cheapest form: a site deciding its form is
-priced as it can be, not as it starts (a degree-2 element can cost more
-than a comparison, which would otherwise keep every ReLU on).
+whose form is learned (``replacement="auto"``) costs what its current
+form costs, and its masks see the chord of its cheapest form: a site
+deciding its form is priced as it can be, not as it starts (a degree-2
+element can cost more than a comparison, which would otherwise keep every
+ReLU on).
 
 ``land_cost_masks(model, budget)`` trims (or fills) the masks by indicator
 until the model costs at most the budget, as ``land_masks`` does for a

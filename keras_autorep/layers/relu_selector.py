@@ -21,10 +21,9 @@ REPLACEMENTS = (*FORMS, "auto")
 FORM_POLYNOMIALS = {"poly2": dict(degree=2, fit="dapa"),
                     "poly1": dict(degree=1, fit="dapa"),
                     "identity": dict(degree=1, fit="identity")}
-# Initial form logits of a learned replacement (FORMS order): degree 2
-# first, the function AutoReP's selection starts from, by a margin a few
-# dozen Adam steps can cross once a cost prices the forms.
-INITIAL_FORM_LOGITS = (0.1, 0.05, 0.0)
+# Initial form logits of a learned replacement (FORMS order): degree 2,
+# the function AutoReP's selection starts from.
+INITIAL_FORM_LOGITS = (1.0, 0.0, 0.0)
 
 
 def replacement_form(degree, fit):
@@ -130,10 +129,11 @@ class ReLUSelector(keras.layers.Layer):
         replacement: what removed positions compute (``REPLACEMENTS``):
             ``"poly2"`` (default: DaPa's quadratic), ``"poly1"`` (DaPa's
             least-squares line, per channel, trained), ``"identity"``
-            (``x``, as SNL), or ``"auto"``: the site learns its form among
-            the three (trainable ``form_logits``; forward the form of the
-            largest logit, backward through their softmax, so a cost
-            budget can price each form: ``form_weights``).
+            (``x``, as SNL), or ``"auto"``: the site holds all three and
+            computes the one of its largest ``form_logits`` (state, not
+            trained by gradient: ``keras_autorep.training.FormSearch``
+            chooses it by the training objective, as ``train_autorep``
+            does; ``form_weights`` lets a cost price it).
         degree, fit, refit_every, refit_steps, momentum, epsilon,
         quadratic_decay, max_quadratic: the polynomial branch, as in
             ``PolynomialActivation`` (``degree`` and ``fit`` follow from
@@ -185,7 +185,7 @@ class ReLUSelector(keras.layers.Layer):
             self.form_logits = self.add_weight(
                 name="form_logits", shape=(len(FORMS),),
                 initializer=keras.initializers.Constant(INITIAL_FORM_LOGITS),
-                trainable=True)
+                trainable=False)
         self.activation_shape = activation_shape(self, input_shape)
         if self.granularity == "pixel":
             indicator_shape = self.activation_shape
@@ -244,16 +244,13 @@ class ReLUSelector(keras.layers.Layer):
         return self.polynomial.coefficients
 
     def form_weights(self):
-        """``{form: weight}`` of the cost of the current forward pass:
-        ``{form: 1.0}`` for a fixed form; for a learned one the
-        straight-through one-hot of the largest logit (its value), with
-        the gradient of the logits' softmax."""
+        """``{form: weight}`` of the current forward pass: ``{form: 1.0}``
+        for a fixed form; for a learned one the one-hot of the largest
+        logit, over every form (a cost prices each)."""
         if self.linear is None:
             return {self.replacement: 1.0}
         logits = ops.convert_to_tensor(self.form_logits)
-        soft = ops.softmax(logits)
-        hard = ops.one_hot(ops.argmax(logits), len(FORMS))
-        weights = ops.stop_gradient(hard - soft) + soft
+        weights = ops.one_hot(ops.argmax(logits), len(FORMS))
         return {form: weights[i] for i, form in enumerate(FORMS)}
 
     def _replacement_coefficients(self, inputs, training):

@@ -19,6 +19,7 @@ from keras_autorep.graph import land_masks, replace_relus, set_masks
 from keras_autorep.methods.method import TeacherMethod
 from keras_autorep.training import BudgetTrainer, DistillationTrainer
 from keras_autorep.training.fit import fit_phase
+from keras_autorep.training.forms import FormSearch, learned_form_sites
 from keras_autorep.training.schedules import cosine_adam_schedule
 
 
@@ -40,6 +41,7 @@ def train_autorep(
     replacement="poly2",
     activations=("relu",),
     selector_options=None,
+    form_search_every=100,
     seed=0,
     batch_size=None,
     metrics=None,
@@ -73,6 +75,8 @@ def train_autorep(
             (``replace_relus``; e.g. ``("silu",)`` for EfficientNet).
         selector_options: further ``ReLUSelector`` arguments (e.g. the
             stability options ``quadratic_decay``, ``max_quadratic``).
+        form_search_every: with ``replacement="auto"``, the search steps
+            between two choices of the sites' forms (``FormSearch``).
         seed: seed of the mask positions of ``counts``.
         callbacks: a list for both phases, or ``phase -> list`` with the
             phases ``"search"`` and ``"finetune"``.
@@ -94,8 +98,11 @@ def train_autorep(
     )
     fit_options = dict(callbacks=callbacks, metrics=metrics,
                        batch_size=batch_size, verbose=verbose)
+    forms = ([FormSearch(train_data, form_search_every,
+                         batch_size=batch_size or 32)]
+             if learned_form_sites(student) else [])
     fit_phase(trainer, train_data, val_data, epochs=epochs, lr=lr,
-              phase="search", **fit_options)
+              phase="search", extra_callbacks=forms, **fit_options)
     set_masks(student, land_masks(student, trainer.budget), freeze=True)
     finetune = DistillationTrainer(
         student, teacher, distillation_weight=distillation_weight,

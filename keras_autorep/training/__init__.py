@@ -6,9 +6,12 @@
   hinge, mask L1, activation mismatch);
 * ``fit``: ``fit_phase`` (compile with Adam + ``fit`` for one phase);
 * ``schedules``: the learning-rate schedules of the recipes;
-* ``callbacks``: epoch timing and resume notices.
+* ``callbacks``: epoch timing and resume notices;
+* ``forms``: ``FormSearch``, learned replacement forms chosen by the
+  training objective.
 """
 
+from keras_autorep.training.forms import FormSearch
 from keras_autorep.training.losses import (
     ActivationMismatch,
     AttentionTransfer,
@@ -35,6 +38,7 @@ __all__ = [
     "BudgetTrainer",
     "Distillation",
     "DistillationTrainer",
+    "FormSearch",
     "LastValue",
     "MaskL1",
     "StudentTrainer",

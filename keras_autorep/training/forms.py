@@ -1,0 +1,95 @@
+"""Learned replacement forms, chosen by the training objective itself.
+
+A selector with ``replacement="auto"`` holds one of the forms ``poly2``,
+``poly1``, ``identity`` (its ``form_logits``). A gradient cannot choose it:
+at trained coefficients the loss is flat to first order in the form's
+coefficients, so the budget term alone would move the logits, to the
+cheapest form whatever it does to accuracy. ``FormSearch`` instead
+evaluates the change: every ``every`` training steps, each such site tries
+each form on a few training batches kept aside, the other sites as they
+are, and keeps the form that gives the lowest training objective (the
+trainer's loss: cross-entropy, distillation and the budget term on the
+predicted cost, in inference mode).
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_autorep.costs import FORMS
+from keras_autorep.graph.sites import selectors
+from keras_autorep.training.fit import split_data
+
+
+def learned_form_sites(model):
+    """The selectors of ``model`` whose form is learned."""
+    return [site for site in selectors(model) if site.replacement == "auto"]
+
+
+def set_form(site, form):
+    """Make ``form`` the learned site's form (its logit the largest)."""
+    site.form_logits.assign(np.eye(len(FORMS), dtype="float32")[
+        FORMS.index(form)])
+
+
+def batches_of(data, count, batch_size=32):
+    """``count`` ``(x, y)`` batches of ``data`` (arrays, a dataset or a
+    ``PyDataset``), the first ones."""
+    x, y = split_data(data)
+    if y is not None:
+        return [(x[i:i + batch_size], y[i:i + batch_size])
+                for i in range(0, min(len(y), count * batch_size),
+                               batch_size)]
+    if isinstance(x, keras.utils.PyDataset):
+        return [x[i][:2] for i in range(min(count, len(x)))]
+    taken = []
+    for batch in x:
+        taken.append(tuple(batch[:2]))
+        if len(taken) == count:
+            break
+    return taken
+
+
+class FormSearch(keras.callbacks.Callback):
+    """Every ``every`` steps, each learned-form site takes the form of the
+    lowest training objective on ``batches`` batches of ``data`` (see the
+    module doc).
+
+    Args:
+        data: training data (as ``fit_phase`` takes it).
+        every: training steps between searches (and one at the start).
+        batches: batches of ``data`` the objective is measured on.
+        batch_size: batch size of array data.
+    """
+
+    def __init__(self, data, every=100, batches=2, batch_size=32):
+        super().__init__()
+        self.batches = batches_of(data, batches, batch_size)
+        self.every = int(every)
+        self.choices = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) % self.every == 0:
+            self.search()
+
+    def objective(self):
+        """The trainer's loss on the kept batches, in inference mode."""
+        trainer = self.model
+        total = 0.0
+        for x, y in self.batches:
+            logits = trainer(x, training=False)
+            total += float(ops.convert_to_numpy(trainer.compute_loss(
+                x=x, y=y, y_pred=logits, training=True)))
+        return total / len(self.batches)
+
+    def search(self):
+        """One pass over the learned-form sites; the choices are recorded
+        in ``choices``."""
+        for site in learned_form_sites(self.model.student):
+            scores = {}
+            for form in FORMS:
+                set_form(site, form)
+                scores[form] = self.objective()
+            best = min(FORMS, key=scores.get)
+            set_form(site, best)
+            self.choices.append((site.name, best, scores))

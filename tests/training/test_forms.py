@@ -1,0 +1,81 @@
+"""FormSearch: learned replacement forms chosen by the training objective
+(cross-entropy, distillation and the budget term on the predicted cost)."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_autorep as ka
+from keras_autorep.costs import FORMS
+from keras_autorep.graph import site_forms
+from keras_autorep.pi import cost_budget
+from keras_autorep.training import FormSearch
+from keras_autorep.training.forms import batches_of, set_form
+from tiny_models import LOSS, tiny_data, trained_teacher
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="a cost budget prices the exported ONNX graph (TensorFlow)")
+
+
+def search_on(budget_text, protocol):
+    data = tiny_data()
+    teacher = trained_teacher(data)
+    student = ka.replace_relus(teacher, replacement="auto")
+    for selector in ka.selectors(student):  # every position replaced
+        selector.mask.assign(np.zeros(selector.mask.shape, "float32"))
+    budget = cost_budget(budget_text, student, protocol)
+    trainer = ka.BudgetTrainer(student, budget, teacher=teacher,
+                               budget_weight=100.0)
+    trainer.compile(optimizer="adam", loss=LOSS)
+    search = FormSearch(data, every=1, batches=2)
+    search.set_model(trainer)
+    search.search()
+    return search, budget
+
+
+def test_each_site_keeps_the_form_of_the_lowest_objective():
+    search, _ = search_on("1GB", "crypten")  # the budget term is inactive
+    assert [name for name, _, _ in search.choices] == [
+        "conv1_relu", "relu2"]
+    student = search.model.student
+    chosen = site_forms(student)
+    for name, best, scores in search.choices:
+        assert chosen[name] == best == min(FORMS, key=scores.get)
+    # The last site's scores were taken with the first site in its chosen
+    # form: the objective now is the chosen one's.
+    assert search.objective() == pytest.approx(search.choices[-1][2][
+        chosen["relu2"]], rel=1e-6)
+
+
+def test_a_tight_budget_makes_cheaper_forms_win():
+    # Under CHEETAH a degree-2 element costs more than a comparison: with
+    # every position replaced, only lines and identities keep to a budget
+    # near the model's floor.
+    loose, _ = search_on("1GB", "spu-cheetah")
+    tight, budget = search_on("1GB", "spu-cheetah")
+    floor = budget.floor()
+    tight_budget = cost_budget(f"{floor * 1.05 / 1e6:.6f}MB",
+                               tight.model.student, "spu-cheetah")
+    trainer = ka.BudgetTrainer(tight.model.student, tight_budget,
+                               teacher=tight.model.teacher,
+                               budget_weight=100.0)
+    trainer.compile(optimizer="adam", loss=LOSS)
+    tight.set_model(trainer)
+    for selector in ka.selectors(trainer.student):
+        set_form(selector, "poly2")
+    tight.search()
+    assert "poly2" not in site_forms(trainer.student).values()
+    assert tight_budget.cost({name: 0 for name in tight_budget.sites},
+                             site_forms(trainer.student)) <= tight_budget.amount
+
+
+def test_batches_of_arrays_and_datasets():
+    x, y = tiny_data(n=100)
+    assert [len(b[1]) for b in batches_of((x, y), 3, batch_size=32)] == [
+        32, 32, 32]
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    taken = batches_of(dataset, 2)
+    assert len(taken) == 2 and taken[0][0].shape[0] == 16
