@@ -89,6 +89,16 @@ class LiveCost:
         self.sites = [(layer, calls, budget.sites[layer.name])
                       for layer, calls in live.sites]
 
+    def site_cost(self, layer, form, emptied=False):
+        """What ``layer``'s site would cost in ``form`` (a float): with
+        its kept elements as they are, or ``emptied`` of them."""
+        for candidate, calls, site in self.sites:
+            if candidate is layer:
+                kept = float(ops.convert_to_numpy(candidate.kept_relus()))
+                return float(site.cost(0 if emptied else round(kept * calls),
+                                       form))
+        raise ValueError(f"{layer.name!r} is not a priced site")
+
     def __call__(self):
         total = ops.convert_to_tensor(self.budget.fixed, "float32")
         for layer, calls, site in self.sites:

@@ -46,6 +46,7 @@ Pruning after shuffling catches ReLUs that shuffling made redundant
 import keras
 import numpy as np
 
+from keras_autorep.adapters.keras_graph import call_nodes
 from keras_autorep.graph.rewrite import GraphRewriter, check_rewritable
 from keras_autorep.graph.sites import (
     FUSED_RELU,

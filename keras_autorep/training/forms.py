@@ -9,7 +9,11 @@ evaluates the change: every ``every`` training steps, each such site tries
 each form on a few training batches kept aside, the other sites as they
 are, and keeps the form that gives the lowest training objective (the
 trainer's loss: cross-entropy, distillation and the budget term on the
-predicted cost, in inference mode).
+predicted cost, in inference mode). Forms the objective cannot tell
+apart (at the start every position is kept, so every form scores the same)
+go to the cheaper under a cost budget (as the masks are, then with the
+site emptied), then to the more expressive: a site
+that starts in a form costing more than a comparison would hold its ReLUs.
 """
 
 import keras
@@ -82,6 +86,23 @@ class FormSearch(keras.callbacks.Callback):
                 x=x, y=y, y_pred=logits, training=True)))
         return total / len(self.batches)
 
+    @staticmethod
+    def rounded(score, scores):
+        """``score`` rounded to a millionth of the scores' scale, so that
+        forms whose objectives differ only by float noise tie."""
+        scale = max(abs(value) for value in scores) or 1.0
+        return round(score / scale, 6)
+
+    def cost(self, site, form):
+        """What ``site`` would cost in ``form`` under the trainer's cost
+        budget, its masks as they are and then emptied (zeros under a
+        ReLU-count budget)."""
+        live = getattr(self.model, "live_cost", None)
+        if live is None:
+            return (0.0, 0.0)
+        return (live.site_cost(site, form),
+                live.site_cost(site, form, emptied=True))
+
     def search(self):
         """One pass over the learned-form sites; the choices are recorded
         in ``choices``."""
@@ -90,6 +111,8 @@ class FormSearch(keras.callbacks.Callback):
             for form in FORMS:
                 set_form(site, form)
                 scores[form] = self.objective()
-            best = min(FORMS, key=scores.get)
+            best = min(FORMS, key=lambda form: (
+                self.rounded(scores[form], scores.values()),
+                self.cost(site, form), FORMS.index(form)))
             set_form(site, best)
             self.choices.append((site.name, best, scores))

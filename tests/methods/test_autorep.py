@@ -1,6 +1,8 @@
 """AutoReP (keras_autorep.methods.train_autorep): selectors trained
 towards the budget, optionally starting from an allocation."""
 
+import inspect
+
 import keras
 import numpy as np
 import pytest
@@ -136,5 +138,10 @@ def test_landing_fills_a_search_that_ended_below_the_budget(data, teacher):
 
 
 def test_methods_share_one_signature():
-    assert METHODS["autorep"] is train_autorep is keras_autorep.train_autorep
-    assert set(METHODS) == {"autorep", "snl", "senet"}
+    assert METHODS["autorep"].train_function is train_autorep
+    assert keras_autorep.train_autorep is train_autorep
+    assert set(METHODS) == {"autorep", "snl", "senet", "cryptonas"}
+    teachers = [METHODS[name] for name in ("autorep", "snl", "senet")]
+    signatures = {tuple(inspect.signature(m.train_function).parameters)[:4]
+                  for m in teachers}
+    assert signatures == {("teacher", "budget", "train_data", "val_data")}

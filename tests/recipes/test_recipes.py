@@ -212,8 +212,9 @@ def test_quick_run_exports_model_and_report(resumed_run):
     assert report["relu_count"] == report["relus"]["kept"] == BUDGET
     assert report["search"]["relu_count_landed"] == BUDGET
     assert report["search"]["relu_count_after_search"] > 0
-    assert "Landing: " in stdout and f"landing on the budget of {BUDGET:,}" \
-        in stdout
+    assert "Landing: " in stdout and (
+        f"{BUDGET:,} ReLUs (100.0% of the budget {BUDGET:,}) after landing"
+        in stdout)
     assert report["total_relus"] == report["relus"]["total"] == 73_728
     assert 0.0 <= report["final_test_accuracy"]["top1"] <= 1.0
     assert "top5" not in report["final_test_accuracy"]
