@@ -41,7 +41,10 @@ pi-env: $(CRYPTEN_STAMP) $(SPU_STAMP)
 # The import contracts (.importlinter) keep the pipeline's layers in order;
 # the TensorFlow backend runs the whole suite; the layer and conversion tests
 # run again under JAX so the code stays backend-agnostic. The PI tests run
-# real two-party inferences in the runtimes pi-env builds.
+# real two-party inferences in the runtimes pi-env builds. The tests read
+# the real data from DATA_DIR; without it they skip, and under CI=true (as
+# CI services set it) a missing archive or runtime fails the run.
+test: export KERAS_AUTOREP_DATA = $(abspath $(DATA_DIR))
 test: $(STAMP) pi-env
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests

@@ -8,6 +8,8 @@ load from other jobs hits both sides alike:
   (``BudgetTrainer``) against the same step of the plain model, after the
   DaPa refit phase (the first 500 steps of a run, which also update the
   running statistics; a full run has tens of thousands);
+* the plain model's ``predict_on_batch`` through XLA against TensorFlow's
+  kernels (the share of the hardened rows that is XLA's);
 * inference of the hardened model (10 % and 2.6 % of the ReLUs kept)
   against the plain one: Keras ``predict_on_batch``, the exported
   SavedModel's ``serving_default`` signature and its ``serving_xla``
@@ -15,6 +17,20 @@ load from other jobs hits both sides alike:
   and a compiled function;
 * the peak resident memory of a training step with selectors against the
   plain one (each in a fresh subprocess: ``VmHWM``).
+
+Further rows harden with the other replacement forms (``poly1``,
+``identity``), and with no ReLU kept: identities compute nothing and lines
+after a convolution fold into it, so such a model computes less than the
+plain one.
+
+Each ratio is measured ``--runs`` times (3) and printed as the median with
+its spread. CPU-time ratios shift on a busy machine (towards the side that
+uses fewer threads), so every row also records the 1-minute load average
+before and after it and the share of the machine's CPU that other
+processes used while it ran (``/proc/stat`` less this process's own time).
+The script waits for that share to fall below ``--max-busy`` before it
+starts, refuses to run on a busier machine (exit 2) unless ``--allow-busy``
+is given, and marks rows measured above it.
 
 The JAX rows run in a subprocess with ``KERAS_BACKEND=jax``.
 
@@ -42,8 +58,11 @@ from keras_autorep.graph import selectors, set_masks, top_masks
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 GOALS = {
     "train": 1.3, "train_resnet18": 1.2, "memory": 1.2,
-    "infer_b1": 1.1, "infer_batch": 1.3, "compiled_b1": 1.1,
-    "compiled_batch": 1.15,
+    "infer_b1": 1.1, "infer_batch": 1.2,
+    "serving_xla_b1": 1.1, "serving_xla_batch": 1.2,
+    "serving_default_b1": 1.5, "serving_default_batch": 1.5,
+    "compiled_b1": 1.1, "compiled_batch": 1.15,
+    "folded": 1.0,  # every removed position folded: less work than plain
 }
 
 
@@ -55,9 +74,39 @@ def cpu_seconds(step, repeats):
     return (time.process_time() - start) / repeats
 
 
+def busy_jiffies():
+    """The machine's busy CPU time so far, in clock ticks (``/proc/stat``:
+    all but idle and I/O wait)."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    return sum(values) - values[3] - values[4]
+
+
+class Load:
+    """What else ran on the machine while a measurement did: the share of
+    all cores' time used by other processes, and the 1-minute load average
+    before and after."""
+
+    def __enter__(self):
+        self.load_before = os.getloadavg()[0]
+        self.wall = time.monotonic()
+        self.own = sum(os.times()[:2])
+        self.busy = busy_jiffies()
+        return self
+
+    def __exit__(self, *exc):
+        ticks = os.sysconf("SC_CLK_TCK")
+        wall = max(time.monotonic() - self.wall, 1e-9)
+        other = ((busy_jiffies() - self.busy) / ticks
+                 - (sum(os.times()[:2]) - self.own))
+        self.other_share = max(0.0, other / wall / os.cpu_count())
+        self.load_after = os.getloadavg()[0]
+        return False
+
+
 def interleaved_ratio(step_a, step_b, rounds, repeats):
     """``median(B / A)`` over ``rounds`` interleaved rounds (after one
-    warm-up call of each)."""
+    warm-up call of each), with the median times of A and B."""
     step_a(), step_b()
     ratios, times = [], []
     for _ in range(rounds):
@@ -69,6 +118,43 @@ def interleaved_ratio(step_a, step_b, rounds, repeats):
     return statistics.median(ratios), a, b
 
 
+def measured(step_a, step_b, args):
+    """One table row's figures: ``interleaved_ratio`` run ``args.runs``
+    times; the median ratio, its lowest and highest, the median times and
+    the load while it ran."""
+    with Load() as load:
+        runs = [interleaved_ratio(step_a, step_b, args.rounds, args.repeats)
+                for _ in range(args.runs)]
+    ratios = [run[0] for run in runs]
+    a, b = (statistics.median(t) for t in zip(*[run[1:] for run in runs]))
+    return dict(ratio=statistics.median(ratios), low=min(ratios),
+                high=max(ratios), plain_s=a, other_s=b,
+                load_before=load.load_before, load_after=load.load_after,
+                other_share=load.other_share)
+
+
+def wait_until_idle(args):
+    """Wait up to ``args.wait`` seconds for other processes to use less
+    than ``args.max_busy`` of the machine; refuse (exit 2) if they do not,
+    unless ``args.allow_busy``."""
+    deadline = time.monotonic() + args.wait
+    while True:
+        with Load() as load:
+            time.sleep(5.0)
+        if load.other_share <= args.max_busy:
+            return
+        if time.monotonic() > deadline:
+            break
+    message = (f"the machine is busy: other processes use "
+               f"{load.other_share:.0%} of its CPU (load average "
+               f"{load.load_after:.2f}), above --max-busy "
+               f"{args.max_busy:.0%}; ratios would not hold on an idle "
+               "machine")
+    if not args.allow_busy:
+        sys.exit(f"benchmarks/overhead.py: error: {message}")
+    print(f"warning: {message} (--allow-busy)", file=sys.stderr)
+
+
 def model_and_data(name, batch, seed=0):
     keras.utils.set_random_seed(seed)
     model = get_model(name, input_shape=(32, 32, 3), num_classes=10)
@@ -78,9 +164,11 @@ def model_and_data(name, batch, seed=0):
     return model, x, y
 
 
-def hardened_copy(model, fraction, seed=0):
-    """``model`` hardened with ``fraction`` of its ReLUs kept at random."""
-    student = replace_relus(model)
+def hardened_copy(model, fraction, replacement="poly2", seed=0):
+    """``model`` hardened with ``fraction`` of its ReLUs kept at random,
+    the others replaced by ``replacement``; sites that keep nothing fold
+    where they can (``harden(fold=True)``)."""
+    student = replace_relus(model, replacement=replacement)
     rng = np.random.default_rng(seed)
     scores = {site.name: rng.random(tuple(site.mask.shape))
               for site in selectors(student)}
@@ -89,53 +177,88 @@ def hardened_copy(model, fraction, seed=0):
     return harden(student, budget)
 
 
+# (fraction kept, replacement) of the hardened models measured.
+HARDENED = ((0.1, "poly2"), (0.026, "poly2"), (0.1, "poly1"),
+            (0.1, "identity"), (0.0, "poly1"), (0.0, "identity"))
+
+
+def hardened_label(fraction, replacement):
+    if fraction == 0:  # lines after a convolution fold into it
+        return f"no ReLU kept, all {replacement}"
+    return f"{fraction:.1%} kept, {replacement}"
+
+
 def selector_trainer(plain):
     """A ``BudgetTrainer`` of ``plain``'s selectors, past the refit phase."""
     return BudgetTrainer(replace_relus(plain, refit_steps=0), "10%",
                          budget_weight=10.0)
 
 
-def train_step_ratio(name, batch, rounds, repeats):
+def train_step_ratio(name, batch, args):
     plain, x, y = model_and_data(name, batch)
     plain.compile(keras.optimizers.Adam(1e-3), LOSS)
     trainer = selector_trainer(plain)
     trainer.compile(keras.optimizers.Adam(1e-3), LOSS)
-    return interleaved_ratio(lambda: plain.train_on_batch(x, y),
-                             lambda: trainer.train_on_batch(x, y),
-                             rounds, repeats)
+    return measured(lambda: plain.train_on_batch(x, y),
+                    lambda: trainer.train_on_batch(x, y), args)
 
 
-def inference_ratios(name, batches, fractions, rounds, repeats):
-    """Rows for ``predict_on_batch``, the SavedModel signature and a
-    compiled function."""
+def inference_goal(kind, batch, fraction):
+    """The goal of an inference row: a folded model computes less than
+    the plain one, so it must not be slower."""
+    if fraction == 0:
+        return GOALS["folded"]
+    return GOALS[f"{kind}_b1" if batch == 1 else f"{kind}_batch"]
+
+
+def inference_rows(name, batches, hardened_models, args):
+    """Rows for ``predict_on_batch``, the SavedModel signatures and a
+    compiled function, of each ``(fraction, replacement)`` hardening."""
     plain, _, _ = model_and_data(name, 1)
     rows = []
-    for fraction in fractions:
-        hardened = hardened_copy(plain, fraction)
+    if keras.backend.backend() == "tensorflow":
+        rows += xla_rows(name, plain, batches, args)
+    for fraction, replacement in hardened_models:
+        hardened = hardened_copy(plain, fraction, replacement)
+        label = hardened_label(fraction, replacement)
         for batch in batches:
             x = np.random.default_rng(1).random(
                 (batch, 32, 32, 3), dtype=np.float32)
-            ratio = interleaved_ratio(
-                lambda: plain.predict_on_batch(x),
-                lambda: hardened.predict_on_batch(x), rounds, repeats)
-            rows.append((f"{name} predict_on_batch, {fraction:.1%} kept",
-                         batch, *ratio,
-                         GOALS["infer_b1" if batch == 1 else "infer_batch"]))
+            rows.append((f"{name} predict_on_batch, {label}", batch,
+                         measured(lambda: plain.predict_on_batch(x),
+                                  lambda: hardened.predict_on_batch(x),
+                                  args),
+                         inference_goal("infer", batch, fraction)))
             if keras.backend.backend() != "tensorflow":
                 continue
-            goal = GOALS["infer_b1" if batch == 1 else "infer_batch"]
             plain_serving = _serving(plain, x)
             for signature in ("serving_default", "serving_xla"):
-                ratio = interleaved_ratio(
-                    plain_serving, _serving(hardened, x, signature), rounds,
-                    repeats)
-                rows.append((f"{name} SavedModel {signature}, "
-                             f"{fraction:.1%} kept", batch, *ratio, goal))
-            ratio = interleaved_ratio(*[_compiled(m, x) for m in
-                                        (plain, hardened)], rounds, repeats)
-            rows.append((f"{name} compiled function, {fraction:.1%} kept",
-                         batch, *ratio, GOALS["compiled_b1" if batch == 1
-                                              else "compiled_batch"]))
+                rows.append((f"{name} SavedModel {signature}, {label}",
+                             batch, measured(plain_serving, _serving(
+                                 hardened, x, signature), args),
+                             inference_goal(signature, batch, fraction)))
+            rows.append((f"{name} compiled function, {label}", batch,
+                         measured(*[_compiled(m, x) for m in
+                                    (plain, hardened)], args),
+                         inference_goal("compiled", batch, fraction)))
+    return rows
+
+
+def xla_rows(name, plain, batches, args):
+    """The plain model's own ``predict_on_batch`` through XLA against
+    TensorFlow's kernels: the part of a hardened model's ratio that is
+    XLA's (``harden`` compiles with ``jit_compile=True``)."""
+    compiled = keras.models.clone_model(plain)
+    compiled.set_weights(plain.get_weights())
+    compiled.jit_compile = True
+    rows = []
+    for batch in batches:
+        x = np.random.default_rng(1).random((batch, 32, 32, 3),
+                                            dtype=np.float32)
+        rows.append((f"{name} plain model through XLA", batch,
+                     measured(lambda: plain.predict_on_batch(x),
+                              lambda: compiled.predict_on_batch(x), args),
+                     inference_goal("infer", batch, 1.0)))
     return rows
 
 
@@ -203,30 +326,37 @@ def backend_rows(args):
         goal = GOALS["train" if name == "resnet_small" else "train_resnet18"]
         for batch in batches:
             rows.append((f"{name} train step, selectors + budget loss",
-                         batch, *train_step_ratio(name, batch, args.rounds,
-                                                  args.repeats), goal))
-    rows += inference_ratios("resnet_small", args.small_inference,
-                             (0.1, 0.026), args.rounds, args.repeats)
+                         batch, train_step_ratio(name, batch, args), goal))
+    rows += inference_rows("resnet_small", args.small_inference,
+                           args.hardened, args)
     if backend == "tensorflow":
-        rows += inference_ratios("resnet18", args.resnet18_inference,
-                                 (0.026,), args.rounds, args.repeats)
+        rows += inference_rows("resnet18", args.resnet18_inference,
+                               ((0.026, "poly2"),), args)
     return [(backend, *row) for row in rows]
 
 
-def print_table(rows, memory):
-    print(f"load average {os.getloadavg()[0]:.2f} (1 min); process CPU "
-          "time, median of interleaved rounds")
-    print("| backend | what | batch | ratio | plain ms | other ms | goal |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for backend, what, batch, ratio, a, b, goal in rows:
-        mark = "ok" if ratio <= goal else "over"
-        print(f"| {backend} | {what} | {batch} | {ratio:.2f}x | "
-              f"{a * 1e3:.1f} | {b * 1e3:.1f} | <= {goal}x {mark} |")
+def print_table(rows, memory, args):
+    print(f"process CPU time; each ratio the median of {args.runs} runs of "
+          f"{args.rounds} interleaved rounds [lowest-highest]; load: the "
+          "1-minute load average before -> after the row, and the share of "
+          "the CPU other processes used meanwhile ('busy' above "
+          f"{args.max_busy:.0%})")
+    print("| backend | what | batch | ratio [spread] | plain ms | other ms "
+          "| load (others) | goal |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for backend, what, batch, row, goal in rows:
+        mark = "ok" if row["ratio"] <= goal else "over"
+        busy = " busy" if row["other_share"] > args.max_busy else ""
+        print(f"| {backend} | {what} | {batch} | {row['ratio']:.2f}x "
+              f"[{row['low']:.2f}-{row['high']:.2f}] | "
+              f"{row['plain_s'] * 1e3:.1f} | {row['other_s'] * 1e3:.1f} | "
+              f"{row['load_before']:.2f} -> {row['load_after']:.2f} "
+              f"({row['other_share']:.0%}{busy}) | <= {goal}x {mark} |")
     if memory:
         ratio, plain, selectors = memory
         mark = "ok" if ratio <= GOALS["memory"] else "over"
         print(f"| tensorflow | resnet18 train step peak memory (MiB) | 32 | "
-              f"{ratio:.2f}x | {plain:.0f} | {selectors:.0f} | <= "
+              f"{ratio:.2f}x | {plain:.0f} | {selectors:.0f} | - | <= "
               f"{GOALS['memory']}x {mark} |")
 
 
@@ -235,8 +365,19 @@ def parse_args(argv):
         prog="benchmarks/overhead.py", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3,
+                        help="runs per ratio, for its spread (default 3)")
     parser.add_argument("--quick", action="store_true",
                         help="resnet_small only, small batches")
+    parser.add_argument("--max-busy", type=float, default=0.15,
+                        help="share of the CPU other processes may use "
+                             "(default 0.15)")
+    parser.add_argument("--wait", type=float, default=120.0,
+                        help="seconds to wait for an idle machine before "
+                             "refusing (default 120)")
+    parser.add_argument("--allow-busy", action="store_true",
+                        help="measure on a busy machine anyway (rows "
+                             "marked 'busy')")
     parser.add_argument("--rows-json", action="store_true",
                         help=argparse.SUPPRESS)  # the JAX subprocess
     parser.add_argument("--memory-probe", nargs=3, default=None,
@@ -246,6 +387,7 @@ def parse_args(argv):
     args.resnet18_batches = () if args.quick else (32,)
     args.small_inference = (1, 128)
     args.resnet18_inference = () if args.quick else (1, 32)
+    args.hardened = HARDENED[:1] + HARDENED[-1:] if args.quick else HARDENED
     return args
 
 
@@ -255,13 +397,16 @@ def main(argv=None):
         kind, name, batch = args.memory_probe
         memory_probe(kind, name, int(batch))
         return
+    if not args.rows_json:
+        wait_until_idle(args)
     rows = backend_rows(args)
     if args.rows_json:
         print(json.dumps(rows))
         return
     if keras.backend.backend() == "tensorflow":
         command = [sys.executable, __file__, "--rows-json", "--rounds",
-                   str(args.rounds), "--repeats", str(args.repeats)]
+                   str(args.rounds), "--repeats", str(args.repeats),
+                   "--runs", str(args.runs)]
         if args.quick:
             command.append("--quick")
         out = subprocess.run(command, capture_output=True, text=True,
@@ -270,7 +415,7 @@ def main(argv=None):
         rows += [tuple(row) for row in
                  json.loads(out.stdout.strip().splitlines()[-1])]
     memory = None if args.quick else peak_memory_ratio("resnet18", 32)
-    print_table(rows, memory)
+    print_table(rows, memory, args)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ MAX_LINES = 400
 PRIVATE_INTERNALS = re.compile(
     r"keras\.src\b|keras_tuner\.src\b|tensorflow\.python\b"
     r"|\._inbound_nodes\b|\._outbound_nodes\b|\._keras_history\b"
+    r"|\._initial_epoch\b"
 )
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 

@@ -45,3 +45,33 @@ def trained_teacher(data, epochs=8):
 def all_trainable(model):
     """Every layer (and the model) trainable."""
     return model.trainable and all(layer.trainable for layer in model.layers)
+
+
+def spot_data(n=512, seed=0):
+    """A task only well-placed ReLUs solve: 8x8x3 noise, and at a random
+    pixel of the left half +4 (class 1) or -4 (class 0), the left half's
+    mean kept as it was. The classes mirror each other, so no linear or
+    quadratic feature of the image (what removed ReLUs compute) tells them
+    apart; a ReLU at the spot's pixel does."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.normal(0, 1, (n, 8, 8, 3)).astype("float32")
+    spot = np.where(y == 1, 4.0, -4.0)[:, None]
+    x[:, :, :4] -= (spot / 32)[:, None, None]
+    x[np.arange(n), rng.integers(0, 8, n), rng.integers(0, 4, n)] += spot
+    return x, y
+
+
+def spot_cnn():
+    """One site of 8x8x4 ReLUs after a 1x1 convolution (so each pixel's
+    ReLUs see that pixel only), pooled into 2 logits."""
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 1, name="conv"),
+            keras.layers.ReLU(name="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2, name="logits"),
+        ],
+        name="spot_cnn",
+    )

@@ -12,6 +12,10 @@ random crop back to the image size and random horizontal flip (the standard
 CIFAR recipe), applied per batch, vectorised, seeded. The padding is zero in
 pixel space (black), as in torchvision's `RandomCrop(32, padding=4)`.
 
+Both draw each epoch's order and augmentation from ``(seed, epoch)`` and
+start where an ``EpochPosition`` says (`keras_autorep.data.epochs`), so a
+fit interrupted mid-epoch can go on at the batch it reached.
+
 Two implementations with the same output format and scaling (their random
 draws differ):
 
@@ -31,6 +35,12 @@ import keras
 import numpy as np
 
 from keras_autorep.backends import current
+from keras_autorep.data.epochs import (
+    EpochPosition,
+    epoch_order,
+    epoch_passes,
+    epoch_seed,
+)
 
 
 def normalization_layer(info, pixel_scale=1.0, name="normalization"):
@@ -83,6 +93,8 @@ class ImageArrayDataset(keras.utils.PyDataset):
     Shuffles with a new seeded permutation every epoch and, with `augment`,
     applies `random_crop_flip` with a generator seeded by
     `(seed, epoch, batch index)`, so results do not depend on worker order.
+    The epoch and the batches of it left out come from `position` at every
+    epoch start (`on_epoch_begin`).
 
     Args:
         x: uint8 images `(N, H, W, C)`.
@@ -92,12 +104,14 @@ class ImageArrayDataset(keras.utils.PyDataset):
         augment: random pad-crop and horizontal flip.
         pad: padding for the random crop.
         seed: seed of the shuffling and augmentation.
+        position: the `EpochPosition` epochs start from (default: a new
+            one).
         **kwargs: `workers`, `use_multiprocessing`, `max_queue_size` of
             `keras.utils.PyDataset` (prefetching).
     """
 
     def __init__(self, x, y, batch_size, shuffle=False, augment=False, pad=4,
-                 seed=0, **kwargs):
+                 seed=0, position=None, **kwargs):
         super().__init__(**kwargs)
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels")
@@ -108,7 +122,9 @@ class ImageArrayDataset(keras.utils.PyDataset):
         self.augment = augment
         self.pad = pad
         self.seed = seed
-        self.epoch = 0
+        self.position = position or EpochPosition()
+        # Until the first epoch starts, the epoch the position points at.
+        self.epoch, self.skip = self.position.epoch, self.position.skip
         self._order = self._permutation()
 
     def _permutation(self):
@@ -120,9 +136,16 @@ class ImageArrayDataset(keras.utils.PyDataset):
     def __len__(self):
         return math.ceil(len(self.x) / self.batch_size)
 
+    @property
+    def num_batches(self):
+        """The batches of this epoch (fewer than ``len`` in a resumed one)."""
+        return len(self) - self.skip
+
     def __getitem__(self, index):
-        if not 0 <= index < len(self):
-            raise IndexError(f"batch {index} out of range [0, {len(self)})")
+        if not 0 <= index < self.num_batches:
+            raise IndexError(
+                f"batch {index} out of range [0, {self.num_batches})")
+        index += self.skip
         batch = self._order[index * self.batch_size:
                             (index + 1) * self.batch_size]
         images = self.x[batch]
@@ -131,8 +154,8 @@ class ImageArrayDataset(keras.utils.PyDataset):
             images = random_crop_flip(images, self.pad, rng)
         return images.astype(np.float32) / np.float32(255), self.y[batch]
 
-    def on_epoch_end(self):
-        self.epoch += 1
+    def on_epoch_begin(self):
+        self.epoch, self.skip = self.position.take()
         self._order = self._permutation()
 
 
@@ -148,13 +171,10 @@ def _check_arrays(split, info):
     return x, np.asarray(y, np.int32)
 
 
-def _tf_pipeline(tf, x, y, batch_size, shuffle, augment, pad, seed):
+def _tf_pipeline(tf, x, y, batch_size, shuffle, augment, pad, seed,
+                 position=None):
     images, labels = tf.constant(x), tf.constant(y)
     height, width = x.shape[1:3]
-    ds = tf.data.Dataset.range(len(x))
-    if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
 
     def crop_flip(batch, rng_seed):
         size = tf.shape(batch)[0]
@@ -177,16 +197,27 @@ def _tf_pipeline(tf, x, y, batch_size, shuffle, augment, pad, seed):
             batch = crop_flip(batch, rng_seed)
         return tf.cast(batch, tf.float32) / 255.0, tf.gather(labels, index)
 
-    if augment:
-        seeds = tf.data.Dataset.random(
-            seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds))
-    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-        tf.data.AUTOTUNE)
+    if not shuffle:
+        return tf.data.Dataset.range(len(x)).batch(batch_size).map(
+            load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+            tf.data.AUTOTUNE)
+
+    def epoch_pass(epoch, skip):
+        drawn = epoch_seed(tf, seed, epoch)
+        ds = tf.data.Dataset.from_tensor_slices(
+            epoch_order(tf, len(x), drawn)).batch(batch_size).enumerate()
+        return ds.skip(skip).map(
+            lambda i, index: load(index, tf.random.experimental
+                                  .stateless_fold_in(drawn, i)
+                                  if augment else None),
+            num_parallel_calls=tf.data.AUTOTUNE)
+
+    return epoch_passes(tf, position or EpochPosition(),
+                        math.ceil(len(x) / batch_size), epoch_pass)
 
 
 def make_tf_datasets(train, test, info, batch_size, augment=True, seed=0,
-                     pad=4):
+                     pad=4, position=None):
     """`tf.data` pipelines over `load_dataset` arrays.
 
     Args:
@@ -197,6 +228,8 @@ def make_tf_datasets(train, test, info, batch_size, augment=True, seed=0,
         augment: random pad-crop and flip on the train split.
         seed: seed of shuffling and augmentation.
         pad: padding for the random crop.
+        position: the `EpochPosition` the train split's epochs start from
+            (default: a new one).
 
     Returns:
         `(train_ds, test_ds)` yielding `(float32 images in [0, 1], int32
@@ -208,13 +241,14 @@ def make_tf_datasets(train, test, info, batch_size, augment=True, seed=0,
     train = _check_arrays(train, info)
     test = _check_arrays(test, info)
     return (
-        _tf_pipeline(tf, *train, batch_size, True, augment, pad, seed),
+        _tf_pipeline(tf, *train, batch_size, True, augment, pad, seed,
+                     position),
         _tf_pipeline(tf, *test, batch_size, False, False, pad, seed),
     )
 
 
 def make_datasets(train, test, info, batch_size, augment=True, seed=0, pad=4,
-                  pipeline="auto", **pydataset_kwargs):
+                  pipeline="auto", position=None, **pydataset_kwargs):
     """Train and test pipelines for the current Keras backend.
 
     Args:
@@ -228,6 +262,8 @@ def make_datasets(train, test, info, batch_size, augment=True, seed=0, pad=4,
         pipeline: `"auto"` (`"tf"` with the TensorFlow backend, else
             `"numpy"`), `"tf"` (`make_tf_datasets`) or `"numpy"`
             (`ImageArrayDataset`).
+        position: the `EpochPosition` the train split's epochs start from
+            (default: a new one).
         **pydataset_kwargs: `workers`, `use_multiprocessing`,
             `max_queue_size` for the `"numpy"` pipeline.
 
@@ -239,7 +275,7 @@ def make_datasets(train, test, info, batch_size, augment=True, seed=0, pad=4,
         pipeline = current().pipeline
     if pipeline == "tf":
         return make_tf_datasets(train, test, info, batch_size, augment, seed,
-                                pad)
+                                pad, position)
     if pipeline != "numpy":
         raise ValueError(
             f"pipeline must be 'auto', 'tf' or 'numpy', got {pipeline!r}")
@@ -247,6 +283,7 @@ def make_datasets(train, test, info, batch_size, augment=True, seed=0, pad=4,
     test = _check_arrays(test, info)
     return (
         ImageArrayDataset(*train, batch_size, shuffle=True, augment=augment,
-                          pad=pad, seed=seed, **pydataset_kwargs),
+                          pad=pad, seed=seed, position=position,
+                          **pydataset_kwargs),
         ImageArrayDataset(*test, batch_size, **pydataset_kwargs),
     )

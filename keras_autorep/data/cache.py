@@ -54,3 +54,12 @@ def write_cache(path, splits, class_names):
         np.savez(f, x_train=x_train, y_train=y_train, x_test=x_test,
                  y_test=y_test, class_names=np.array(class_names))
     os.replace(tmp, path)
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file beside it
+    (``<name>.tmp-<pid>``), so that it is never half-written."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -61,6 +61,8 @@ class DatasetInfo:
         class_names: class names in label order.
         mean: per-channel mean of the train images scaled to [0, 1].
         std: per-channel standard deviation of the train images in [0, 1].
+        unreadable: ``(file, reason)`` of the image files left out because
+            they do not decode (streamed image trees).
     """
 
     name: str
@@ -69,6 +71,7 @@ class DatasetInfo:
     class_names: tuple
     mean: tuple
     std: tuple
+    unreadable: tuple = ()
 
 
 def load_dataset(name, data_dir=None, cache_dir=None, subset=None, seed=0,
@@ -245,7 +248,7 @@ def _load_files(name, data_dir, cache_dir, classes, subset, seed, verbose):
         raise FileNotFoundError(f"data_dir {str(data_dir)!r} does not exist")
     if data_dir.is_dir():
         paths = list_files(data_dir)
-        source = _folder_fingerprint(data_dir, paths)
+        source = folder_fingerprint(data_dir, paths)
     elif archives.is_archive(data_dir):
         source = archives.archive_fingerprint(data_dir)
     else:
@@ -336,7 +339,7 @@ def list_files(folder):
     return paths
 
 
-def _folder_fingerprint(folder, paths):
+def folder_fingerprint(folder, paths):
     """Identity of a folder tree: path, file list and folder mtimes."""
     dirs = sorted({p.rsplit("/", 1)[0] for p in paths if "/" in p} | {"."})
     mtimes = [os.stat(folder / d).st_mtime_ns for d in dirs]

@@ -89,15 +89,32 @@ class LiveCost:
         self.sites = [(layer, calls, budget.sites[layer.name])
                       for layer, calls in live.sites]
 
-    def site_cost(self, layer, form, emptied=False):
-        """What ``layer``'s site would cost in ``form`` (a float): with
-        its kept elements as they are, or ``emptied`` of them."""
+    def _priced(self, layer):
         for candidate, calls, site in self.sites:
             if candidate is layer:
                 kept = float(ops.convert_to_numpy(candidate.kept_relus()))
-                return float(site.cost(0 if emptied else round(kept * calls),
-                                       form))
+                return round(kept * calls), calls, site
         raise ValueError(f"{layer.name!r} is not a priced site")
+
+    def site_cost(self, layer, form, emptied=False):
+        """What ``layer``'s site would cost in ``form`` (a float): with
+        its kept elements as they are, or ``emptied`` of them."""
+        kept, _, site = self._priced(layer)
+        return float(site.cost(0 if emptied else kept, form))
+
+    def indicators_at_equal_cost(self, layer, form):
+        """How many of ``layer``'s indicators it could keep in ``form`` at
+        what it costs now in its current form: the most whose cost is at
+        most that (the cheapest count if none is)."""
+        kept, calls, site = self._priced(layer)
+        target = site.cost(kept, layer.current_form())
+        unit = layer.relus_per_indicator * calls
+        counts = np.arange(site.total // unit + 1)
+        at_zero, at_one, slope, at_total = site.forms[form]
+        costs = at_one + slope * (counts * unit - calls)
+        costs[0], costs[-1] = at_zero, at_total
+        fits = np.flatnonzero(costs <= target * (1 + 1e-9))
+        return int(fits[-1] if fits.size else np.argmin(costs))
 
     def __call__(self):
         total = ops.convert_to_tensor(self.budget.fixed, "float32")

@@ -17,6 +17,10 @@ files (``--write`` also saves it as ``pi_cost.txt``). ``measure`` runs
 ``pi_measured.json`` beside the model and prints the entry. ``setup``
 builds the runtimes' virtualenvs; ``--envs`` overrides the folder they live
 in (see ``envs.envs_folder``). ``keras-autorep-pi`` is the same command.
+
+``measure`` works in a scratch folder of the temporary folder
+(``scratch``): SIGTERM or SIGINT removes it and exits with 128 + the
+signal's number; after a SIGKILL the next measurement removes it.
 """
 
 import argparse
@@ -30,6 +34,7 @@ from keras_autorep.pi.envs import ENVIRONMENTS, build_env, envs_folder
 from keras_autorep.pi.exported import cost_text, find_spec, write_cost_file
 from keras_autorep.pi.report import cost_report
 from keras_autorep.pi.runtimes import RUNTIMES
+from keras_autorep.training.preemption import Preempted, stop_on_signals
 
 DEFAULT_ARCHIVE = "cifar10-images.tar.gz"
 
@@ -151,13 +156,18 @@ COMMANDS = {"cost": run_cost, "measure": run_measure, "setup": run_setup}
 
 
 def main(argv=None):
-    """Command-line entry point; returns the exit status."""
+    """Command-line entry point; returns the exit status (SIGTERM and
+    SIGINT: 128 + the signal's number, scratch folders removed)."""
     args = build_parser().parse_args(argv)
-    try:
-        COMMANDS[args.command](args)
-    except (OSError, ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    with stop_on_signals():
+        try:
+            COMMANDS[args.command](args)
+        except (OSError, ValueError, RuntimeError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        except Preempted as stop:
+            print(f"error: {stop.message()}", file=sys.stderr)
+            return stop.exit_status
     return 0
 
 

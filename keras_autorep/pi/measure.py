@@ -23,7 +23,6 @@ A graph with an op the runtime cannot run is refused before any run
 """
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ import onnx
 from keras_autorep.export import ONNX_FILENAME
 from keras_autorep.export.pi_ops import describe_unsupported, unsupported_ops
 from keras_autorep.pi.runtimes import run_runtime, runtime
+from keras_autorep.pi.scratch import scratch_folder
 
 MEASURED_FILENAME = "pi_measured.json"
 # Where a failed run leaves its runner's output, beside the export.
@@ -90,7 +90,9 @@ def measure(version_dir, runtime_name, images, baseline_dir=None,
     """Measure ``version_dir``'s model in ``runtime_name`` on ``images``
     (raw pixels, ``(N, H, W, C)``); returns the entry written to
     ``pi_measured.json`` (with ``write``). ``envs``: the folder of the
-    runtime virtualenvs (``envs.envs_folder``)."""
+    runtime virtualenvs (``envs.envs_folder``); ``work_dir``: where the
+    scratch folder goes (``scratch.scratch_folder``; removed at the end,
+    or by the next measurement when this one was killed)."""
     spec = runtime(runtime_name)
     version_dir = Path(version_dir)
     images = np.asarray(images, "float32")
@@ -101,10 +103,10 @@ def measure(version_dir, runtime_name, images, baseline_dir=None,
             f"{onnx_path}: "
             f"{describe_unsupported({runtime_name: missing})}")
     log_path = version_dir / LOG_FILENAME.format(runtime=runtime_name)
-    with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
+    with scratch_folder("measure", work_dir) as scratch:
         logits, stats = run_runtime(
-            runtime_name, onnx_path, images, Path(scratch) / "run",
-            envs=envs, log_path=log_path,
+            runtime_name, onnx_path, images, scratch / "run", envs=envs,
+            log_path=log_path,
         )
     log_path.unlink(missing_ok=True)  # a failed run's log, now stale
     plain = plaintext_logits(onnx_path, images)

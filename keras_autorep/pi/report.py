@@ -12,7 +12,6 @@ exists, the measured figures. ``pi_cost.txt`` is its ``text()``;
 """
 
 import dataclasses
-import tempfile
 from pathlib import Path
 
 import keras
@@ -34,6 +33,7 @@ from keras_autorep.costs import (
 from keras_autorep.costs.sites import all_relu_workload
 from keras_autorep.pi.garbled import SOURCES, estimate_cost
 from keras_autorep.pi.measure import read_measured
+from keras_autorep.pi.scratch import scratch_folder
 from keras_autorep.pi.workload import onnx_workload
 
 
@@ -91,8 +91,7 @@ def priced(source, count=None):
     tf2onnx); a folder is read as written.
     """
     if isinstance(source, keras.Model):
-        with tempfile.TemporaryDirectory() as scratch:
-            folder = Path(scratch)
+        with scratch_folder("priced") as folder:
             write_pi_spec(source, folder / SPEC_FILENAME, count=count)
             if current().exports:
                 from keras_autorep.export import export_onnx

@@ -93,7 +93,7 @@ def train_stage(recipe, best):
         return method.train(
             recipe.hypermodel, best, train_ds, test_ds, plan=plan,
             metrics=run.metrics(),
-            callbacks=run.callbacks(method.phase_epochs(plan))("train"),
+            callbacks=run.callbacks()("train"),
             verbose=run.verbose())
 
     model = run.folder.trained_model(

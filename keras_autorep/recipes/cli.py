@@ -8,6 +8,7 @@ status 2 and a one-line message before any training.
 
 import argparse
 import os
+import signal
 import sys
 
 from keras_autorep.adapters.keras_tuner_roles import tuner_role
@@ -33,6 +34,7 @@ from keras_autorep.recipes.settings import (
     Settings,
     UsageError,
 )
+from keras_autorep.training.preemption import Preempted, stop_on_signals
 from keras_autorep.training.schedules import FINAL_LR
 
 CRYPTONAS = METHOD_PRESETS["cryptonas"]
@@ -148,6 +150,17 @@ def _run_arguments(parser, dataset, method):
     add("--wait", action="store_true",
         help="if another command works on the same run folder, wait for "
              "it to finish instead of stopping with an error")
+    add("--checkpoint-every", type=int, default=None, metavar="STEPS",
+        help="save the training state every STEPS optimizer steps too, not "
+             "only at epoch ends (default 1000 for imagenet, else 0: epoch "
+             "ends only); SIGTERM or SIGINT saves the step reached and "
+             f"exits with status {128 + signal.SIGTERM} or "
+             f"{128 + signal.SIGINT}; the same command resumes at that step")
+    add("--strict-images", action="store_true",
+        help="stop before training when image files of a streamed image "
+             "tree do not decode, naming them (default: skip them, listed "
+             "in the log and report.json); in-memory datasets always stop "
+             "at such a file")
     streamed = dataset in STREAMED_DATASETS
     quick_model = (QUICK_STREAMED if streamed else QUICK_PRESET)["model"]
     add("--quick", action="store_true",
@@ -288,11 +301,24 @@ def main(argv=None, dataset=None, method="autorep"):
     Parse, resolve and check (a ``UsageError`` exits with status 2 and a
     one-line message before any training), then run and summarise (a
     model that fails its sanity check exits with status 1, unpublished);
-    the run folder is released at the end. A keras-tuner worker runs its
-    share of the search instead, then exits.
+    the run folder is released at the end. SIGTERM or SIGINT saves the
+    training step reached and exits with 128 + the signal's number and a
+    one-line message (``preemption``). A keras-tuner worker runs its share
+    of the search instead, then exits.
     """
     parser = build_parser(dataset, method)
     args = parser.parse_args(argv)
+    with stop_on_signals():
+        try:
+            return _run(parser, args, dataset)
+        except Preempted as e:
+            print(f"{parser.prog}: {e.message()}; run the same command "
+                  "again to resume", file=sys.stderr)
+            return e.exit_status
+
+
+def _run(parser, args, dataset):
+    """``main``'s work once the command line is parsed."""
     try:
         settings = Settings.resolve(dataset, vars(args))
         if settings.quick:

@@ -5,17 +5,20 @@ rate plan) is the method's own (``keras_autorep.methods``).
 """
 
 # Paper-schedule defaults per dataset (AutoReP's released scripts).
+# checkpoint_every: steps between checkpoints within an epoch (0: at epoch
+# ends only); an ImageNet epoch is about 10,000 steps of batch 128, and a
+# checkpoint takes seconds (docs/recipes.md).
 DATASET_PRESETS = {
     "cifar10": dict(model="resnet18", epochs=200, teacher_epochs=400,
-                    budget_weight=100.0),
+                    budget_weight=100.0, checkpoint_every=0),
     "cifar100": dict(model="resnet18", epochs=200, teacher_epochs=400,
-                     budget_weight=100.0),
+                     budget_weight=100.0, checkpoint_every=0),
     "tiny_imagenet": dict(model="resnet18", epochs=80, teacher_epochs=200,
-                          budget_weight=200.0),
+                          budget_weight=200.0, checkpoint_every=0),
     # Our schedule (the paper's ImageNet one is not published): a teacher
     # of EfficientNet's own length, a search as long as Tiny-ImageNet's.
     "imagenet": dict(model="efficientnet_b2", epochs=80, teacher_epochs=350,
-                     budget_weight=200.0),
+                     budget_weight=200.0, checkpoint_every=1000),
 }
 # Datasets streamed from their files at --image-size (default: the
 # model's native size) instead of decoded into memory.

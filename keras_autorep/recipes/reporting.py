@@ -235,6 +235,11 @@ def measure_budget(run, folder):
 def _run_fields(run, version_dir, folder):
     wall = dict(run.times)
     return dict(
+        # Image files of a streamed tree left out: they do not decode.
+        unreadable_images=dict(
+            count=len(run.info.unreadable),
+            files=[dict(file=file, reason=reason)
+                   for file, reason in run.info.unreadable]),
         wall_seconds={**wall, "total": sum(wall.values())},
         versions=library_versions(),
         export=dict(dir=str(Path(version_dir).resolve()),

@@ -23,6 +23,8 @@ from keras_autorep.data import (
     make_datasets,
     split_validation,
 )
+from keras_autorep.data.decoding import UnreadableImagesError
+from keras_autorep.data.epochs import EpochPosition
 from keras_autorep.data.sources import sample_positions
 from keras_autorep.data.streams import IMAGENET
 from keras_autorep.methods import Plan
@@ -56,13 +58,23 @@ def load_run_data(settings):
         if s.image_size:
             train, test, info = load_image_streams(
                 IMAGENET, data_dir=s.data_dir, image_size=s.image_size,
-                subset=s.subset, seed=s.seed)
+                subset=s.subset, seed=s.seed, cache_dir=s.cache_dir,
+                strict_images=s.strict_images)
         else:
             train, test, info = load_dataset(
                 s.dataset, data_dir=s.data_dir, cache_dir=s.cache_dir,
                 subset=s.subset, seed=s.seed)
+    except UnreadableImagesError as e:
+        raise UsageError(f"{one_line(e)} (--strict-images; without it they "
+                         "are skipped and listed in report.json)") from None
     except (DataUnavailableError, OSError, ValueError) as e:
         raise UsageError(one_line(e)) from None
+    if info.unreadable:
+        print(f"Skipping {len(info.unreadable)} image file(s) of "
+              f"{s.data_dir} that do not decode (listed in report.json; "
+              "--strict-images stops instead):", flush=True)
+        for file, reason in info.unreadable:
+            print(f"  {file}: {reason}", flush=True)
     streamed = " (streamed from files)" if s.image_size else ""
     print(f"Data: {s.dataset}, {split_size(train):,} train / "
           f"{split_size(test):,} test images of {info.image_shape}"
@@ -110,6 +122,9 @@ class Run:
         self.out = Path(settings.out)
         self.times = {"data": data.seconds}
         self.top5 = self.info.num_classes > 10
+        # Where the training pipelines' epochs start; the stages'
+        # checkpoints set it when they resume.
+        self.position = EpochPosition()
 
     def scope(self):
         """The scope to build and train models in (``--devices``)."""
@@ -129,10 +144,11 @@ class Run:
         train = self.train if train is None else train
         test = self.test if test is None else test
         if isinstance(train, ImageStream):
-            return (train.dataset(s.batch_size, training=True, seed=s.seed),
+            return (train.dataset(s.batch_size, training=True, seed=s.seed,
+                                  position=self.position),
                     test.dataset(s.batch_size))
         return make_datasets(train, test, self.info, s.batch_size,
-                             seed=s.seed)
+                             seed=s.seed, position=self.position)
 
     def holdout(self, fraction):
         """``(fit, validation)``: the training split with a seeded random
@@ -196,15 +212,17 @@ class Run:
         """Progress bars on a terminal, one line per epoch in a log file."""
         return 1 if sys.stdout.isatty() else 2
 
-    def callbacks(self, epochs):
+    def callbacks(self):
         """``phase -> callbacks`` for methods with several phases, each with
-        its own stage folder; ``epochs`` maps phase to its epochs."""
-        return lambda phase: self.folder.callbacks(phase, epochs[phase])
+        its own stage folder and checkpoints of the training pipeline's
+        position."""
+        return lambda phase: self.folder.callbacks(
+            phase, self.position, self.settings.checkpoint_every)
 
     def fit(self, stage, model, epochs):
         """``model.fit`` with progress and the stage's callbacks; returns
         the stage's history."""
-        callbacks = self.folder.callbacks(stage, epochs)
+        callbacks = self.callbacks()(stage)
         train_ds, test_ds = self.datasets()
         model.fit(train_ds, epochs=epochs, validation_data=test_ds,
                   callbacks=callbacks, shuffle=False,  # the pipeline does

@@ -2,10 +2,11 @@
 
 Training stages and phases (``teacher``, ``search``, ``identify``,
 ``finetune``, ``train``) write to ``<run folder>/<stage>/``: ``log.csv``
-(one row per epoch), ``backup/`` (``keras.callbacks.BackupAndRestore``:
-weights, optimizer state and epoch, so a killed run continues from its
-last finished epoch when the same command is run again) and TensorBoard
-logs in ``<run folder>/tensorboard/<stage>``. ``settings.json`` holds the
+(one row per epoch), ``backup/`` (``StepCheckpoint``: weights, optimizer
+state, epoch and batch, saved at epoch ends, every ``--checkpoint-every``
+steps and on SIGTERM or SIGINT, so that the same command run again goes on
+at the step it reached) and TensorBoard logs in
+``<run folder>/tensorboard/<stage>``. ``settings.json`` holds the
 settings the run was started with; ``result.json`` marks a finished run.
 
 One command works on a run folder at a time: it holds the lock
@@ -29,7 +30,8 @@ from filelock import FileLock, Timeout
 
 from keras_autorep.backends import current
 from keras_autorep.recipes.settings import UsageError
-from keras_autorep.training.callbacks import EpochTimer, ResumeNotice
+from keras_autorep.training.callbacks import EpochTimer
+from keras_autorep.training.checkpoints import StepCheckpoint
 
 # Files ``write_json`` and ``save_atomic`` write before renaming them.
 _TEMPORARY = re.compile(r"(\.tmp-\d+|^tmp-\d+-.+)$")
@@ -250,11 +252,11 @@ class RunFolder:
         """The folder of a stage or phase."""
         return self.path / name
 
-    def callbacks(self, stage, epochs):
-        """Per-epoch log, TensorBoard and backup/restore of one training
-        stage or phase, in ``<run folder>/<stage>``."""
+    def callbacks(self, stage, position, every=0):
+        """Per-epoch log, TensorBoard and checkpoints (``StepCheckpoint`` of
+        the training pipeline's ``position``, every ``every`` steps) of one
+        training stage or phase, in ``<run folder>/<stage>``."""
         stage_dir = self.stage(stage)
-        backup_dir = stage_dir / "backup"
         callbacks = [
             EpochTimer(),
             keras.callbacks.CSVLogger(str(stage_dir / "log.csv"),
@@ -267,12 +269,8 @@ class RunFolder:
             print("No TensorBoard logs: they need TensorFlow and the "
                   "tensorboard package; per-epoch values are in "
                   f"{stage_dir / 'log.csv'}", flush=True)
-        callbacks += [
-            keras.callbacks.BackupAndRestore(
-                str(backup_dir), double_checkpoint=True,
-                delete_checkpoint=False),
-            ResumeNotice(stage, backup_dir, epochs),
-        ]
+        callbacks.append(StepCheckpoint(stage_dir / "backup", position,
+                                        every, stage))
         stage_dir.mkdir(parents=True, exist_ok=True)
         return callbacks
 

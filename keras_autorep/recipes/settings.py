@@ -51,7 +51,7 @@ TEACHER_FIELDS = ("model", "teacher", "teacher_epochs", "teacher_lr",
 SEARCH_FIELDS = ("trials", "search_epochs", "depths", "stem_stride")
 # Settings that do not change what a run trains (resume check).
 NOT_TRAINING = ("out", "cache_dir", "run_name", "wait", "devices",
-                "allow_unstable")
+                "allow_unstable", "checkpoint_every", "strict_images")
 
 
 class UsageError(ValueError):
@@ -280,6 +280,8 @@ class Settings:
     protocol: str = None  # PI protocol priced and budgeted for, or all
     network: str = None  # the network of latencies (lan, wan, RTT,MBPS)
     allow_unstable: bool = False
+    checkpoint_every: int = 0  # steps between checkpoints within an epoch
+    strict_images: bool = False  # stop at image files that do not decode
     # Teacher-based methods (AutoReP, SNL, SENet).
     model: str = None
     teacher: str = None
@@ -316,8 +318,9 @@ class Settings:
         values.update(
             {key: defaults[key] if given.get(key) is None else given[key]
              for key in ("subset", "batch_size", "lr", "weight_decay",
-                         "epochs")},
+                         "epochs", "checkpoint_every")},
             method=method.name, quick=quick,
+            strict_images=bool(given.get("strict_images")),
             budget=_budget(given["budget"], method, given),
             network=_network(given.get("network")),
             out=given.get("out") or "saved_models",
@@ -330,7 +333,7 @@ class Settings:
         _check_at_least(values, ("epochs", "teacher_epochs", "batch_size",
                                  "tuner_trials", "trials", "search_epochs"),
                         1)
-        _check_at_least(values, ("finetune_epochs",), 0)
+        _check_at_least(values, ("finetune_epochs", "checkpoint_every"), 0)
         _check_numbers(values, ("lr", "teacher_lr", "max_quadratic"),
                        ("weight_decay", "budget_weight", "quadratic_decay"))
         _check_paths(values)

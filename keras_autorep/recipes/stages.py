@@ -130,7 +130,7 @@ def search_stage(recipe, teacher):
             teacher, recipe.budget, train_ds, test_ds, plan=plan,
             counts=allocation and allocation["counts"],
             metrics=run.metrics(),
-            callbacks=run.callbacks(method.phase_epochs(plan)),
+            callbacks=run.callbacks(),
             verbose=run.verbose())
 
     student = run.folder.trained_model(

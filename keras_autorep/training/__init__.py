@@ -6,7 +6,11 @@
   hinge, mask L1, activation mismatch);
 * ``fit``: ``fit_phase`` (compile with Adam + ``fit`` for one phase);
 * ``schedules``: the learning-rate schedules of the recipes;
-* ``callbacks``: epoch timing and resume notices;
+* ``callbacks``: epoch timing;
+* ``checkpoints``: ``StepCheckpoint``, a fit saved at its steps and resumed
+  at the step it reached;
+* ``preemption``: SIGTERM and SIGINT turned into a saved step and
+  ``Preempted``;
 * ``forms``: ``FormSearch``, learned replacement forms chosen by the
   training objective.
 """

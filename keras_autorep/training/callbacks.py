@@ -1,8 +1,7 @@
-"""Callbacks of long training runs: epoch timing and resume notices."""
+"""Callbacks of long training runs: epoch timing (checkpoints and resuming:
+``keras_autorep.training.checkpoints``)."""
 
-import json
 import time
-from pathlib import Path
 
 import keras
 
@@ -16,29 +15,3 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs["epoch_seconds"] = time.perf_counter() - self._start
-
-
-class ResumeNotice(keras.callbacks.Callback):
-    """Says where a stage resumes once ``BackupAndRestore`` restored it.
-
-    Args:
-        stage: stage name, for the message.
-        backup_dir: the ``BackupAndRestore`` folder.
-        epochs: the stage's epochs.
-    """
-
-    def __init__(self, stage, backup_dir, epochs):
-        super().__init__()
-        self.stage = stage
-        self.metadata = Path(backup_dir) / "training_metadata.json"
-        self.epochs = epochs
-
-    def on_train_begin(self, logs=None):
-        if not self.metadata.is_file():
-            return
-        epoch = json.loads(self.metadata.read_text())["epoch"]
-        optimizer = self.model.optimizer
-        print(f"Resuming the {self.stage} stage after epoch {epoch}/"
-              f"{self.epochs}: optimizer step {int(optimizer.iterations)}, "
-              f"learning rate {float(optimizer.learning_rate):.3g}",
-              flush=True)

@@ -7,7 +7,7 @@ def phase_callbacks(callbacks, phase):
     """The callbacks of one training phase.
 
     ``callbacks`` is a list (used by every phase; avoid stateful ones such
-    as ``BackupAndRestore`` there) or a function ``phase -> list`` that
+    as ``StepCheckpoint`` there) or a function ``phase -> list`` that
     gives each phase its own (e.g. its own backup folder and log file).
     """
     if callable(callbacks):

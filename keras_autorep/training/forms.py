@@ -9,7 +9,11 @@ evaluates the change: every ``every`` training steps, each such site tries
 each form on a few training batches kept aside, the other sites as they
 are, and keeps the form that gives the lowest training objective (the
 trainer's loss: cross-entropy, distillation and the budget term on the
-predicted cost, in inference mode). Forms the objective cannot tell
+predicted cost, in inference mode). Under a cost budget each form is tried
+at the site's present cost: with as many ReLUs as the site could keep in
+that form for what it costs now (its highest indicators), so that a
+costlier form is judged by what it buys, not penalised by the budget
+term for bytes the masks would give back. Forms the objective cannot tell
 apart (at the start every position is kept, so every form scores the same)
 go to the cheaper under a cost budget (as the masks are, then with the
 site emptied), then to the more expressive: a site
@@ -103,14 +107,33 @@ class FormSearch(keras.callbacks.Callback):
         return (live.site_cost(site, form),
                 live.site_cost(site, form, emptied=True))
 
+    def trial_mask(self, site, form):
+        """The mask ``site`` is tried with in ``form``: its own under a
+        ReLU-count budget, else the highest indicators ``form`` affords
+        at the site's present cost (``LiveCost.indicators_at_equal_cost``)."""
+        live = getattr(self.model, "live_cost", None)
+        mask = ops.convert_to_numpy(site.mask)
+        if live is None:
+            return mask
+        keep = live.indicators_at_equal_cost(site, form)
+        order = np.argsort(-ops.convert_to_numpy(site.alpha).ravel(),
+                           kind="stable")
+        trial = np.zeros(mask.size, mask.dtype)
+        trial[order[:keep]] = 1.0
+        return trial.reshape(mask.shape)
+
     def search(self):
         """One pass over the learned-form sites; the choices are recorded
         in ``choices``."""
         for site in learned_form_sites(self.model.student):
             scores = {}
+            mask = ops.convert_to_numpy(site.mask)
+            trials = {form: self.trial_mask(site, form) for form in FORMS}
             for form in FORMS:
                 set_form(site, form)
+                site.mask.assign(trials[form])
                 scores[form] = self.objective()
+            site.mask.assign(mask)
             best = min(FORMS, key=lambda form: (
                 self.rounded(scores[form], scores.values()),
                 self.cost(site, form), FORMS.index(form)))

@@ -168,7 +168,7 @@ class StudentTrainer(keras.Model):
             if hasattr(term, "build"):
                 term.build(self)
         # The student is built and the trainer's own variables exist, so
-        # BackupAndRestore can restore it before the first batch.
+        # a checkpoint (StepCheckpoint) can restore it before the first batch.
         self.built = True
 
     def _teacher_variable_ids(self):

@@ -1,39 +1,22 @@
 """keras_autorep.data.streams: datasets streamed from image files (image
 trees of any image size, tensorflow-datasets' imagenet2012)."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
 from keras_autorep.data import DataUnavailableError, load_image_streams
-from keras_autorep.data.streams import CROP_FRACTION, IMAGENET_ARCHIVES
-
-CLASSES = ("n01440764", "n01443537", "n01484850")
-
-
-def write_tree(root, train=4, test=2):
-    """An ImageNet-like tree ``{train,val}/<wnid>/*``: random sizes, some
-    grayscale, PNG and RGBA files among the JPEGs."""
-    rng = np.random.default_rng(0)
-    for split, count in (("train", train), ("val", test)):
-        for wnid in CLASSES:
-            folder = root / split / wnid
-            folder.mkdir(parents=True)
-            for i in range(count):
-                height, width = rng.integers(20, 90, 2)
-                pixels = rng.integers(0, 256, (height, width, 3), np.uint8)
-                image = Image.fromarray(pixels)
-                name = f"{wnid}_{i}.JPEG"
-                if i == 1:
-                    image = image.convert("L")
-                elif i == 2:
-                    image, name = image.convert("RGBA"), f"{wnid}_{i}.png"
-                image.save(folder / name)
-    (root / "test").mkdir()  # ImageNet's unlabelled test images
-    Image.new("RGB", (8, 8)).save(root / "test" / "unlabelled.JPEG")
-    return root
-
+from image_trees import (  # tests/ helpers
+    CLASSES,
+    UNDECODABLE,
+    write_bad_images,
+    write_tree,
+)
+from keras_autorep.data.decoding import CROP_FRACTION, UnreadableImagesError
+from keras_autorep.data.epochs import EpochPosition
+from keras_autorep.data.streams import IMAGENET_ARCHIVES
 
 def batches(dataset):
     pairs = [(x.numpy(), y.numpy()) for x, y in dataset]
@@ -130,8 +113,52 @@ def test_imagenet2012_from_the_manual_download_folder(tmp_path):
         images, labels = batches(test.dataset(5))
         np.testing.assert_array_equal(labels, test.labels)
         assert images.shape == (12, 32, 32, 3)
-        images, labels = batches(train.dataset(3, training=True))
-        assert sorted(labels) == sorted(train.labels)
+        keras.utils.set_random_seed(0)  # a global seed, as in the recipes
+        dataset = train.dataset(3, training=True, seed=1)
+        first, second = batches(dataset)[1], batches(dataset)[1]
+        assert sorted(first) == sorted(second) == sorted(train.labels)
+        assert list(first) != list(second)  # each epoch its own order
         # Samples of a tensorflow-datasets split are its first records.
         np.testing.assert_array_equal(train.sample(3, seed=7)[1],
                                       train.labels[:3])
+
+
+def test_image_files_that_do_not_decode_are_named_and_left_out(tmp_path):
+    tree = write_tree(tmp_path / "tree")
+    write_bad_images(tree / "train" / CLASSES[0])
+    cache = tmp_path / "cache"
+    train, test, info = load_image_streams("mytree", tree, 16,
+                                           cache_dir=cache)
+    reasons = dict(info.unreadable)
+    bad = {name: f"train/{CLASSES[0]}/{name}" for name in UNDECODABLE}
+    assert sorted(reasons) == sorted(bad.values())
+    assert "Invalid JPEG data" in reasons[bad["truncated.JPEG"]]
+    assert reasons[bad["empty.JPEG"]] == "Input is empty."
+    assert "Unknown image file format" in reasons[bad["notes.JPEG"]]
+    # The PNG named .JPEG and the CMYK JPEG decode: 12 + 2 images train.
+    assert (len(train), len(test)) == (14, 6)
+    assert sorted(batches(train.dataset(4, training=True))[1]) == sorted(
+        train.labels)
+    assert len(list(cache.glob("unreadable-*.json"))) == 1  # checked once
+    again = load_image_streams("mytree", tree, 16, cache_dir=cache)[2]
+    assert again.unreadable == info.unreadable
+    with pytest.raises(UnreadableImagesError) as error:
+        load_image_streams("mytree", tree, 16, cache_dir=cache,
+                           strict_images=True)
+    message = str(error.value)
+    assert message.startswith(f"{tree} holds 3 image file(s) that do not "
+                              "decode: ")
+    assert f"{bad['empty.JPEG']} (Input is empty.)" in message
+    assert "\n" not in message
+
+
+def test_a_resumed_training_pipeline_goes_on_at_its_batch(tmp_path):
+    train = load_image_streams("mytree", write_tree(tmp_path / "t"), 16)[0]
+    position = EpochPosition()
+    dataset = train.dataset(5, training=True, seed=3, position=position)
+    epochs = [batches(dataset) for _ in range(3)]  # epochs 0, 1, 2
+    position.begin(1, skip=1)
+    resumed = batches(dataset)
+    np.testing.assert_array_equal(resumed[0], epochs[1][0][5:])
+    np.testing.assert_array_equal(resumed[1], epochs[1][1][5:])
+    np.testing.assert_array_equal(batches(dataset)[0], epochs[2][0])

@@ -4,6 +4,7 @@ the export contract and the ``pi cost`` command on an export."""
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -731,7 +732,8 @@ def test_read_pi_spec_rejects_other_json(tmp_path):
         '{"format": "keras_autorep.pi_spec", "format_version": 1}')
     with pytest.raises(ValueError, match=r"version \(3, 4, 5, 6\)"):
         read_pi_spec(tmp_path)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"no PI spec at {tmp_path / 'missing' / 'pi_spec.json'}")):
         read_pi_spec(tmp_path / "missing")
 
 

@@ -108,18 +108,23 @@ def test_sites_keeping_none_or_all_emit_one_branch_with_identical_output(
 def test_partial_relu_rejects_bad_positions():
     layer = PartialReLU(num_kept=2)
     layer.build((None, 2, 2, 1))
-    for bad in ([0], [1, 1], [0, 4], [-1, 2]):
-        with pytest.raises(ValueError):
+    for bad, message in (([0], "expected 2 distinct kept indices, got 1"),
+                         ([1, 1], r"got 2 \(1 distinct\)"),
+                         ([0, 4], r"kept indices must lie in \[0, 4\)"),
+                         ([-1, 2], r"kept indices must lie in \[0, 4\)")):
+        with pytest.raises(ValueError, match=message):
             layer.set_kept_positions(bad)
     with pytest.raises(ValueError, match="exceeds"):
         PartialReLU(num_kept=5).build((None, 2, 2, 1))
 
 
 @pytest.mark.parametrize(
-    "factory",
-    [lambda: PartialReLU(num_kept=-1), lambda: PartialReLU(2, degree=3)],
+    "factory, message",
+    [(lambda: PartialReLU(num_kept=-1), "num_kept must be >= 0, got -1"),
+     (lambda: PartialReLU(2, degree=3),
+      "replacement must be one of .*, got 'poly3'")],
     ids=["num_kept", "degree"],
 )
-def test_bad_arguments_raise(factory):
-    with pytest.raises(ValueError):
+def test_bad_arguments_raise(factory, message):
+    with pytest.raises(ValueError, match=message):
         factory()

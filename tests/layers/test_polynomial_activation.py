@@ -80,16 +80,19 @@ def test_identity_fit_is_x_and_fixed():
 
 
 @pytest.mark.parametrize(
-    "factory",
+    "factory, message",
     [
-        lambda: PolynomialActivation(degree=3),
-        lambda: PolynomialActivation(fit="chebyshev"),
-        lambda: PolynomialActivation(momentum=1.0),
+        (lambda: PolynomialActivation(degree=3),
+         r"degree must be one of \(1, 2\), got 3"),
+        (lambda: PolynomialActivation(fit="chebyshev"),
+         "fit must be one of .*, got 'chebyshev'"),
+        (lambda: PolynomialActivation(momentum=1.0),
+         r"momentum must be in \[0, 1\), got 1.0"),
     ],
     ids=["degree", "fit", "momentum"],
 )
-def test_bad_arguments_raise(factory):
-    with pytest.raises(ValueError):
+def test_bad_arguments_raise(factory, message):
+    with pytest.raises(ValueError, match=message):
         factory()
 
 

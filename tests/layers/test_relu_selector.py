@@ -215,15 +215,18 @@ def test_identity_fit_is_x_and_not_trainable():
 
 
 @pytest.mark.parametrize(
-    "factory",
+    "factory, message",
     [
-        lambda: ReLUSelector(granularity="row"),
-        lambda: ReLUSelector(threshold=-1),
-        lambda: ReLUSelector(degree=3),
-        lambda: ReLUSelector(fit="chebyshev"),
+        (lambda: ReLUSelector(granularity="row"),
+         "granularity must be one of .*, got 'row'"),
+        (lambda: ReLUSelector(threshold=-1), "threshold must be >= 0, got -1"),
+        (lambda: ReLUSelector(degree=3),
+         r"degree must be one of \(1, 2\), got 3"),
+        (lambda: ReLUSelector(fit="chebyshev"),
+         "fit must be one of .*, got 'chebyshev'"),
     ],
     ids=["granularity", "threshold", "degree", "fit"],
 )
-def test_bad_arguments_raise(factory):
-    with pytest.raises(ValueError):
+def test_bad_arguments_raise(factory, message):
+    with pytest.raises(ValueError, match=message):
         factory()

@@ -68,14 +68,17 @@ def test_threshold_is_configured_and_counts_kept_relus():
 
 
 @pytest.mark.parametrize(
-    "factory",
+    "factory, message",
     [
-        lambda: SoftReLUMask(granularity="row"),
-        lambda: SoftReLUMask(threshold=1.0),
-        lambda: SoftReLUMask(threshold=-0.1),
+        (lambda: SoftReLUMask(granularity="row"),
+         "granularity must be one of .*, got 'row'"),
+        (lambda: SoftReLUMask(threshold=1.0),
+         r"threshold must be in \[0, 1\), got 1.0"),
+        (lambda: SoftReLUMask(threshold=-0.1),
+         r"threshold must be in \[0, 1\), got -0.1"),
     ],
     ids=["granularity", "threshold_one", "threshold_negative"],
 )
-def test_bad_arguments_raise(factory):
-    with pytest.raises(ValueError):
+def test_bad_arguments_raise(factory, message):
+    with pytest.raises(ValueError, match=message):
         factory()

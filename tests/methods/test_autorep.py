@@ -68,9 +68,10 @@ def test_train_autorep_moves_towards_the_budget_and_hardens(data, teacher,
     hardened = harden(reloaded, budget)
     assert count_relus(hardened).kept <= budget
     assert not selectors(hardened)
+    # Held out, 3 classes: 100 % measured with seeds 0-2 (the task is
+    # linear; test_selection.py checks where the ReLUs go).
     hardened.compile(loss=LOSS, metrics=["accuracy"])
-    accuracy = hardened.evaluate(x, y, verbose=0)[1]
-    assert 0.0 <= accuracy <= 1.0
+    assert hardened.evaluate(*tiny_data(seed=1), verbose=0)[1] >= 0.9
 
 
 def test_train_autorep_starts_from_the_allocation(data, teacher):

@@ -44,7 +44,9 @@ def test_train_senet_keeps_sensitivity_counts_exactly():
     hardened = harden(student, budget)
     assert count_relus(hardened).kept == budget
     hardened.compile(loss=LOSS, metrics=["accuracy"])
-    assert hardened.evaluate(*data, verbose=0)[1] > 0.6  # chance: 1/3
+    # Held out, 3 classes: 100 % measured (the task is linear: this checks
+    # a working student, not where its ReLUs are).
+    assert hardened.evaluate(*tiny_data(seed=1), verbose=0)[1] >= 0.9
 
 
 def test_train_senet_starts_from_random_masks_at_given_counts():

@@ -133,7 +133,9 @@ def test_train_snl_reaches_budget_and_hardens(data, teacher, tmp_path):
         atol=1e-5,
     )
     hardened.compile(loss=LOSS, metrics=["accuracy"])
-    assert hardened.evaluate(x, y, verbose=0)[1] > 0.6  # chance: 1/3
+    # Held out, 3 classes: 100 % measured (the task is linear;
+    # test_selection.py checks where the ReLUs go).
+    assert hardened.evaluate(*tiny_data(seed=1), verbose=0)[1] >= 0.9
 
 
 def test_train_snl_with_per_site_counts_and_warning(data, teacher):

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from keras_autorep.export import read_pi_spec
-from keras_autorep.pi.envs import envs_folder
 from test_recipes import check_finished, run_recipe  # this folder's helpers
 
 # The resnet_small teacher costs 7.55 MB under CHEETAH; on 512 images, a
@@ -17,9 +16,7 @@ BUDGET = 5.0e6
 
 
 @pytest.fixture(scope="module")
-def cost_run(cifar10_archive, tmp_path_factory):
-    if not (envs_folder() / ".venv-spu").is_dir():
-        pytest.skip("the SPU runtime is not built (make pi-env)")
+def cost_run(cifar10_archive, pi_runtimes, tmp_path_factory):
     out = tmp_path_factory.mktemp("cost_out")
     stdout = check_finished(run_recipe(
         "cifar10", "--quick", "--subset", "512,256", "--teacher-epochs",

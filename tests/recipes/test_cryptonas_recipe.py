@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from keras_autorep import count_relus
+from keras_autorep.export import onnx_relu_elements
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -72,7 +74,9 @@ def test_recipe_searches_trains_and_exports_within_budget(
     assert main(argv) == 0
     export_dir = tmp_path / "cifar10_cryptonas_6144_quick" / "1"
     report = json.loads((export_dir / "report.json").read_text())
-    assert report["relu_count"] <= 6144
+    assert 0 < report["relu_count"] <= 6144
+    assert onnx_relu_elements(export_dir / "model.onnx") == \
+        report["relu_count"]
     assert len(report["search"]["trials"]) == 2
     # publish adds the PI cost report to what export_all writes.
     for name in ("saved_model.pb", "model.keras", "search.png",

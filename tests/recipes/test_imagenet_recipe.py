@@ -4,6 +4,7 @@ selected, teacher from a weights file, export with the PI report)."""
 
 import json
 import math
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,20 @@ from keras_autorep.graph import count_relus
 from keras_autorep.recipes.cli import build_parser
 from keras_autorep.recipes.run import Run, RunData
 from keras_autorep.recipes.settings import Settings, UsageError
-from test_recipes import TF_ENV, check_finished  # this folder's helpers
+from keras_autorep.training.checkpoints import METADATA
+from image_trees import (  # tests/ helpers
+    CLASSES,
+    UNDECODABLE,
+    write_bad_images,
+    write_tree,
+)
+from test_recipes import (  # this folder's helpers
+    TF_ENV,
+    check_finished,
+    recipe_command,
+    run_recipe,
+    wait_for_checkpoint,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -31,7 +45,8 @@ def resolve(*argv):
         ["--budget", "176.1x", *argv])))
 
 
-def test_imagenet_settings_default_to_efficientnet_b2_silu_at_260():
+def test_imagenet_settings_default_to_efficientnet_b2_silu_at_260(
+        usage_error):
     paper = resolve()
     assert (paper.model, paper.image_size, paper.activations) == (
         "efficientnet_b2", 260, ("silu",))
@@ -55,12 +70,12 @@ def test_imagenet_settings_default_to_efficientnet_b2_silu_at_260():
     cifar = Settings.resolve("cifar10", vars(build_parser("cifar10")
                                              .parse_args(["--budget", "1k"])))
     assert (cifar.image_size, cifar.activations) == (None, ("relu",))
-    with pytest.raises(SystemExit):
-        build_parser("cifar10").parse_args(["--budget", "1k",
-                                            "--image-size", "64"])
-    with pytest.raises(SystemExit):
-        build_parser(None, "cryptonas").parse_args(["--budget", "1k",
-                                                    "--dataset", "imagenet"])
+    usage_error(lambda: build_parser("cifar10").parse_args(
+        ["--budget", "1k", "--image-size", "64"]),
+        "unrecognized arguments: --image-size 64")
+    usage_error(lambda: build_parser(None, "cryptonas").parse_args(
+        ["--budget", "1k", "--dataset", "imagenet"]),
+        "argument --dataset: invalid choice: 'imagenet'")
     with pytest.raises(UsageError, match="--method cryptonas reads "
                        "in-memory datasets, not imagenet"):
         resolve("--method", "cryptonas")
@@ -137,4 +152,60 @@ def test_a_run_over_streams_samples_holds_out_and_evaluates(tmp_path):
     model = keras.Sequential([keras.Input((32, 32, 3)),
                               keras.layers.GlobalAveragePooling2D(),
                               keras.layers.Dense(2)])
-    assert 0.0 <= run.evaluate(model)["top1"] <= 1.0
+    # The top-1 of the model's own predictions on the test batches.
+    batches = [(model.predict(x, verbose=0), np.asarray(y))
+               for x, y in run.datasets()[1]]
+    hits = np.concatenate([np.argmax(p, -1) == y for p, y in batches])
+    assert hits.size == 4
+    assert run.evaluate(model)["top1"] == pytest.approx(hits.mean())
+
+
+def test_a_streamed_run_skips_bad_images_and_resumes_after_sigterm(
+        tmp_path):
+    """The recipe over an image tree holding files that do not decode:
+    --strict-images stops before training, naming them; without it they
+    are skipped and reported; SIGTERM mid-search saves the step and exits
+    143, and the same command resumes there and finishes."""
+    tree = write_tree(tmp_path / "tree", train=6)
+    write_bad_images(tree / "train" / CLASSES[1])
+    bad = [f"train/{CLASSES[1]}/{name}" for name in UNDECODABLE]
+    out = tmp_path / "out"
+    args = ["--model", "resnet_small", "--image-size", "32", "--budget",
+            "50%", "--teacher-epochs", "1", "--epochs", "2",
+            "--finetune-epochs", "1", "--batch-size", "2",
+            "--checkpoint-every", "1", "--allow-unstable", "--run-name",
+            "trees", "--data-dir", str(tree), "--out", str(out),
+            "--cache-dir", str(tmp_path / "cache")]
+    strict = run_recipe("imagenet", *args, "--strict-images")
+    assert strict.returncode == 2
+    error = strict.stderr.strip().splitlines()[-1]
+    assert "3 image file(s) that do not decode" in error, error
+    assert all(name in error for name in bad) and "--strict-images" in error
+    assert not (out / "runs" / "trees").exists()
+    metadata = out / "runs" / "trees" / "search" / "backup" / METADATA
+    with open(tmp_path / "first.log", "w+") as log:
+        first = subprocess.Popen(recipe_command("imagenet", *args), cwd=REPO,
+                                 env=TF_ENV, stdout=log,
+                                 stderr=subprocess.PIPE, text=True)
+        wait_for_checkpoint(first, metadata,
+                            lambda record: record["batch"] >= 1)
+        first.send_signal(signal.SIGTERM)
+        stderr = first.communicate(timeout=120)[1]
+        log.seek(0)
+        first_log = log.read()
+    assert first.returncode == 128 + signal.SIGTERM, first_log + stderr
+    assert "Traceback" not in stderr
+    stopped = stderr.strip().splitlines()[-1]
+    assert stopped.startswith("recipes/imagenet.py: stopped by SIGTERM; "
+                              "saved the search stage at epoch "), stopped
+    assert stopped.endswith("; run the same command again to resume")
+    assert "Skipping 3 image file(s)" in first_log
+    assert all(f"  {name}: " in first_log for name in bad)
+    stdout = check_finished(run_recipe("imagenet", *args))
+    assert "Resuming the search stage at batch " in stdout or (
+        "Resuming the search stage after epoch " in stdout), stdout
+    report = json.loads((out / "trees" / "1" / "report.json").read_text())
+    skipped = report["unreadable_images"]
+    assert skipped["count"] == 3
+    assert sorted(f["file"] for f in skipped["files"]) == sorted(bad)
+    assert report["settings"]["image_size"] == 32

@@ -49,7 +49,8 @@ def test_search_rejects_over_budget_candidates_before_training(tmp_path):
         == [1.0, 1.0]  # no fit for a rejected candidate
     best = tuner.get_best_hyperparameters(1)[0]
     assert best.values["width_multiplier"] == 1.0
-    with pytest.raises(OverBudgetError):
+    with pytest.raises(OverBudgetError, match="has 512 ReLUs, over the "
+                       "budget of 300: rejected before training"):
         hypermodel.build(
             tuner.oracle.trials[rejected[0]["trial_id"]].hyperparameters)
 
@@ -72,7 +73,7 @@ class InterruptedHyperModel(CountingHyperModel):
     def fit(self, hp, model, *args, **kwargs):
         if len(self.fitted) + 1 == self.interrupt_at:
             self.fitted.append(dict(hp.values))
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt("killed in the middle of a trial")
         return super().fit(hp, model, *args, **kwargs)
 
 
@@ -85,7 +86,7 @@ def test_interrupted_search_resumes_where_it_stopped(tmp_path):
     fit = dict(validation_data=(x, y), epochs=1, batch_size=16, verbose=0)
 
     first = InterruptedHyperModel(**space, interrupt_at=2)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed in the middle"):
         make_tuner(first, tmp_path, max_trials=3).search(x, y, **fit)
     assert len(first.fitted) == 2  # trial 0 done, trial 1 interrupted
     assert (tmp_path / "cryptonas" / "oracle.json").is_file()

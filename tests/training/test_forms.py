@@ -43,10 +43,37 @@ def test_each_site_keeps_the_form_of_the_lowest_objective():
     for name, best, scores in search.choices:
         assert chosen[name] == best
         assert scores[best] == pytest.approx(min(scores.values()), rel=1e-6)
-    # The last site's scores were taken with the first site in its chosen
-    # form: the objective now is the chosen one's.
-    assert search.objective() == pytest.approx(search.choices[-1][2][
-        chosen["relu2"]], rel=1e-6)
+    # The trials' masks do not stay: the masks are those training left.
+    for selector in ka.selectors(student):
+        assert not np.any(keras.ops.convert_to_numpy(selector.mask))
+
+
+def test_forms_are_tried_at_the_sites_present_cost():
+    search, budget = search_on("1GB", "spu-cheetah", kept=0.5)
+    student = search.model.student
+    live = search.model.live_cost
+    for selector in ka.selectors(student):
+        selector.mask.assign(np.ones(selector.mask.shape, "float32"))
+        selector.mask[0].assign(0.0)  # all but one position kept
+        set_form(selector, "poly1")
+        present = live.site_cost(selector, "poly1")
+        unit = selector.relus_per_indicator
+        for form in ("poly1", "identity"):
+            trial = search.trial_mask(selector, form)
+            site = budget.sites[selector.name]
+            kept = int(trial.sum()) * unit
+            assert site.cost(kept, form) <= present * (1 + 1e-9)
+            if kept < site.total:  # one more indicator would cost more
+                assert site.cost(kept + unit, form) > present
+        # A degree-2 element costs more than a comparison under CHEETAH:
+        # no count of it fits the present cost; it is tried at its
+        # cheapest, every ReLU kept.
+        assert search.trial_mask(selector, "poly2").all()
+        # Kept positions are the highest indicators.
+        alpha = keras.ops.convert_to_numpy(selector.alpha).ravel()
+        trial = search.trial_mask(selector, "identity").ravel() > 0
+        if trial.any() and not trial.all():
+            assert alpha[trial].min() >= alpha[~trial].max()
 
 
 def test_a_tight_budget_makes_cheaper_forms_win():
