@@ -109,10 +109,8 @@ class LiveCost:
         kept, calls, site = self._priced(layer)
         target = site.cost(kept, layer.current_form())
         unit = layer.relus_per_indicator * calls
-        counts = np.arange(site.total // unit + 1)
-        at_zero, at_one, slope, at_total = site.forms[form]
-        costs = at_one + slope * (counts * unit - calls)
-        costs[0], costs[-1] = at_zero, at_total
+        costs = np.array([site.cost(count * unit, form)
+                          for count in range(site.total // unit + 1)])
         fits = np.flatnonzero(costs <= target * (1 + 1e-9))
         return int(fits[-1] if fits.size else np.argmin(costs))
 
