@@ -27,6 +27,7 @@ MODELS = {
     "MobileNetV3Small": ("relu", "relu6", "hard_swish"),
     "EfficientNetB0": ("silu",),
     "EfficientNetB2": ("silu",),
+    "DenseNet121": ("relu",),
 }
 
 

@@ -3,18 +3,26 @@
     python benchmarks/pi_calibrate.py [--runtimes crypten,spu-semi2k,...]
         [--images 2] [--out keras_autorep/costs/calibration.json]
 
-Builds one small ONNX program per op class and size (ReLU; product of two
-secret tensors; product with a per-element and with a per-channel model
-constant; convolution; dense layer; global average), runs each in every
-runtime's real two-party setting (``make pi-env``), reads the op classes of
-each program with the same ``onnx_workload`` that prices exported models,
-and fits per runtime, by non-negative least squares, the bytes, rounds and
-seconds per unit of each feature (``keras_autorep.costs.FEATURES``). The
-one-time setup is the smallest extra of the runner's warm-up run over the
-programs: CHEETAH's base oblivious transfers; programs with larger tensors
-grow their OT pools beyond it, so it is a lower bound. Prints the measurements next
-to the fitted values and writes the coefficients with their provenance
-(command, date, machine, runtime versions, every program measured).
+Builds small ONNX programs, each op class at two or more sizes (ReLU;
+ReLU6's clip; sigmoid; products of two secrets in chains, below and
+above CHEETAH's direct-product size; products with per-element and
+per-channel constants; convolution and depthwise convolution; 2x2 and 3x3
+max-pooling; average pooling and global means; a squeeze-excitation gate;
+dense layers), runs each in every runtime's real two-party setting (``make
+pi-env``), reads the op classes of each program with the same
+``onnx_workload`` that prices exported models, and fits per runtime, by
+non-negative least squares on relative errors, the bytes, rounds and
+seconds per unit of each feature (``keras_autorep.costs.FEATURES``,
+``USED_FEATURES``). Each program's figures are means over its images (a
+cache filled by whole batches, such as CHEETAH's Beaver triples, is
+amortised as in a model). The one-time setup is the smallest extra of the
+runner's warm-up run over the programs: CHEETAH's base oblivious
+transfers; programs with larger tensors grow their OT pools beyond it, so
+it is a lower bound. Prints the measurements next to the fitted values and
+writes the coefficients with their provenance (command, date, machine,
+runtime versions, every program measured) after each runtime. About an
+hour on 2 cores. ``--refit`` fits the programs already measured in
+``--out`` again (features recomputed from their graphs), running nothing.
 """
 
 import argparse
@@ -32,11 +40,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from scipy.optimize import nnls
 
-from keras_autorep.costs import (
-    CALIBRATION_PATH,
-    USED_FEATURES,
-    features,
-)
+from keras_autorep.costs.model import CALIBRATION_PATH
+from keras_autorep.costs.workload import USED_FEATURES, features
 from keras_autorep.pi.measure import summarise
 from keras_autorep.pi.runtimes import RUNTIMES, interpreter, run_runtime
 from keras_autorep.pi.workload import onnx_workload
@@ -45,8 +50,9 @@ RNG = np.random.default_rng(0)
 
 
 def program(name, shape, build):
-    """An ONNX model ``image -> build(image)``; ``build(graph_nodes,
-    initialisers)`` appends nodes and returns the output name."""
+    """An ONNX model ``image -> build(image)``; ``build(nodes, constant)``
+    appends nodes (``constant(values, label)``: a model initialiser, secret
+    in CrypTen) and returns the output name."""
     nodes, initialisers = [], []
 
     def constant(values, label):
@@ -73,33 +79,103 @@ def node(nodes, op, inputs, output, **attributes):
     return output
 
 
-def programs():
+def public(nodes, values, label):
+    """A ``Constant`` node (public in every runtime)."""
+    nodes.append(helper.make_node("Constant", [], [label], value=(
+        numpy_helper.from_array(np.asarray(values, "float32"), label))))
+    return label
+
+
+def copy(g, tensor):
+    """``tensor`` under another name (no node reads a tensor twice)."""
+    return node(g, "Flatten", [tensor], f"{tensor}_copy", axis=1)
+
+
+def chain(g, length):
+    """``length`` secret products in a row, each of the image and the
+    previous one (the Beaver path's leftovers carry over, as in models)."""
+    y = "image"
+    for i in range(length):
+        y = node(g, "Mul", [y, copy(g, "image") if i == 0 else "image"],
+                 f"y{i}")
+    return y
+
+
+def elementwise_programs():
+    """Programs on a flat ``[1, n]`` image."""
     made = []
     for n in (2048, 8192):
-        made.append(program(f"relu_{n}", [1, n], lambda g, c: node(
-            g, "Relu", ["image"], "y")))
-        made.append(program(f"square_{n}", [1, n], lambda g, c: node(
-            g, "Mul", ["image", node(g, "Flatten", ["image"], "x", axis=1)],
-            "y")))
-        made.append(program(
-            f"scale_{n}", [1, n], lambda g, c, n=n: node(
-                g, "Mul", ["image", c(RNG.normal(size=n), "c")], "y")))
-    for channels, side in ((8, 16), (32, 8)):
+        made += [
+            program(f"relu_{n}", [1, n], lambda g, c: node(
+                g, "Relu", ["image"], "y")),
+            program(f"clip_{n}", [1, n], lambda g, c: node(
+                g, "Clip", ["image", public(g, 0.0, "low"),
+                            public(g, 6.0, "high")], "y")),
+            program(f"scale_{n}", [1, n], lambda g, c, n=n: node(
+                g, "Mul", ["image", c(RNG.normal(size=n), "c")], "y")),
+        ]
+    for n in (256, 2048, 8192, 20000):
+        made.append(program(f"sigmoid_{n}", [1, n], lambda g, c: node(
+            g, "Sigmoid", ["image"], "y")))
+    # Secret products below 16,384 elements (Beaver path under CHEETAH)
+    # in chains, and above it (direct path), aligned to 16,384 or not.
+    for n, length in ((2048, 4), (3000, 8), (8192, 4), (16384, 1),
+                      (24576, 1), (40000, 1)):
+        made.append(program(f"square_{n}x{length}", [1, n],
+                            lambda g, c, k=length: chain(g, k)))
+    return made
+
+
+def pooling(g, op, kernel, stride):
+    return node(g, op, ["image"], "y", kernel_shape=[kernel] * 2,
+                strides=[stride] * 2)
+
+
+def map_programs():
+    """Programs on an NCHW ``[1, C, S, S]`` image."""
+    made = []
+    for channels, side in ((8, 16), (32, 16)):
         shape = [1, channels, side, side]
-        made.append(program(
-            f"channel_scale_{channels}x{side}", shape,
-            lambda g, c, k=channels: node(
-                g, "Mul", ["image", c(RNG.normal(size=(1, k, 1, 1)), "c")],
-                "y")))
-        made.append(program(
-            f"conv_{channels}x{side}", shape, lambda g, c, k=channels: node(
-                g, "Conv",
-                ["image", c(RNG.normal(size=(2 * k, k, 3, 3)) * 0.1, "w"),
-                 c(RNG.normal(size=2 * k), "b")],
-                "y", pads=[1, 1, 1, 1], strides=[1, 1], dilations=[1, 1])))
-        made.append(program(
-            f"mean_{channels}x{side}", shape, lambda g, c: node(
-                g, "GlobalAveragePool", ["image"], "y")))
+        made += [
+            program(f"conv_{channels}x{side}", shape,
+                    lambda g, c, k=channels: node(
+                        g, "Conv",
+                        ["image", c(RNG.normal(size=(2 * k, k, 3, 3)) * 0.1,
+                                    "w"), c(RNG.normal(size=2 * k), "b")],
+                        "y", pads=[1, 1, 1, 1], strides=[1, 1],
+                        dilations=[1, 1])),
+            program(f"depthwise_{channels}x{side}", shape,
+                    lambda g, c, k=channels: node(
+                        g, "Conv",
+                        ["image", c(RNG.normal(size=(k, 1, 3, 3)) * 0.3, "w"),
+                         c(RNG.normal(size=k), "b")],
+                        "y", pads=[1, 1, 1, 1], strides=[1, 1],
+                        dilations=[1, 1], group=k)),
+            program(f"channel_scale_{channels}x{side}", shape,
+                    lambda g, c, k=channels: node(
+                        g, "Mul", ["image",
+                                   c(RNG.normal(size=(1, k, 1, 1)), "c")],
+                        "y")),
+            program(f"mean_{channels}x{side}", shape, lambda g, c: node(
+                g, "GlobalAveragePool", ["image"], "y")),
+            program(f"avgpool2_{channels}x{side}", shape, lambda g, c: (
+                pooling(g, "AveragePool", 2, 2))),
+            program(f"maxpool2_{channels}x{side}", shape, lambda g, c: (
+                pooling(g, "MaxPool", 2, 2))),
+            program(f"maxpool3_{channels}x{side + 1}",
+                    [1, channels, side + 1, side + 1], lambda g, c: (
+                        pooling(g, "MaxPool", 3, 2))),
+            # A squeeze-excitation gate: the map times its channel means.
+            program(f"gate_{channels}x{side}", shape, lambda g, c: node(
+                g, "Mul", ["image", node(g, "ReduceMean", ["image"], "m",
+                                         axes=[2, 3], keepdims=1)], "y")),
+        ]
+    return made
+
+
+def programs():
+    """Every micro-program, ``[(name, onnx.ModelProto)]``."""
+    made = elementwise_programs() + map_programs()
     for k, m in ((256, 64), (1024, 16)):
         made.append(program(f"dense_{k}x{m}", [1, k], lambda g, c, k=k, m=m: (
             node(g, "Gemm", ["image", c(RNG.normal(size=(k, m)) * 0.05, "w"),
@@ -109,10 +185,14 @@ def programs():
 
 
 def fit(rows, targets, used):
-    """Non-negative least squares over the ``used`` features."""
+    """Non-negative least squares over the ``used`` features, each
+    program's error relative to its measurement."""
+    targets = np.asarray(targets, float)
+    weights = 1.0 / np.maximum(targets, 1.0)
     matrix = np.array([[row[name] for name in used] for row in rows], float)
-    scale = np.maximum(matrix.max(axis=0), 1.0)
-    solution, _ = nnls(matrix / scale, np.asarray(targets, float))
+    matrix = matrix * weights[:, None]
+    scale = np.maximum(matrix.max(axis=0), 1e-12)
+    solution, _ = nnls(matrix / scale, targets * weights)
     return {name: float(v) for name, v in zip(used, solution / scale)}
 
 
@@ -127,7 +207,8 @@ def versions(runtime):
             if p["name"].lower() in wanted}
 
 
-def calibrate(runtime, made, images_count, scratch):
+def measure_programs(runtime, made, images_count, scratch):
+    """Each program measured in ``runtime`` (means over the images)."""
     measured = []
     for name, model in made:
         path = Path(scratch) / f"{name}.onnx"
@@ -135,12 +216,19 @@ def calibrate(runtime, made, images_count, scratch):
         shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
         images = RNG.normal(size=[images_count] + shape[1:]).astype("float32")
         _, stats = run_runtime(runtime, path, images, Path(scratch) / "run")
-        summary = summarise(stats)
-        measured.append(dict(program=name, features=features(
-            onnx_workload(path)), **summary))
+        measured.append(dict(program=name, **summarise(stats, np.mean)))
+    return measured
+
+
+def coefficients_of(runtime, measured, made):
+    """The fitted coefficients of ``runtime``; each measured program gets
+    the features its graph has now (``features``)."""
+    graphs = dict(made)
+    for m in measured:
+        m["features"] = features(onnx_workload(graphs[m["program"]]))
     rows = [m["features"] for m in measured]
     used = USED_FEATURES[runtime]
-    coefficients = {
+    return {
         "bytes": fit(rows, [m["bytes"] for m in measured], used["bytes"]),
         "rounds": fit(rows, [m["rounds"] for m in measured], used["rounds"]),
         "seconds": fit(rows, [m["online_seconds"] for m in measured],
@@ -149,7 +237,6 @@ def calibrate(runtime, made, images_count, scratch):
         # transfers); larger programs grow their OT pools beyond it.
         "setup_bytes": float(min(m["setup_bytes"] for m in measured)),
     }
-    return coefficients, measured
 
 
 def print_table(runtime, coefficients, measured):
@@ -170,32 +257,36 @@ def main(argv=None):
     parser.add_argument("--runtimes", default=",".join(RUNTIMES))
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--out", default=str(CALIBRATION_PATH))
+    parser.add_argument("--refit", action="store_true",
+                        help="fit again the programs measured in --out "
+                        "(after a change of the features), measuring none")
     args = parser.parse_args(argv)
     out = Path(args.out)
     calibration = json.loads(out.read_text()) if out.exists() else {}
     protocols = calibration.setdefault("protocols", {})
     made = programs()
+    command = "python benchmarks/pi_calibrate.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])
     for runtime in args.runtimes.split(","):
-        with tempfile.TemporaryDirectory() as scratch:
-            coefficients, measured = calibrate(
-                runtime, made, args.images, scratch)
-        print_table(runtime, coefficients, measured)
-        protocols[runtime] = dict(
-            coefficients,
-            provenance=dict(
-                command="python benchmarks/pi_calibrate.py "
-                        + " ".join(argv if argv is not None else sys.argv[1:]),
-                date=datetime.date.today().isoformat(),
+        if args.refit:
+            provenance = protocols[runtime]["provenance"]
+            provenance["fitted"] = command.strip()
+        else:
+            with tempfile.TemporaryDirectory() as scratch:
+                measured = measure_programs(runtime, made, args.images,
+                                            scratch)
+            provenance = dict(
+                command=command, date=datetime.date.today().isoformat(),
                 machine=f"{platform.machine()}, {os.cpu_count()} CPUs, "
                         f"{platform.system()} {platform.release()}",
                 runtime=RUNTIMES[runtime].description,
-                versions=versions(runtime),
-                images_per_program=args.images,
-                programs=measured,
-            ),
-        )
-    out.write_text(json.dumps(calibration, indent=1) + "\n")
-    print(f"\nwrote {out}")
+                versions=versions(runtime), images_per_program=args.images,
+                programs=measured)
+        coefficients = coefficients_of(runtime, provenance["programs"], made)
+        print_table(runtime, coefficients, provenance["programs"])
+        protocols[runtime] = dict(coefficients, provenance=provenance)
+        out.write_text(json.dumps(calibration, indent=1) + "\n")
+        print(f"wrote {out}", flush=True)
     return 0
 
 

@@ -10,10 +10,12 @@ replacement form (``keras_autorep.costs.sites``). The model's cost is
 object wherever they take a ReLU budget.
 """
 
+import bisect
 import dataclasses
 
-from keras_autorep.costs.model import Network, predict
+from keras_autorep.costs.model import Network, predictor
 from keras_autorep.costs.sites import FORMS, site_workload
+from keras_autorep.costs.workload import HE_DIRECT, HE_SLOTS, OT_MIN_WORK
 
 METRICS = {"bytes": "bytes", "latency_ms": "ms"}
 
@@ -26,50 +28,77 @@ def metric_value(prediction, metric, network):
     return prediction.latency_ms(network)
 
 
+def _breakpoints(per_call):
+    """Kept counts per call between which a site's workload is affine:
+    around the element counts where an op's chunks, blocks or product path
+    change (``keras_autorep.costs.workload``), for the kept and the removed
+    elements alike."""
+    events = {0, 1, OT_MIN_WORK, HE_SLOTS} | {
+        HE_DIRECT * j for j in range(1, per_call // HE_DIRECT + 2)}
+    points = set()
+    for event in events:
+        for near in (event - 1, event, event + 1, event + 2):
+            points.update((near, per_call - near))
+    return sorted(k for k in points if 0 <= k <= per_call)
+
+
 @dataclasses.dataclass(frozen=True)
 class SiteCost:
     """What one site costs, in the budget's metric, per form.
 
-    Within a form the cost is affine in the kept elements ``k`` between
-    the ends: ``at_one + slope * (k - 1)`` for ``0 < k < total``; the ends
-    differ (a site keeping nothing runs no comparison; one keeping
-    everything no replacement), so ``at_zero`` and ``at_total`` are exact.
+    The cost is piecewise affine in the kept elements ``k``: exact at the
+    ``points`` (``(kept, cost)`` per form, at every kept count where an op
+    of the site changes its chunks, blocks or path) and interpolated
+    between them. ``forms`` sums each form up for training (``LiveCost``):
+    the exact ends (a site keeping nothing runs no comparison; one keeping
+    everything no replacement) and the line through one and two kept
+    elements per call.
 
     Attributes:
         total: the site's elements per example (all calls).
         calls: how many times the layer is applied.
         forms: ``{form: (at_zero, at_one, slope, at_total)}``.
+        points: ``{form: ((kept, cost), ...)}``, ``kept`` increasing.
     """
 
     total: int
     calls: int
     forms: dict
+    points: dict
 
     def cost(self, kept, form):
         """The site's cost at ``kept`` elements in ``form``."""
-        at_zero, at_one, slope, at_total = self.forms[form]
-        if kept <= 0:
-            return at_zero
-        if kept >= self.total:
-            return at_total
-        return at_one + slope * (kept - self.calls)
+        points = self.points[form]
+        kept = min(max(kept, 0), self.total)
+        index = bisect.bisect_left(points, (kept,))
+        if points[index][0] == kept:
+            return points[index][1]
+        (low, at_low), (high, at_high) = points[index - 1], points[index]
+        return at_low + (at_high - at_low) * (kept - low) / (high - low)
 
     @classmethod
-    def priced(cls, total, channels, calls, value, foldable=False):
+    def priced(cls, total, channels, calls, value, foldable=False,
+               activation="relu"):
         """The ``SiteCost`` of a site, ``value(workload)`` pricing a
         ``Workload`` in the budget's metric; a ``foldable`` site's line
         with nothing kept costs what an identity costs (it folds into the
-        linear layer feeding it, ``keras_autorep.graph.fold``)."""
-        forms = {}
+        linear layer feeding it, ``keras_autorep.graph.fold``); kept
+        elements go through ``activation``."""
+        forms, points = {}, {}
+        kept_counts = [calls * k for k in _breakpoints(total // calls)]
         for form in FORMS:
             def at(kept, form=form):
                 return value(site_workload(total, kept, form, channels,
-                                           calls))
+                                           calls, activation))
+            empty = "identity" if foldable and form == "poly1" else form
+            points[form] = tuple(
+                (kept, at(kept, empty) if kept == 0 else at(kept))
+                for kept in kept_counts)
             one, two = calls, min(2 * calls, total)
             slope = (at(two) - at(one)) / max(1, two - one)
-            empty = "identity" if foldable and form == "poly1" else form
-            forms[form] = (at(0, empty), at(one), slope, at(total))
-        return cls(total, calls, forms)
+            forms[form] = (points[form][0][1], at(one), slope,
+                           points[form][-1][1])
+        return cls(total, calls, forms, points)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,17 +127,18 @@ class CostBudget:
     def for_sites(cls, amount, metric, protocol, network, fixed_workload,
                   sites, text=""):
         """Price ``fixed_workload`` and every site ``{name: (total,
-        channels, calls, foldable)}`` under ``protocol``."""
+        channels, calls, foldable, activation)}`` under ``protocol``."""
+
+        price = predictor(protocol)
 
         def value(workload):
-            return metric_value(predict(workload, protocol), metric,
-                                network)
+            return metric_value(price(workload), metric, network)
 
         return cls(float(amount), metric, protocol, network,
                    value(fixed_workload),
                    {name: SiteCost.priced(total, channels, calls, value,
-                                          foldable)
-                    for name, (total, channels, calls, foldable)
+                                          foldable, activation)
+                    for name, (total, channels, calls, foldable, activation)
                     in sites.items()}, text)
 
     @property

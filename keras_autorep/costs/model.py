@@ -20,8 +20,9 @@ Protocols:
   model public: comparisons, products of two secrets, truncations after
   every fixed-point product; CHEETAH adds a one-time setup.
 
-Max-pooling and other comparisons (ReLU6, leaky ReLU) are priced as ReLU
-comparisons. The published garbled-circuit figures (``garbled``) stay as a
+Max-pooling windows, clips (ReLU6, hard sigmoid) and sigmoids (SiLU, the
+gates, GELU's form) have coefficients of their own, as each runtime
+computes them. The published garbled-circuit figures (``garbled``) stay as a
 third, uncalibrated family.
 """
 
@@ -139,8 +140,9 @@ class Prediction:
                     latency_ms=self.latency_ms(network))
 
 
-def predict(workload, protocol):
-    """The ``Prediction`` of ``workload`` under a calibrated protocol."""
+def predictor(protocol):
+    """``workload -> Prediction`` under a calibrated protocol, the
+    calibration read once."""
     table = calibration()["protocols"]
     if protocol not in table:
         raise ValueError(
@@ -148,14 +150,23 @@ def predict(workload, protocol):
             f"{sorted(table)} (run benchmarks/pi_calibrate.py)"
         )
     coefficients = table[protocol]
-    values = features(workload)
 
-    def total(key):
-        return sum(coefficients[key].get(name, 0.0) * value
-                   for name, value in values.items())
+    def predicted(workload):
+        values = features(workload)
 
-    return Prediction(protocol, total("bytes"), total("rounds"),
-                      total("seconds"), coefficients["setup_bytes"])
+        def total(key):
+            return sum(coefficients[key].get(name, 0.0) * value
+                       for name, value in values.items())
+
+        return Prediction(protocol, total("bytes"), total("rounds"),
+                          total("seconds"), coefficients["setup_bytes"])
+
+    return predicted
+
+
+def predict(workload, protocol):
+    """The ``Prediction`` of ``workload`` under a calibrated protocol."""
+    return predictor(protocol)(workload)
 
 
 def provenance(protocol):

@@ -11,11 +11,14 @@ kept ReLUs and needs no scatter op.
 For PI frameworks (CrypTen-style importers), ``batch_size=1`` gives a fully
 static graph, and ``keras_autorep.export.onnx_pi`` rewrites what those
 importers reject or misread: dead nodes, implicit Gemm attributes,
-asymmetric Conv padding, Squeeze/Unsqueeze, integer initialisers.
+asymmetric Conv padding, zero ``Pad``, secret ``Clip`` bounds, ``Erf``,
+Squeeze/Unsqueeze, integer initialisers. An op that a two-party runtime
+still cannot run is named in a warning (``export.pi_ops``).
 """
 
 import os
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,7 @@ from keras_autorep.export.contract import (
     exportable_model,
 )
 from keras_autorep.export.onnx_pi import make_pi_ready
+from keras_autorep.export.pi_ops import describe_unsupported, unsupported_ops
 from keras_autorep.export.saved_model import serving_function
 from keras_autorep.graph.convert import gather_form
 
@@ -113,6 +117,9 @@ def export_onnx(
         )
     make_pi_ready(proto, outputs)
     onnx.checker.check_model(proto)
+    unsupported = describe_unsupported(unsupported_ops(proto))
+    if unsupported:
+        warnings.warn(f"{Path(path).name}: {unsupported}", stacklevel=2)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not mkstemp, whose 0600 mode would stay on the file: honour the umask.

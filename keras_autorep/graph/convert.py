@@ -285,9 +285,6 @@ def gather_form(model):
         return model
 
     def replace(layer):
-        if isinstance(layer, keras.Model):
-            copy = gather_form(layer)
-            return None if copy is layer else [copy]
         if _in_scatter_form(layer):
             return [rewriter.clone(layer, merge="gather")]
         return None

@@ -2,7 +2,9 @@
 
 ``LiveCost(model, budget)`` is the cost of a selector model's current
 masks and replacement forms as a scalar tensor, read during training:
-forward, the exact calibrated cost (``CostBudget.cost``); backward, each
+forward, the calibrated cost (``CostBudget.cost`` at the ends of each
+site, its line through one and two kept elements between them: exact
+but for CHEETAH's steps in chunks and blocks); backward, each
 kept element of a site adds the *chord* slope of its site's cost, from
 keeping nothing to keeping everything. The chord spreads what the ends
 cost beyond the per-element slope (a site that keeps any element pays its
@@ -55,7 +57,8 @@ def _check_sites(model, budget, live):
 
 
 def _exact_cost(kept, site, form):
-    """One site's cost in ``form`` at ``kept`` elements (a tensor)."""
+    """One site's cost in ``form`` at ``kept`` elements (a tensor; see
+    the module doc)."""
     at_zero, at_one, slope, at_total = (float(v) for v in site.forms[form])
     return ops.where(
         kept < 0.5, at_zero,
@@ -106,10 +109,8 @@ class LiveCost:
         kept, calls, site = self._priced(layer)
         target = site.cost(kept, layer.current_form())
         unit = layer.relus_per_indicator * calls
-        counts = np.arange(site.total // unit + 1)
-        at_zero, at_one, slope, at_total = site.forms[form]
-        costs = at_one + slope * (counts * unit - calls)
-        costs[0], costs[-1] = at_zero, at_total
+        costs = np.array([site.cost(count * unit, form)
+                          for count in range(site.total // unit + 1)])
         fits = np.flatnonzero(costs <= target * (1 + 1e-9))
         return int(fits[-1] if fits.size else np.argmin(costs))
 

@@ -11,7 +11,7 @@ layer: ``kernel * c1`` and ``bias * c1 + c0`` (``BatchNormalization``:
 ``gamma * c1``, ``beta * c1 + c0``). The site then computes nothing: it
 becomes an identity (``PartialReLU(form="identity")``), which no protocol
 pays for. Sites whose input is a merge (a residual ``Add``) or a layer
-read elsewhere stay as they are.
+read elsewhere stay as they are; nested models fold inside.
 
 ``fold_linear_sites(model)`` folds every such site of a hardened model
 (``harden`` does it); ``foldable_sites(model)`` names the sites, selector
@@ -59,7 +59,9 @@ def foldable_sites(model):
         if isinstance(layer, PartialReLU)}
     found = {}
     for layer in graph.layers:
-        if layer.name in candidates:
+        if isinstance(layer, keras.Model):
+            found.update(foldable_sites(layer))
+        elif layer.name in candidates:
             producer = _producer(graph, layer)
             if producer is not None:
                 found[layer.name] = producer.name
@@ -86,24 +88,30 @@ def fold_linear_sites(model):
     the linear layer feeding it (see the module doc); the model itself
     when there is none. Outputs are unchanged up to float rounding."""
     graph = LayerGraph(model)
-    folds = {}
+    folds, nested = {}, {}
     for layer in graph.layers:
-        if (isinstance(layer, PartialReLU) and layer.num_kept == 0
+        if isinstance(layer, keras.Model):
+            copy = fold_linear_sites(layer)
+            if copy is not layer:
+                nested[layer.name] = copy
+        elif (isinstance(layer, PartialReLU) and layer.num_kept == 0
                 and layer.form == "poly1"):
             producer = _producer(graph, layer)
             if producer is not None:
                 folds[layer.name] = producer.name
-    if not folds:
+    if not folds and not nested:
         return model
 
     def replace(layer):
+        if layer.name in nested:
+            return [nested[layer.name]]
         if layer.name not in folds:
             return None
         return [PartialReLU(0, form="identity", activation=layer.activation,
                             name=layer.name)]
 
     folded = GraphRewriter(replace, lambda layer: layer.name in folds
-                           ).rebuild(model)
+                           or layer.name in nested).rebuild(model)
     for site, producer in folds.items():
         c0, c1 = keras.ops.convert_to_numpy(
             model.get_layer(site).coefficients).astype("float32")

@@ -9,7 +9,17 @@ rewrites.
 
 import keras
 
-from keras_autorep.adapters.keras_graph import is_functional
+from keras_autorep.adapters.keras_graph import graph_nodes, is_functional
+
+
+def iter_layers(model):
+    """All layers of a model, descending into nested models, and the
+    ``keras.ops`` nodes of functional models, in graph order."""
+    for layer in graph_nodes(model):
+        if isinstance(layer, keras.Model):
+            yield from iter_layers(layer)
+        else:
+            yield layer
 
 
 def check_rewritable(model):
@@ -30,8 +40,9 @@ class GraphRewriter:
     """Rebuilds a model, letting ``replace(layer)`` swap layers out.
 
     ``replace(layer)`` returns a list of layers to apply in sequence in place
-    of ``layer``, or ``None`` to keep a copy of it (a nested model is asked
-    too; kept, it must hold no target). ``clone(layer, ...)``
+    of ``layer``, or ``None`` to keep a copy of it. A nested model is asked
+    too; kept, it is rebuilt the same way, at any depth, when it holds a
+    target (a Sequential stays Sequential), else copied. ``clone(layer, ...)``
     makes a copy (config overrides allowed) whose weights are carried over
     once the new model is built; ``replace`` may use it for the layers it
     returns.
@@ -39,8 +50,8 @@ class GraphRewriter:
     Args:
         replace: ``layer -> list of layers | None``.
         is_target: ``layer -> bool``, without side effects: whether
-            ``replace`` would swap the layer (used to reject nested models
-            holding targets).
+            ``replace`` would swap the layer (a nested model holding none
+            is copied as it is).
 
     Example:
 
@@ -81,25 +92,23 @@ class GraphRewriter:
         if chain is not None:
             return chain
         if isinstance(layer, keras.Model) and any(
-            self._is_target(inner) for inner in layer.layers
+            self._is_target(inner) for inner in iter_layers(layer)
         ):
-            raise ValueError(
-                f"nested model {layer.name!r} contains layers to convert; "
-                "keras_autorep converts top-level layers only: flatten the "
-                "model (call the sub-model's layers directly) first"
-            )
+            return [self._rebuild_model(layer)]
         return [self.clone(layer)]
 
     def rebuild(self, model):
         """The rewritten model (Sequential stays Sequential)."""
-        check_rewritable(model)
-        if isinstance(model, keras.Sequential):
-            new_model = self._rebuild_sequential(model)
-        else:
-            new_model = self._rebuild_functional(model)
+        new_model = self._rebuild_model(model)
         for original, copy in self._weight_pairs:
             copy.set_weights(original.get_weights())
         return new_model
+
+    def _rebuild_model(self, model):
+        check_rewritable(model)
+        if isinstance(model, keras.Sequential):
+            return self._rebuild_sequential(model)
+        return self._rebuild_functional(model)
 
     def _rebuild_sequential(self, model):
         if not model.built or not model.inputs:

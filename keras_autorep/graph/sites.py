@@ -32,7 +32,8 @@ import re
 import keras
 from keras import ops
 
-from keras_autorep.adapters.keras_graph import graph_nodes, is_nn_operation
+from keras_autorep.adapters.keras_graph import is_nn_operation
+from keras_autorep.graph.rewrite import iter_layers
 from keras_autorep.layers import (
     PartialReLU,
     PolynomialActivation,
@@ -241,16 +242,6 @@ def site_of(layer):
         form = FUSED
         label = FUSED_RELU if name == "relu" else f"activation {name}"
     return _activation_site(layer, name, form, label)
-
-
-def iter_layers(model):
-    """All layers of a model, descending into nested models, and the
-    ``keras.ops`` nodes of functional models, in graph order."""
-    for layer in graph_nodes(model):
-        if isinstance(layer, keras.Model):
-            yield from iter_layers(layer)
-        else:
-            yield layer
 
 
 def sites(model, kinds=None):

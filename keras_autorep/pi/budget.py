@@ -73,7 +73,7 @@ def cost_budget(budget, model, protocol, network=None, forms=None,
     resolved = CostBudget.for_sites(
         amount, metric, protocol, network or Network(), fixed,
         {name: (site["total"], site["shape"][-1], site["calls"],
-                name in foldable)
+                name in foldable, site.get("activation", "relu"))
          for name, site in sites.items()}, budget.strip())
     floor = resolved.floor(forms)
     if floor > resolved.amount:

@@ -16,18 +16,26 @@ image), ``online_seconds`` (median forward pass over loopback),
 ``max_abs_error`` (secure vs plaintext logits), ``top1_agreement``,
 ``images``, ``setting`` (the runtime and who holds what) and, with a baseline, ``baseline``
 (its figures) and ``ratio`` (baseline / this, per figure).
+
+A graph with an op the runtime cannot run is refused before any run
+(``export.pi_ops``); a run that fails leaves the runner's output in
+``pi_measure.<runtime>.log`` beside the model, which the error names.
 """
 
 import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from keras_autorep.export import ONNX_FILENAME
+from keras_autorep.export.pi_ops import describe_unsupported, unsupported_ops
 from keras_autorep.pi.runtimes import run_runtime, runtime
 from keras_autorep.pi.scratch import scratch_folder
 
 MEASURED_FILENAME = "pi_measured.json"
+# Where a failed run leaves its runner's output, beside the export.
+LOG_FILENAME = "pi_measure.{runtime}.log"
 FORMAT = "keras_autorep.pi_measured"
 RATIO_FIELDS = ("bytes", "rounds", "online_seconds")
 
@@ -46,14 +54,14 @@ def plaintext_logits(onnx_path, images):
     ])
 
 
-def summarise(stats):
+def summarise(stats, statistic=np.median):
     """Communication, rounds and time of one inference from a runner's
-    ``stats`` (medians over the images)."""
+    ``stats`` (``statistic`` over the images: their median)."""
     parties = stats["parties"]
     spu = stats["runtime"].startswith("spu")
 
     def median(rank, key):
-        return float(np.median([run[key] for run in parties[rank]["runs"]]))
+        return float(statistic([run[key] for run in parties[rank]["runs"]]))
 
     per_party = [int(median(rank, "bytes")) for rank in (0, 1)]
     seconds = max(median(rank, "seconds") for rank in (0, 1))
@@ -88,11 +96,19 @@ def measure(version_dir, runtime_name, images, baseline_dir=None,
     spec = runtime(runtime_name)
     version_dir = Path(version_dir)
     images = np.asarray(images, "float32")
+    onnx_path = version_dir / ONNX_FILENAME
+    missing = unsupported_ops(onnx.load(str(onnx_path))).get(spec.env)
+    if missing:
+        raise ValueError(
+            f"{onnx_path}: "
+            f"{describe_unsupported({runtime_name: missing})}")
+    log_path = version_dir / LOG_FILENAME.format(runtime=runtime_name)
     with scratch_folder("measure", work_dir) as scratch:
-        onnx_path = version_dir / ONNX_FILENAME
         logits, stats = run_runtime(
             runtime_name, onnx_path, images, scratch / "run", envs=envs,
+            log_path=log_path,
         )
+    log_path.unlink(missing_ok=True)  # a failed run's log, now stale
     plain = plaintext_logits(onnx_path, images)
     entry = dict(
         summarise(stats),

@@ -13,6 +13,7 @@ the communication counts.
 import dataclasses
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -81,11 +82,24 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def last_error(text):
+    """The last Python exception of a runner's output (``KeyError:
+    'mode'``), else its last ``error: ...`` line, else its last line."""
+    lines = [line.strip() for line in text.strip().splitlines()
+             if line.strip()] or ["no output"]
+    exceptions = [line for line in lines
+                  if re.match(r"[\w.]*(Error|Exception)\b:?", line)]
+    errors = [line for line in lines if line.startswith("error:")]
+    return (exceptions or errors or lines)[-1]
+
+
 def run_runtime(name, onnx_path, images, work_dir, timeout=3600,
-                envs=None):
+                envs=None, log_path=None):
     """Run ``images`` (raw pixels, NHWC, one forward pass each) through
     ``onnx_path`` in runtime ``name`` (its virtualenv in
-    ``envs_folder(envs)``); returns ``(logits, stats)``.
+    ``envs_folder(envs)``); returns ``(logits, stats)``. When the runner
+    fails, its output is written to ``log_path`` (default
+    ``work_dir/runner.log``) and the ``RuntimeError`` names that file.
 
     ``stats`` is the runner's ``stats.json``: per party, per image
     ``bytes`` (CrypTen: sent + received; SPU: sent) and ``rounds`` (CrypTen)
@@ -116,11 +130,11 @@ def run_runtime(name, onnx_path, images, work_dir, timeout=3600,
     )
     stats_path = work_dir / "out" / "stats.json"
     if result.returncode != 0 or not stats_path.exists():
-        (work_dir / "runner.log").write_text(result.stdout + result.stderr)
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        log_path = Path(log_path or work_dir / "runner.log")
+        log_path.write_text(result.stdout + result.stderr)
         raise RuntimeError(
-            f"{name} runner failed (exit {result.returncode}): {last}; "
-            f"log in {work_dir / 'runner.log'}"
+            f"{name} runner failed (exit {result.returncode}): "
+            f"{last_error(result.stderr)}; log in {log_path}"
         )
     logits = np.load(work_dir / "out" / "logits.npy")
     return logits, json.loads(stats_path.read_text())

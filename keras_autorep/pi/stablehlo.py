@@ -86,12 +86,21 @@ def _operations(jax):
         return jnp.mean(x, axis=tuple(axes) if axes is not None else None,
                         keepdims=bool(keepdims))
 
+    def mul(a, b):
+        # The zero rows of onnx_pi's padding (an edge times a public 0):
+        # zeros outright, so SPU pays no truncation for them.
+        if isinstance(b, np.ndarray) and not b.any():
+            return jnp.zeros(np.broadcast_shapes(a.shape, b.shape), a.dtype)
+        return a * b
+
     return {
         "Add": lambda a, b: a + b,
         "Sub": lambda a, b: a - b,
-        "Mul": lambda a, b: a * b,
+        "Mul": mul,
         "Div": lambda a, b: a / b,
         "Relu": jax.nn.relu,
+        "LeakyRelu": lambda x, alpha=0.01: jnp.where(x >= 0, x, alpha * x),
+        "Sigmoid": jax.nn.sigmoid,
         "Max": lambda *xs: functools.reduce(jnp.maximum, xs),
         "Min": lambda *xs: functools.reduce(jnp.minimum, xs),
         "Clip": lambda x, low=None, high=None: jnp.clip(x, low, high),
@@ -114,6 +123,14 @@ def _operations(jax):
         "MaxPool": lambda x, **kw: _pool(lax, jnp, x, "max", **kw),
         "AveragePool": lambda x, **kw: _pool(lax, jnp, x, "average", **kw),
     }
+
+
+def translated_ops():
+    """The ONNX ops ``onnx_function`` translates (``Constant`` included):
+    ``keras_autorep.export.pi_ops.SPU_OPS``, which the export checks."""
+    import jax
+
+    return frozenset(_operations(jax)) | {"Constant"}
 
 
 def onnx_function(model):

@@ -2,38 +2,50 @@
 
 ``onnx_workload(model.onnx)`` walks the PI-ready ONNX graph (batch 1,
 static shapes) and follows which tensors depend on the image (secret) and
-which only on the model (constants). Each node lands in one op class:
+which only on the model (constants). Each node lands in one op class
+(``keras_autorep.costs.Workload``):
 
 * comparisons: ``Relu`` input elements, ``Max`` / ``Min`` (``max(x, 0)``
-  among them), ``MaxPool`` comparisons (window - 1 per output element),
-  ``Clip`` / ``LeakyRelu`` (ReLU6, leaky ReLU: priced as comparisons);
+  among them), ``LeakyRelu``;
+* clips: ``Clip`` (ReLU6, hard sigmoid and swish);
+* max-pooling: ``MaxPool`` windows, each a tree of pairwise comparisons;
+* sigmoids: ``Sigmoid`` (SiLU, squeeze-excitation gates, GELU's form);
 * products of two image-dependent tensors (``Mul``: the polynomials'
-  ``... * x``);
+  ``... * x``, SiLU's ``x * sigmoid(x)``, gates);
 * products with a model constant (``Mul`` / ``Div`` by an initialiser:
   normalisation, batch-norm scale, polynomial coefficient); a product with
-  a ``Constant`` node (public in every runtime, e.g. the zero padding
-  ``onnx_pi`` adds) is free;
-* linear layers (``Conv``, ``Gemm``, ``MatMul``) and means
-  (``ReduceMean``, ``GlobalAveragePool``).
+  a ``Constant`` node of zeros (the padding ``onnx_pi`` adds) is free;
+* linear layers (``Conv``, depthwise and grouped ones included, ``Gemm``,
+  ``MatMul``) and means (``ReduceMean``, ``GlobalAveragePool``,
+  ``AveragePool``).
 
-For each class it keeps elements out, elements in (both operands) and
-nodes. Additions, gathers, concatenations, reshapes and transposes are free
-in every protocol priced here and are not counted.
+For each class it keeps elements out, elements in (both operands), nodes
+and what CHEETAH's messages depend on (``chunks``, ``blocks``).
+Additions, gathers, concatenations, reshapes and transposes are free in
+every protocol priced here and are not counted.
 ``keras_autorep.costs.sites.all_relu_workload(workload, spec)`` is
-the same network with every site a ReLU (the polynomial branches of the
-spec's sites removed), so an export is priced against its all-ReLU version
-without a second graph.
+the same network with every site its activation (the polynomial branches
+of the spec's sites removed), so an export is priced against its
+all-ReLU version without a second graph.
 """
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from keras_autorep.costs import Workload
+from keras_autorep.costs.workload import (
+    Workload,
+    blocks,
+    chunks,
+    comparison,
+    constant_product,
+    max_levels,
+    secret_product,
+)
 
-COMPARISON_OPS = ("Relu", "LeakyRelu", "PRelu", "Clip")
+COMPARISON_OPS = ("Relu", "LeakyRelu", "PRelu")
 LINEAR_OPS = ("Conv", "Gemm", "MatMul")
-MEAN_OPS = ("ReduceMean", "GlobalAveragePool")
+MEAN_OPS = ("ReduceMean", "GlobalAveragePool", "AveragePool")
 PRODUCT_OPS = ("Mul", "Div")
 
 
@@ -71,19 +83,29 @@ def _attribute(node, name, default):
     return default
 
 
-def _node_workload(node, shapes, secret, public):
+def _max_pool(node, out):
+    window = int(np.prod(_attribute(node, "kernel_shape", [1])))
+    levels = max_levels(window, out)
+    return Workload(max_windows=out, max_comparisons=out * (window - 1),
+                    max_nodes=1, max_levels=len(levels),
+                    max_chunks=sum(chunks(n) for n in levels))
+
+
+def _node_workload(node, shapes, secret, zeros):
     inputs = [name for name in node.input if name]
     out = _size(shapes, node.output[0])
     op = node.op_type
     if op in COMPARISON_OPS:
-        return Workload(comparisons=_size(shapes, inputs[0]),
-                        comparison_nodes=1)
+        return comparison(_size(shapes, inputs[0]))
     if op in ("Max", "Min"):
-        return Workload(comparisons=out * (len(inputs) - 1),
-                        comparison_nodes=1)
+        return comparison(out * (len(inputs) - 1))
+    if op == "Clip":
+        return Workload(clips=out, clip_nodes=1, clip_chunks=chunks(out))
     if op == "MaxPool":
-        window = int(np.prod(_attribute(node, "kernel_shape", [1])))
-        return Workload(comparisons=out * (window - 1), comparison_nodes=1)
+        return _max_pool(node, out)
+    if op == "Sigmoid":
+        return Workload(sigmoids=out, sigmoid_nodes=1,
+                        sigmoid_blocks=blocks(out))
     operands = sum(_size(shapes, name) for name in inputs[:2])
     if op in LINEAR_OPS:
         if op == "Conv":
@@ -91,16 +113,16 @@ def _node_workload(node, shapes, secret, public):
         else:
             per_output = shapes[inputs[0]][-1]
         return Workload(linear_out=out, linear_in=operands,
-                        linear_macs=out * per_output, linear_nodes=1)
+                        linear_macs=out * per_output, linear_nodes=1,
+                        truncation_chunks=chunks(out))
     if op in MEAN_OPS:
-        return Workload(means_out=out, mean_nodes=1)
-    if op not in PRODUCT_OPS or public.intersection(inputs):
+        return Workload(means_out=out, mean_nodes=1,
+                        truncation_chunks=chunks(out))
+    if op not in PRODUCT_OPS or zeros.intersection(inputs):
         return Workload()
     if all(name in secret for name in inputs):
-        return Workload(secret_products_out=out, secret_products_in=operands,
-                        secret_product_nodes=1)
-    return Workload(constant_products_out=out, constant_products_in=operands,
-                    constant_product_nodes=1)
+        return secret_product(out, operands)
+    return constant_product(out, operands)
 
 
 def onnx_workload(model):
@@ -109,14 +131,15 @@ def onnx_workload(model):
         model = onnx.load(str(model))
     shapes = _shapes(model)
     secret = {value.name for value in model.graph.input}
-    public = {
+    zeros = {
         node.output[0] for node in model.graph.node
-        if node.op_type == "Constant"
+        if node.op_type == "Constant" and node.attribute[0].name == "value"
+        and not numpy_helper.to_array(node.attribute[0].t).any()
     }
     total = Workload()
     for node in model.graph.node:
         if not secret.intersection(node.input):
             continue
-        total += _node_workload(node, shapes, secret, public)
+        total += _node_workload(node, shapes, secret, zeros)
         secret.update(node.output)
     return total

@@ -8,6 +8,7 @@ from keras_autorep.budgets import check_budget_text, parse_budget, parse_cost
 from keras_autorep.costs import NETWORKS, Network, Workload, predict
 from keras_autorep.costs.budget import CostBudget, SiteCost
 from keras_autorep.costs.sites import FORMS, site_workload
+from keras_autorep.costs.workload import blocks, chunks, max_levels
 
 
 @pytest.mark.parametrize("text, parsed", [
@@ -54,18 +55,26 @@ def test_site_cost_is_the_prediction_of_the_site_workload(protocol, metric):
         return (prediction.bytes if metric == "bytes"
                 else prediction.latency_ms(network))
 
-    total, channels, calls = 2 * 4 * 4 * 8, 8, 2
-    site = SiteCost.priced(total, channels, calls, value)
-    for form in FORMS:
-        for kept in (0, calls, 10 * calls, total - calls, total):
-            expected = value(site_workload(total, kept, form, channels,
-                                           calls))
-            assert site.cost(kept, form) == pytest.approx(expected), (
-                form, kept)
+    # A small site called twice, and a large one whose kept and removed
+    # elements cross CHEETAH's chunk and direct-product sizes.
+    for total, channels, calls, activation in (
+            (2 * 4 * 4 * 8, 8, 2, "relu"), (40_000, 16, 1, "silu")):
+        site = SiteCost.priced(total, channels, calls, value,
+                               activation=activation)
+        for form in FORMS:
+            for kept in sorted({0, calls, 10 * calls, 2050, 9000, 23_001,
+                                total // 2, total - 16_385, total - calls,
+                                total}):
+                if kept % calls or not 0 <= kept <= total:
+                    continue
+                expected = value(site_workload(total, kept, form, channels,
+                                               calls, activation))
+                assert site.cost(kept, form) == pytest.approx(expected), (
+                    form, kept, total)
 
 
 def test_model_cost_floor_and_all_relu():
-    sites = {"a": (256, 4, 1, False), "b": (64, 16, 1, True)}
+    sites = {"a": (256, 4, 1, False, "relu"), "b": (64, 16, 1, True, "relu")}
     fixed = Workload(linear_out=1000, linear_in=5000, linear_macs=9000,
                      linear_nodes=2)
     budget = CostBudget.for_sites(3e5, "bytes", "spu-cheetah",
@@ -88,3 +97,12 @@ def test_model_cost_floor_and_all_relu():
         == pytest.approx(budget.fixed + budget.sites["a"].cost(10, "poly1")
                          + budget.sites["b"].cost(64, "poly2"))
     assert str(budget) == "0.30 MB under spu-cheetah"
+
+
+def test_cheetah_chunks_blocks_and_max_trees():
+    assert [chunks(n) for n in (0, 1, 2048, 2049, 10**6)] == [0, 1, 1, 2, 2]
+    assert [blocks(n) for n in (1, 8192, 8193, 16384, 16385, 40000)] == [
+        1, 1, 2, 2, 3, 6]
+    assert max_levels(4, 10) == [20, 10]
+    assert max_levels(9, 10) == [40, 20, 10, 10]
+    assert sum(max_levels(9, 10)) == 8 * 10

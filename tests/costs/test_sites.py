@@ -17,7 +17,7 @@ SHAPE = (4, 4, 8)
 TOTAL = int(np.prod(SHAPE))
 
 
-def site_model(kept, form):
+def site_model(kept, form, activation="relu"):
     """image -> two convs added -> the site -> conv added to it -> the
     site again -> pool -> dense: a site called twice, each time on a sum,
     which no linear layer can absorb."""
@@ -26,7 +26,7 @@ def site_model(kept, form):
     site = PartialReLU(
         len(kept), form=form, kept_indices=kept,
         coefficients=rng.normal(size=(3 if form == "poly2" else 2, 8)),
-        name="site")
+        activation=activation, name="site")
     conv = keras.layers.Conv2D
     inputs = keras.Input((4, 4, 3))
     first = site(keras.layers.Add()([conv(8, 3, padding="same")(inputs),
@@ -37,19 +37,25 @@ def site_model(kept, form):
     return keras.Model(inputs, outputs)
 
 
-def workload(tmp_path, kept, form):
-    path = tmp_path / f"{form}_{len(kept)}.onnx"
-    export_onnx(site_model(kept, form), path, batch_size=1)
+def workload(tmp_path, kept, form, activation="relu"):
+    path = tmp_path / f"{form}_{activation}_{len(kept)}.onnx"
+    export_onnx(site_model(kept, form, activation), path, batch_size=1)
     return onnx_workload(path)
 
 
-@pytest.mark.parametrize("form", ["poly2", "poly1", "identity"])
-def test_site_workload_is_the_exported_graphs(tmp_path, form):
+@pytest.mark.parametrize("form, activation", [
+    ("poly2", "relu"), ("poly1", "relu"), ("identity", "relu"),
+    ("poly2", "relu6"), ("poly1", "hard_sigmoid"), ("poly2", "hard_swish"),
+    ("identity", "sigmoid"), ("poly2", "silu"), ("poly1", "gelu"),
+    ("poly2", "leaky_relu"),
+])
+def test_site_workload_is_the_exported_graphs(tmp_path, form, activation):
     # The same model with a site that computes nothing: what is not the
     # site's.
     rest = workload(tmp_path, np.zeros(0, int), "identity")
     for kept in (np.zeros(0, int), np.arange(0, TOTAL, 3),
                  np.arange(TOTAL)):
-        site = workload(tmp_path, kept, form) - rest
-        assert site == site_workload(2 * TOTAL, 2 * len(kept), form,
-                                     channels=8, calls=2), (form, len(kept))
+        site = workload(tmp_path, kept, form, activation) - rest
+        assert site == site_workload(
+            2 * TOTAL, 2 * len(kept), form, channels=8, calls=2,
+            activation=activation), (form, activation, len(kept))

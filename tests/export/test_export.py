@@ -369,19 +369,26 @@ def assert_pi_ready(path):
     assert not [t for t in graph.initializer if t.data_type in integer_types]
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in values}
+    constants = {node.output[0] for node in graph.node
+                 if node.op_type == "Constant"}
     for node in graph.node:
         attributes = {a.name: onnx.helper.get_attribute_value(a)
                       for a in node.attribute}
         assert node.op_type not in ("Squeeze", "Unsqueeze", "Softmax",
-                                    "ArgMax")
+                                    "ArgMax", "Pad", "Erf", "Erfc", "Neg")
+        inputs = [name for name in node.input if name]
+        assert len(set(inputs)) == len(inputs), node.name
         if node.op_type == "Gemm":
             assert {"alpha", "beta", "transA", "transB"} <= set(attributes)
         if node.op_type == "Conv":
-            pads = attributes.get("pads", [0, 0, 0, 0])
+            assert {"strides", "pads", "dilations"} <= set(attributes)
+            pads = attributes["pads"]
             assert pads[:2] == pads[2:], node.name
             assert attributes.get("auto_pad", b"NOTSET") == b"NOTSET"
+        if node.op_type == "Clip":
+            assert set(inputs[1:]) <= constants, node.name
         if node.op_type in ("Relu", "Mul"):
-            assert np.prod(shapes[node.input[0]]) > 0, node.name
+            assert np.prod(shapes.get(node.input[0], [1])) > 0, node.name
     return graph
 
 
@@ -416,6 +423,29 @@ def test_stride_two_same_convolutions_get_symmetric_padding(tmp_path):
     np.testing.assert_allclose(run_onnx(path, images)["logits"],
                                keras_outputs(model, images)["logits"],
                                atol=1e-4)
+
+
+def test_applications_ops_become_pi_ready(tmp_path):
+    """ZeroPadding2D before a stride-2 depthwise convolution (MobileNet),
+    a padded 3x3 max-pooling (ResNet), ReLU6 and exact GELU: no Pad, no
+    Erf, public Clip bounds; GELU within its logistic form's error."""
+    L = keras.layers
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)),
+        L.Conv2D(4, 3, padding="same"), L.ReLU(6.0),
+        L.ZeroPadding2D(((0, 1), (0, 1))),
+        L.DepthwiseConv2D(3, strides=2), L.Activation("gelu"),
+        L.ZeroPadding2D(1), L.MaxPooling2D(3, strides=2),
+        L.Flatten(), L.Dense(3),
+    ])
+    path = export_onnx(model, tmp_path / "applications.onnx", batch_size=1)
+    graph = assert_pi_ready(path)
+    ops = {node.op_type for node in graph.node}
+    assert {"Clip", "Sigmoid", "MaxPool", "Concat"} <= ops
+    images = pixels(1, seed=7)
+    expected = keras_outputs(model, images)["logits"]
+    np.testing.assert_allclose(run_onnx(path, images)["logits"], expected,
+                               atol=2e-3 * max(1.0, np.abs(expected).max()))
 
 
 def test_onnx_dynamic_batch_and_output_subset(tiny, tmp_path):

@@ -108,3 +108,26 @@ def test_application_exports(name, tmp_path):
     assert {site["activation"] for site in spec["sites"]} == set(chosen)
     assert {site["pi_cost"] for site in spec["sites"]} == {
         activations.pi_cost(a) for a in chosen}
+
+
+def test_application_inside_a_preprocessing_model():
+    """``keras.Model(inputs, base(preprocess(inputs)))``, as Keras's
+    transfer-learning guide builds it: counted, converted and hardened like
+    the application itself."""
+    base = build("MobileNetV3Small")
+    chosen = APPLICATIONS["MobileNetV3Small"][1]
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, base(keras.layers.Rescaling(2.0, -1.0)(
+        inputs)))
+    assert count_relus(model).total == count_relus(base).total
+    converted = replace_relus(model, activations=chosen)
+    count = count_relus(converted)
+    alone = count_relus(replace_relus(base, activations=chosen))
+    assert (count.total, len(count.rows)) == (alone.total, len(alone.rows))
+    assert count.kept_by_activation == alone.kept_by_activation
+    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3))
+    x = x.astype("float32")
+    assert np.max(np.abs(keras.ops.convert_to_numpy(
+        converted(x) - model(x)))) < 1e-5
+    hard = count_relus(harden(converted, budget="10%"))
+    assert 0 < hard.kept <= math.floor(0.1 * count.total)

@@ -69,12 +69,16 @@ def test_subclassed_models_get_a_clear_error():
     check_rewritable(residual_model())
 
 
-def test_nested_models_with_relus_are_rejected():
+def test_nested_models_are_converted_inside():
     inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="relu")])
     inputs = keras.Input((4,))
     outer = keras.Model(inputs, keras.layers.Dense(2)(inner(inputs)))
-    with pytest.raises(ValueError, match="nested"):
-        replace_relus(outer)
+    converted = replace_relus(outer)
+    assert isinstance(converted.layers[1], keras.Sequential)
+    assert [s.name for s in selectors(converted)] == [
+        f"{inner.layers[0].name}_relu"]
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    np.testing.assert_allclose(converted(x), outer(x), atol=1e-6)
 
 
 @pytest.mark.parametrize("build", [sequential_cnn, residual_model])

@@ -20,6 +20,21 @@ from keras_autorep.training import InputScaling, Stability
 from tiny_models import LOSS, all_trainable, tiny_data, trained_teacher
 
 
+class KernelsAtEnds(keras.callbacks.Callback):
+    """The student's kernels when a fit begins and when it ends."""
+
+    def kernels(self):
+        return [keras.ops.convert_to_numpy(w).copy()
+                for w in self.model.student.trainable_weights
+                if w.path.endswith("kernel")]
+
+    def on_train_begin(self, logs=None):
+        self.begin = self.kernels()
+
+    def on_train_end(self, logs=None):
+        self.end = self.kernels()
+
+
 @pytest.fixture(scope="module")
 def data():
     return tiny_data()
@@ -36,11 +51,13 @@ def test_train_autorep_moves_towards_the_budget_and_hardens(data, teacher,
     budget = 100
     teacher_weights = [w.copy() for w in teacher.get_weights()]
     phases, logs = [], []
+    finetune = KernelsAtEnds()
 
     def callbacks(phase):
         phases.append(phase)
-        return [keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, log: logs.append(log["relu_count"]))]
+        counts = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, log: logs.append(log["relu_count"]))
+        return [counts, finetune] if phase == "finetune" else [counts]
 
     keras.utils.set_random_seed(0)
     student = train_autorep(
@@ -49,6 +66,11 @@ def test_train_autorep_moves_towards_the_budget_and_hardens(data, teacher,
         verbose=0,
     )
     assert phases == ["search", "finetune"]
+    # Fine-tuning trains the student (a skipped or zero-rate fine-tune
+    # leaves every kernel as landing left it).
+    assert finetune.begin and len(finetune.begin) == len(finetune.end)
+    assert all(not np.array_equal(a, b)
+               for a, b in zip(finetune.begin, finetune.end))
     searched, landed = logs[:4], logs[4:]
     assert len(logs) == 5 and searched[-1] < searched[0] < 512
     # The masks landed on the budget (per pixel: exactly) and froze.

@@ -25,22 +25,26 @@ def teacher(seed=0):
     return model
 
 
-def harden_sites(model, seed=0):
-    """Selectors keeping about a third of the positions, except the first
-    site (none kept: all polynomial) and the last (all kept); DaPa-like
-    coefficients."""
+def hardened(selected, keep, seed=0):
+    """``selected``'s selectors keeping about ``keep(number, count)`` of
+    their positions, DaPa-like coefficients; hardened."""
     rng = np.random.default_rng(seed)
-    selected = ka.replace_relus(model)
     selectors = ka.selectors(selected)
     for number, selector in enumerate(selectors):
-        keep = {0: 0.0, len(selectors) - 1: 1.0}.get(number, 0.3)
-        mask = rng.random(selector.mask.shape) < keep
+        mask = rng.random(selector.mask.shape) < keep(number, len(selectors))
         selector.mask.assign(mask.astype("float32"))
         coefficients = np.zeros(selector.coefficients.shape)
         coefficients[:] = np.array([[0.0], [0.5], [0.05]])[
             : coefficients.shape[0]]
         selector.polynomial.assign_coefficients(coefficients)
     return ka.harden(selected)
+
+
+def harden_sites(model, seed=0):
+    """Selectors keeping about a third of the positions, except the first
+    site (none kept: all polynomial) and the last (all kept)."""
+    return hardened(ka.replace_relus(model), lambda number, count: {
+        0: 0.0, count - 1: 1.0}.get(number, 0.3), seed)
 
 
 def pixels(count, seed=0):

@@ -7,7 +7,9 @@ import shlex
 import sys
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from keras_autorep.pi import envs, measure
 from keras_autorep.pi.__main__ import main
@@ -67,7 +69,12 @@ def test_missing_runtime_names_the_folder_and_the_command(places):
 
 
 def test_measure_looks_in_the_given_folder(tmp_path):
-    images = np.zeros((1, 32, 32, 3), "float32")
+    relu = helper.make_graph(
+        [helper.make_node("Relu", ["image"], ["logits"])], "relu",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])])
+    onnx.save(helper.make_model(relu), str(tmp_path / "model.onnx"))
+    images = np.zeros((1, 2), "float32")
     with pytest.raises(FileNotFoundError,
                        match=re.escape(f"no spu runtime in {tmp_path}/none ")):
         measure(tmp_path, "spu-semi2k", images, envs=tmp_path / "none")

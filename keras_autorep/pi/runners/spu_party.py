@@ -15,7 +15,9 @@ all-zero image (``warmup``: one-time setup such as CHEETAH's oblivious
 transfers is paid there), then every image, reading its sent bytes and send
 actions per run from SPU's profile (``enable_pphlo_profile`` and
 ``enable_hal_profile``: per-op and per-kernel bytes, the ``Link details``
-total). ``OUT_DIR`` receives ``logits.npy`` and ``stats.json``.
+total). Both parties run with ``max_concurrency`` 2 (CHEETAH's OT
+instances, and so its send actions, do not depend on the machine's cores).
+``OUT_DIR`` receives ``logits.npy`` and ``stats.json``.
 """
 
 import argparse
@@ -38,6 +40,7 @@ KERNEL = re.compile(
     r"recv bytes (\d+), send actions (\d+), recv actions (\d+)"
 )
 SECTION = re.compile(r"(HLO|HAL|MPC) profiling")
+MAX_CONCURRENCY = 2
 
 
 def parse_profile(text):
@@ -79,6 +82,11 @@ def party(rank, port, protocol, code, shares, log_path, queue):
         protocol=getattr(libspu.ProtocolKind, protocol),
         field=libspu.FieldType.FM64,
     )
+    # CHEETAH splits each OT-based kernel (comparisons, truncations) over
+    # min(threads, elements / 2048) OT instances, each with its own
+    # messages: a fixed thread count keeps the send actions of a program
+    # the same on every machine.
+    config.max_concurrency = MAX_CONCURRENCY
     config.enable_pphlo_profile = True
     config.enable_hal_profile = True
     runtime = spu_api.Runtime(link, config)
