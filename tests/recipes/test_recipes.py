@@ -608,7 +608,8 @@ def test_an_export_out_of_the_fixed_point_ring_is_refused(tmp_path, capsys):
     """The fixed-point part of the sanity check: a graph whose products
     keep their margin in both rings at 1x and 2x passes with its figures;
     ``(4 x / 255)^8`` (at most 2^16 on the images, 2^24 at 2x) keeps it
-    at 1x only, and is refused, or only warned about with
+    at 1x only and gets a warning; ``(16 x / 255)^8`` (2^32 at 1x, beyond
+    CrypTen's 2^31 for a product) is refused, or only warned about with
     --allow-unstable."""
     from keras_autorep.export import UnstableModelError
     from keras_autorep.recipes.reporting import check_fixed_point
@@ -623,18 +624,23 @@ def test_an_export_out_of_the_fixed_point_ring_is_refused(tmp_path, capsys):
         assert entry["scales"]["x2"]["largest_product"] == pytest.approx(
             brightest**2, rel=1e-3)
     assert "fits (margin 8 bits)" in capsys.readouterr().out
-    eighth = _onnx_of_power(tmp_path / "eighth", 8, 4 / 255)
-    with pytest.raises(UnstableModelError, match="does not fit crypten fixed"
-                       " point at x2 calibration images.*--allow-unstable"):
-        check_fixed_point(run, eighth)
-    allowed, _, _ = _sanity_case(allow_unstable=True)
-    result = check_fixed_point(allowed, eighth)
+    result = check_fixed_point(
+        run, _onnx_of_power(tmp_path / "eighth", 8, 4 / 255))
     for entry in result.values():
         assert entry["scales"]["x1"]["fits"] and not entry["fits"]
         assert entry["scales"]["x2"]["largest_product"] == pytest.approx(
             (4 * brightest) ** 8, rel=1e-3)
-    assert "Warning: the exported graph does not fit" in \
-        capsys.readouterr().out
+    assert ("Warning: the exported graph does not fit crypten fixed point "
+            "at x2 calibration images") in capsys.readouterr().out
+    too_large = _onnx_of_power(tmp_path / "large", 8, 16 / 255)
+    with pytest.raises(UnstableModelError, match="does not fit crypten fixed"
+                       " point at x1 calibration images.*--allow-unstable"):
+        check_fixed_point(run, too_large)
+    allowed, _, _ = _sanity_case(allow_unstable=True)
+    result = check_fixed_point(allowed, too_large)
+    assert not result["crypten"]["scales"]["x1"]["fits"]
+    assert "Warning: the exported graph does not fit crypten fixed point " \
+        "at x1" in capsys.readouterr().out
 
 
 def test_protocol_prices_that_protocol(method_runs):
