@@ -21,7 +21,7 @@ from keras_autorep.graph.masks import (
     land_masks,
     selector_budget,
 )
-from keras_autorep.graph.rewrite import GraphRewriter
+from keras_autorep.graph.rewrite import GraphRewriter, iter_layers
 from keras_autorep.graph.sites import (
     FUSED,
     iter_layers,
@@ -205,12 +205,15 @@ def harden(model, budget=None, count=None, fold=True):
     ``final_masks``. Where no trimming was needed its outputs equal the
     selector model's inference outputs.
 
-    The result predicts through XLA (``jit_compile=True``, also on the
-    TensorFlow backend, whose "auto" leaves XLA off on CPU): a hardened
-    site's polynomial, gather and scatter then fuse into a few loops, so
-    ``predict`` runs about as fast as on the plain model
-    (``benchmarks/overhead.py``); ``compile(jit_compile=False)`` turns it
-    off.
+    Where a site gathers and scatters or squares, the result predicts
+    through XLA (``jit_compile=True``, also on the TensorFlow backend,
+    whose "auto" leaves XLA off on CPU): the polynomial, gather and
+    scatter then fuse into a few loops (``benchmarks/overhead.py``);
+    ``compile(jit_compile=False)`` turns it off. A model whose every site
+    is one elementwise pass (``PartialReLU.elementwise``: no ReLU kept and
+    an identity or affine replacement, or every ReLU kept) keeps the
+    plain model's setting: on CPU, XLA's convolutions are slower than
+    TensorFlow's.
 
     Args:
         model: a Sequential or functional model, usually with
@@ -265,8 +268,12 @@ def harden(model, budget=None, count=None, fold=True):
         return isinstance(layer, ReLUSelector)
 
     hardened = GraphRewriter(replace, is_target).rebuild(model)
-    hardened.jit_compile = True
-    return fold_linear_sites(hardened) if fold else hardened
+    if fold:
+        hardened = fold_linear_sites(hardened)
+    if not all(layer.elementwise for layer in iter_layers(hardened)
+               if isinstance(layer, PartialReLU)):
+        hardened.jit_compile = True
+    return hardened
 
 
 def _in_scatter_form(layer):

@@ -129,6 +129,16 @@ class PartialReLU(keras.layers.Layer):
         self._initial_positions = self._initial_coefficients = None
 
     @property
+    def elementwise(self):
+        """Whether the site is one elementwise pass that a linear-layer
+        library runs as fast as XLA: all positions kept (its activation),
+        or none and an affine or identity replacement. Otherwise it
+        gathers and scatters or squares, which XLA fuses into a few
+        loops."""
+        return (self.num_kept == self.total_relus
+                or (self.num_kept == 0 and self.form != "poly2"))
+
+    @property
     def total_relus(self):
         """Elements of the activation map per example."""
         return int(np.prod(self.activation_shape))

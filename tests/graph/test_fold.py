@@ -75,3 +75,26 @@ def test_a_model_without_foldable_sites_is_returned_as_is():
     assert fold_linear_sites(hardened) is hardened
     assert all(layer.form == "poly2" for layer in hardened.layers
                if isinstance(layer, PartialReLU))
+
+
+def test_only_sites_that_gather_or_square_put_the_model_through_xla():
+    """XLA fuses a site's gathers, scatters and squares, but its CPU
+    convolutions are slower than TensorFlow's: a hardened model whose
+    every site is one elementwise pass keeps the plain model's setting."""
+    teacher = network()
+    student = replace_relus(teacher, replacement="poly1")
+    for selector in selectors(student):
+        selector.mask.assign(np.zeros(selector.mask.shape, "float32"))
+    passes = harden(student)
+    assert all(layer.elementwise for layer in passes.layers
+               if isinstance(layer, PartialReLU))
+    assert passes.jit_compile == teacher.jit_compile
+    half = replace_relus(teacher)  # poly2, half of each site kept
+    for selector in selectors(half):
+        mask = np.zeros(selector.mask.shape, "float32")
+        mask.flat[::2] = 1.0
+        selector.mask.assign(mask)
+    fused = harden(half)
+    assert not any(layer.elementwise for layer in fused.layers
+                   if isinstance(layer, PartialReLU))
+    assert fused.jit_compile is True

@@ -77,7 +77,8 @@ ROUNDS_UNDER_PREDICTED = {("silu_gate", "spu-cheetah")}
 
 @pytest.mark.parametrize("name,runtime", [
     pytest.param(name, runtime, marks=pytest.mark.xfail(
-        strict=True, reason="CHEETAH's sigmoid rounds under-predicted"))
+        strict=True, reason="issue 23: CHEETAH's sigmoid rounds "
+        "under-predicted"))
     if (name, runtime) in ROUNDS_UNDER_PREDICTED else (name, runtime)
     for name in OP_CLASSES for runtime in sorted(RUNTIMES)
 ])

@@ -67,14 +67,19 @@ def test_recipe_searches_trains_and_exports_within_budget(
         cifar10_archive, data_cache_dir, tmp_path, capsys):
     from keras_autorep.recipes.cli import cryptonas_main as main
 
-    argv = ["--budget", "6144", "--quick", "--subset", "200,100",
-            "--trials", "2", "--epochs", "1", "--depths", "1",
+    argv = ["--budget", "6144", "--quick", "--subset", "1000,300",
+            "--trials", "2", "--epochs", "8", "--depths", "1",
             "--data-dir", str(cifar10_archive),
             "--cache-dir", str(data_cache_dir), "--out", str(tmp_path)]
     assert main(argv) == 0
     export_dir = tmp_path / "cifar10_cryptonas_6144_quick" / "1"
     report = json.loads((export_dir / "report.json").read_text())
     assert 0 < report["relu_count"] <= 6144
+    # Held-out top-1 over chance (10 %) plus 7 points, as the other recipe
+    # runs: seeds 0, 1, 2 measured 27.0, 23.3 and 23.7 % on these 300 test
+    # images; the best candidate trained at learning rate 1e-9 scores 10 %.
+    assert report["final_test_accuracy"]["top1"] >= 0.17, report[
+        "final_test_accuracy"]
     assert onnx_relu_elements(export_dir / "model.onnx") == \
         report["relu_count"]
     assert len(report["search"]["trials"]) == 2
