@@ -15,6 +15,8 @@ the mean over the epoch's batches.
 ``StudentTrainer`` with their terms chosen from arguments.
 """
 
+import threading
+
 import keras
 from keras import ops
 
@@ -175,8 +177,10 @@ class StudentTrainer(keras.Model):
         self.ranged = ranged_sites(self.sites)
         self.out_of_range = out_of_range_metrics(self.ranged)
         self._student_view = self._teacher_view = None
-        self._activations = self._site_inputs = ()
-        self._seen = None
+        # What a step's forward pass hands to its loss: per thread, as
+        # TensorFlow's MirroredStrategy runs each replica's step in a
+        # thread of its own, interleaved at every cross-replica sum.
+        self._forward = threading.local()
         mapped = []
         if any(t.needs_activations for t in self.terms):
             mapped = self.sites
@@ -233,12 +237,14 @@ class StudentTrainer(keras.Model):
     def call(self, inputs, training=False):
         if training and self.scaling is not None:
             inputs = self.scaling(inputs)
-        self._seen = inputs  # what the teacher sees in this step
+        forward = self._forward
+        forward.seen = inputs  # what the teacher sees in this step
+        forward.activations = forward.site_inputs = ()
         if self._student_view is None:
             return self.student(inputs, training=training)
         logits, *maps = self._student_view(inputs, training=training)
         split = len(maps) - len(self.ranged)
-        self._activations, self._site_inputs = maps[:split], maps[split:]
+        forward.activations, forward.site_inputs = maps[:split], maps[split:]
         return logits
 
     def kept_relus(self):
@@ -254,13 +260,13 @@ class StudentTrainer(keras.Model):
                     ranges=ranges)
         if self.teacher is None:
             return step
-        x = self._seen
+        x = self._forward.seen
         if self._teacher_view is None:
             teacher_logits = self.teacher(x, training=False)
         else:
             teacher_logits, *maps = self._teacher_view(x, training=False)
             step.teacher_activations = [ops.stop_gradient(m) for m in maps]
-            step.activations = self._activations
+            step.activations = self._forward.activations
         step.teacher_logits = ops.stop_gradient(teacher_logits)
         return step
 
@@ -278,7 +284,7 @@ class StudentTrainer(keras.Model):
             cost = self.live_cost()
             self.cost_value.update_state(
                 ops.stop_gradient(cost) * self.cost_scale)
-        ranges = measure_ranges(self.ranged, self._site_inputs,
+        ranges = measure_ranges(self.ranged, self._forward.site_inputs,
                                 self.out_of_range)
         if not training or not self.terms:
             return loss

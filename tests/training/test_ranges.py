@@ -124,10 +124,10 @@ def test_trainer_logs_out_of_range_per_site_and_scales_what_the_teacher_sees():
             assert 0.0 <= history[prefix + name][-1] <= 1.0
     # the teacher's logits come from the scaled batch the student saw
     logits = trainer(x, training=True)
-    assert not np.allclose(numpy(trainer._seen), x)
+    assert not np.allclose(numpy(trainer._forward.seen), x)
     step = trainer._step(logits, trainer.kept_relus(), None, ())
     np.testing.assert_allclose(numpy(step.teacher_logits),
-                               numpy(teacher(trainer._seen)), rtol=1e-5,
+                               numpy(teacher(trainer._forward.seen)), rtol=1e-5,
                                atol=1e-5)
 
 
