@@ -21,7 +21,7 @@ from keras_autorep.graph.masks import (
     land_masks,
     selector_budget,
 )
-from keras_autorep.graph.rewrite import GraphRewriter, iter_layers
+from keras_autorep.graph.rewrite import GraphRewriter
 from keras_autorep.graph.sites import (
     FUSED,
     iter_layers,
