@@ -53,7 +53,7 @@ import numpy as np
 
 from keras_autorep import BudgetTrainer, harden, replace_relus
 from keras_autorep.architectures import get_model
-from keras_autorep.graph import selectors, set_masks, top_masks
+from keras_autorep.graph import copy_weights, selectors, set_masks, top_masks
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 GOALS = {
@@ -249,7 +249,7 @@ def xla_rows(name, plain, batches, args):
     TensorFlow's kernels: the part of a hardened model's ratio that is
     XLA's (``harden`` compiles with ``jit_compile=True``)."""
     compiled = keras.models.clone_model(plain)
-    compiled.set_weights(plain.get_weights())
+    copy_weights(plain, compiled)
     compiled.jit_compile = True
     rows = []
     for batch in batches:

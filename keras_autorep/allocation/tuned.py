@@ -20,6 +20,7 @@ from keras_autorep.adapters.keras_tuner_seed import tuner_seed
 from keras_autorep.allocation.apply import apply_allocation
 from keras_autorep.budgets import split_budget
 from keras_autorep.graph import (
+    copy_weights,
     count_relus,
     selector_budget,
     selectors,
@@ -110,7 +111,7 @@ class AllocationHyperModel(keras_tuner.HyperModel):
             for group in dict.fromkeys(self.groups.values())
         }
         model = keras.models.clone_model(self.student)
-        model.set_weights(self.student.get_weights())
+        copy_weights(self.student, model)
         apply_allocation(model, self.counts(weights), self.seed, freeze=True)
         trainer = DistillationTrainer(model, self.teacher)
         trainer.compile(

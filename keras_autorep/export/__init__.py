@@ -13,8 +13,8 @@ ignores the others. Export takes an inference model only: a model that
 still holds selectors raises ``TypeError`` (``harden`` it first). With a
 ``Calibration`` the model must give finite, bounded logits on real images
 first (``UnstableModelError``), and the written graphs must compute the
-ReLUs the spec claims (``ExportMismatchError``): nothing is published
-otherwise.
+ReLUs the spec claims, and ``model.keras`` loaded again the model's logits
+(``ExportMismatchError``): nothing is published otherwise.
 
 Importing this package does not import TensorFlow: the contract, version
 folders and PI spec work under any backend; the SavedModel and ONNX writers
@@ -22,6 +22,8 @@ are loaded on first use.
 """
 
 import importlib
+
+import numpy as np
 
 from keras_autorep.export.contract import (
     DEFAULT_INPUT_SCALE,
@@ -34,6 +36,7 @@ from keras_autorep.export.contract import (
     SPEC_FILENAME,
     ExportError,
     exportable_model,
+    input_shape,
     versions,
     write_version,
 )
@@ -43,6 +46,7 @@ from keras_autorep.export.checks import (
     UnstableModelError,
     check_exported_relus,
     check_outputs,
+    check_reloaded,
 )
 from keras_autorep.export.pi_spec import (
     count_from_spec,
@@ -60,6 +64,8 @@ _LAZY = {
     "export_onnx": "onnx",
     "onnx_relu_elements": "onnx",
 }
+# Images on which the written model.keras must give the model's logits.
+RELOAD_CHECK_IMAGES = 16
 
 
 def __getattr__(name):
@@ -124,6 +130,11 @@ def export_all(
     if calibration is not None:
         check_outputs(model, calibration)
     count = counted(model, count)
+    reload_images = (
+        calibration.images[:RELOAD_CHECK_IMAGES] if calibration is not None
+        else np.random.default_rng(0).uniform(
+            0, 1, (RELOAD_CHECK_IMAGES,) + input_shape(model)
+        ).astype("float32"))
 
     def write(directory, target):
         write_saved_model(model, directory, input_scale)
@@ -141,6 +152,7 @@ def export_all(
                 opset=opset,
             )
         check_exported_relus(directory, count, with_onnx)
+        check_reloaded(directory, model, reload_images)
         if extras is not None:
             extras(directory, target)
 
@@ -161,6 +173,7 @@ __all__ = [
     "SPEC_FILENAME",
     "UnstableModelError",
     "check_outputs",
+    "check_reloaded",
     "count_from_spec",
     "export_all",
     "export_onnx",

@@ -9,6 +9,9 @@
 * ``check_exported_relus(folder, count)``: the written SavedModel (both
   signatures) and ONNX graphs compute exactly the ReLU elements the count (and ``pi_spec.json``)
   claims; otherwise ``ExportMismatchError``.
+* ``check_reloaded(folder, model, images)``: ``model.keras``, loaded
+  again, computes the exported model's logits; otherwise
+  ``ExportMismatchError``.
 """
 
 import dataclasses
@@ -16,6 +19,7 @@ import dataclasses
 import numpy as np
 
 from keras_autorep.export.contract import (
+    KERAS_FILENAME,
     ONNX_FILENAME,
     SIGNATURE_KEY,
     XLA_SIGNATURE_KEY,
@@ -33,7 +37,8 @@ class UnstableModelError(ValueError):
 
 
 class ExportMismatchError(RuntimeError):
-    """An exported graph computes other ReLUs than the count claims."""
+    """An exported graph computes other ReLUs than the count claims, or
+    the written Keras file another function than the exported model."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,3 +107,32 @@ def check_exported_relus(folder, count, with_onnx=True):
                 f"elements per example, the count claims "
                 f"{count.graph_relus:,}"
             )
+
+
+def check_reloaded(folder, model, images, tolerance=1e-3):
+    """Raise ``ExportMismatchError`` unless ``model.keras`` in ``folder``,
+    loaded again, gives ``model``'s logits on ``images`` (within
+    ``tolerance`` of the largest finite logit, at least 1; non-finite
+    logits must be non-finite in both).
+
+    A Keras file keeps variables and configs; a layer whose call reads
+    another state (e.g. a ``Normalization`` whose statistics were assigned
+    but never finalised) reloads as another function.
+    """
+    import keras
+
+    reloaded = keras.saving.load_model(folder / KERAS_FILENAME)
+    expected = np.asarray(model.predict(images, verbose=0))
+    found = np.asarray(reloaded.predict(images, verbose=0))
+    finite = np.isfinite(expected)
+    scale = max(1.0, float(np.max(np.abs(expected[finite]), initial=0.0)))
+    difference = np.abs(np.where(finite, expected - found, 0.0))
+    if (not np.array_equal(finite, np.isfinite(found))
+            or np.max(difference) > tolerance * scale):
+        raise ExportMismatchError(
+            f"the written {KERAS_FILENAME} computes other logits than "
+            f"model {model.name!r}: largest difference "
+            f"{np.max(difference):.3g} (logits up to {scale:.3g}), "
+            f"{int(np.sum(finite != np.isfinite(found))):,} logits finite "
+            f"in only one of them"
+        )

@@ -4,7 +4,8 @@
   ``sites``, ``selectors``);
 * ``counting``: ``count_relus`` and ``LiveReLUCount`` (the count during
   training);
-* ``rewrite``: ``GraphRewriter``, the rewrite every conversion uses;
+* ``rewrite``: ``GraphRewriter``, the rewrite every conversion uses, and
+  ``copy_weights`` (weights and the state Keras derives from them);
 * ``convert``: ``replace_relus`` (ReLU -> selector), ``harden``
   (selector -> ``PartialReLU``), ``final_masks``, ``gather_form`` (the
   PI form of a hardened model);
@@ -47,7 +48,11 @@ from keras_autorep.graph.masks import (
     site_sizes,
     top_masks,
 )
-from keras_autorep.graph.rewrite import GraphRewriter, check_rewritable
+from keras_autorep.graph.rewrite import (
+    GraphRewriter,
+    check_rewritable,
+    copy_weights,
+)
 from keras_autorep.graph.sites import Site, selectors, site_of, sites
 from keras_autorep.graph.transforms import (
     prunable_relus,
@@ -65,6 +70,7 @@ __all__ = [
     "SiteCount",
     "check_counts",
     "check_rewritable",
+    "copy_weights",
     "count_relus",
     "current_masks",
     "final_masks",

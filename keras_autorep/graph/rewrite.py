@@ -22,6 +22,25 @@ def iter_layers(model):
             yield layer
 
 
+def copy_weights(source, target):
+    """Give ``target`` (a layer or model) the weights of ``source``.
+
+    Some Keras layers compute from their variables a state that ``call``
+    reads (an adapted ``Normalization``'s mean and variance, as in every
+    ``keras.applications`` EfficientNet): ``set_weights`` alone leaves
+    that state at the copy's initial values, so the copy would compute
+    another function. Keras's ``finalize_state`` recomputes it, as loading
+    a ``.keras`` file does.
+    """
+    target.set_weights(source.get_weights())
+    layers = iter_layers(target) if isinstance(target, keras.Model) else [
+        target]
+    for layer in layers:
+        finalize_state = getattr(layer, "finalize_state", None)
+        if finalize_state is not None:
+            finalize_state()
+
+
 def check_rewritable(model):
     """Raise ``TypeError`` unless ``model`` is a Sequential or functional
     ``keras.Model`` (whose layer graph can be rewritten)."""
@@ -101,7 +120,7 @@ class GraphRewriter:
         """The rewritten model (Sequential stays Sequential)."""
         new_model = self._rebuild_model(model)
         for original, copy in self._weight_pairs:
-            copy.set_weights(original.get_weights())
+            copy_weights(original, copy)
         return new_model
 
     def _rebuild_model(self, model):

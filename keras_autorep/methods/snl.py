@@ -29,6 +29,7 @@ from keras import ops
 
 from keras_autorep.graph import (
     check_counts,
+    copy_weights,
     replace_relus,
     selector_budget,
     set_masks,
@@ -55,15 +56,15 @@ def soft_mask_model(student, threshold=1e-2):
         return layer.__class__.from_config(layer.get_config())
 
     model = keras.models.clone_model(student, clone_function=clone)
-    copy_weights(student, model)
+    copy_site_free_weights(student, model)
     return model
 
 
-def copy_weights(source, target):
+def copy_site_free_weights(source, target):
     """Copy the weights of every layer but the ReLU sites, by layer name."""
     for layer in source.layers:
         if not isinstance(layer, (ReLUSelector, SoftReLUMask)):
-            target.get_layer(layer.name).set_weights(layer.get_weights())
+            copy_weights(layer, target.get_layer(layer.name))
 
 
 class SNLSchedule(keras.callbacks.Callback):
@@ -180,7 +181,7 @@ def train_snl(
             "a larger l1_weight let the search reach the budget itself",
             stacklevel=2,
         )
-    copy_weights(search, student)
+    copy_site_free_weights(search, student)
     scores = {m.name: ops.convert_to_numpy(m.mask) for m in l1.masks}
     if counts is None:
         masks = top_masks(student, scores, budget=site_budget)

@@ -28,6 +28,7 @@ import os
 import keras
 
 from keras_autorep.backends import current
+from keras_autorep.graph import copy_weights
 
 MULTI_HOST_VARIABLE = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 
@@ -92,5 +93,5 @@ def single_device_copy(model):
     (export and hardening need plain variables)."""
     copy = keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(model))
-    copy.set_weights(model.get_weights())
+    copy_weights(model, copy)
     return copy

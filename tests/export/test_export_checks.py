@@ -83,3 +83,20 @@ def test_an_exploding_model_is_not_exported(tmp_path):
     assert not (tmp_path / "exploding").exists() or not any(
         (tmp_path / "exploding").iterdir())
     assert not any(p.name.isdigit() for p in tmp_path.glob("*/*"))
+
+
+def test_a_keras_file_that_reloads_as_another_function_is_refused(tmp_path):
+    """A ``Normalization`` whose statistics were assigned but never
+    finalised computes with its initial ones; its ``.keras`` file reloads
+    with the assigned ones: export stops and publishes nothing."""
+    model = custom_model()
+    normalization = keras.layers.Normalization()
+    stale = keras.Sequential([keras.Input((8, 8, 3)), normalization, model])
+    normalization.adapt_mean.assign(np.full((3,), 5.0, "float32"))
+    with pytest.raises(ExportMismatchError,
+                       match="model.keras computes other logits"):
+        export_all(stale, tmp_path, "stale")
+    assert not any(p.name.isdigit() for p in tmp_path.glob("*/*"))
+    normalization.finalize_state()
+    export_all(keras.Sequential([keras.Input((8, 8, 3)), normalization, model]),
+               tmp_path, "finalised")

@@ -64,3 +64,19 @@ def mixed_model():
     h = keras.layers.GlobalAveragePooling2D()(h)
     return keras.Model(inputs, keras.layers.Dense(3, name="logits")(h),
                        name="mixed")
+
+
+def normalized_cnn():
+    """A CNN whose first layer is an adapted ``Normalization`` (mean 3,
+    variance 4): its call reads a state Keras derives from the variables,
+    as in every ``keras.applications`` EfficientNet."""
+    normalization = keras.layers.Normalization()
+    normalization.adapt(
+        np.random.default_rng(0).normal(3.0, 2.0, (256, 3)).astype("float32"))
+    return keras.Sequential([
+        keras.Input((8, 8, 3)),
+        normalization,
+        keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(3),
+    ])

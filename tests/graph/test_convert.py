@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 import keras_autorep
-from graph_models import random_inputs, residual_model, sequential_cnn
+from graph_models import (
+    normalized_cnn,
+    random_inputs,
+    residual_model,
+    sequential_cnn,
+)
 from keras_autorep import PartialReLU, ReLUSelector
 from keras_autorep.graph import (
     GraphRewriter,
@@ -17,6 +22,7 @@ from keras_autorep.graph import (
     replace_relus,
     selectors,
 )
+from keras_autorep.training.distribute import single_device_copy
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -39,6 +45,21 @@ def test_replace_relus_keeps_the_function(build):
     assert count_relus(converted).total == count_relus(model).total
     for layer in converted.layers:
         assert not (getattr(layer, "activation", None) is keras.activations.relu)
+
+
+@pytest.mark.parametrize("convert", [
+    replace_relus,
+    lambda model: harden(replace_relus(model)),
+    lambda model: GraphRewriter(lambda layer: None, lambda layer: False)
+    .rebuild(model),
+    single_device_copy,
+], ids=["replace_relus", "harden", "rewriter", "single_device_copy"])
+def test_a_copied_model_keeps_its_adapted_normalization(convert):
+    model = normalized_cnn()
+    x = random_inputs(model) + 3.0
+    np.testing.assert_allclose(
+        convert(model).predict(x, verbose=0), model.predict(x, verbose=0),
+        atol=1e-5)
 
 
 def test_replace_relus_passes_selector_options_and_validates_them():
