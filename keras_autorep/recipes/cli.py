@@ -167,7 +167,9 @@ def _run_arguments(parser, dataset, method):
     add("--quick", action="store_true",
         help=f"CPU smoke preset: {quick_model}"
              + (f" at {QUICK_STREAMED['image_size']}x"
-                f"{QUICK_STREAMED['image_size']}" if streamed else "")
+                f"{QUICK_STREAMED['image_size']} with "
+                f"{QUICK_STREAMED['replacement']} replacements"
+                if streamed else "")
              + ", 10k/2k images, "
              f"{QUICK_PRESET['teacher_epochs']}+{QUICK_PRESET['epochs']} "
              f"epochs, batch {QUICK_PRESET['batch_size']}, lr "

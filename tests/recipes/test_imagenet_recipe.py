@@ -53,6 +53,8 @@ def test_imagenet_settings_default_to_efficientnet_b2_silu_at_260(
     quick = resolve("--quick")
     assert (quick.model, quick.image_size, quick.subset) == (
         "efficientnet_b0", 64, (10_000, 2_000))
+    assert (paper.replacement, quick.replacement) == ("poly2", "poly1")
+    assert resolve("--quick", "--replacement", "poly2").replacement == "poly2"
     assert resolve("--model", "resnet18").image_size == 224
     assert resolve("--activations", "swish,silu").activations == ("silu",)
     assert "image_size" in paper.teacher_key()
