@@ -158,10 +158,8 @@ class StudentTrainer(keras.Model):
         self.terms = [*terms, *stability.terms()]
         self.scaling = stability.scaling()
         if teacher is None and any(t.needs_teacher for t in self.terms):
-            raise ValueError(
-                "distillation, attention transfer and activation terms need "
-                "a teacher"
-            )
+            raise ValueError("distillation, attention transfer and "
+                             "activation terms need a teacher")
         self.sites = selectors(student)
         self.relu_counter = LiveReLUCount(student, count)
         self.relu_count = LastValue(name="relu_count")
@@ -177,9 +175,8 @@ class StudentTrainer(keras.Model):
         self.ranged = ranged_sites(self.sites)
         self.out_of_range = out_of_range_metrics(self.ranged)
         self._student_view = self._teacher_view = None
-        # What a step's forward pass hands to its loss: per thread, as
-        # TensorFlow's MirroredStrategy runs each replica's step in a
-        # thread of its own, interleaved at every cross-replica sum.
+        # What a step's forward pass hands to its loss, per thread: under
+        # MirroredStrategy replica steps run in interleaved threads.
         self._forward = threading.local()
         mapped = []
         if any(t.needs_activations for t in self.terms):
