@@ -84,13 +84,20 @@ def free_port():
 
 def last_error(text):
     """The last Python exception of a runner's output (``KeyError:
-    'mode'``), else its last ``error: ...`` line, else its last line."""
+    'mode'``; with the next line where it ends in a colon), else its last
+    ``error: ...`` line, else its last line."""
     lines = [line.strip() for line in text.strip().splitlines()
              if line.strip()] or ["no output"]
-    exceptions = [line for line in lines
+    exceptions = [index for index, line in enumerate(lines)
                   if re.match(r"[\w.]*(Error|Exception)\b:?", line)]
+    if exceptions:
+        # SPU's exceptions end their first line with "what:" and give the
+        # message on the next.
+        last = exceptions[-1]
+        return " ".join(lines[last:last + 2] if lines[last].endswith(":")
+                        else lines[last:last + 1])
     errors = [line for line in lines if line.startswith("error:")]
-    return (exceptions or errors or lines)[-1]
+    return (errors or lines)[-1]
 
 
 def run_runtime(name, onnx_path, images, work_dir, timeout=3600,

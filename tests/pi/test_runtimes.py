@@ -191,3 +191,30 @@ def test_a_measurement_killed_midway_leaves_scratch_the_next_removes(
     with scratch_folder("measure", root):
         assert not scratch.exists()
     assert list(root.iterdir()) == []
+
+
+@pytest.mark.parametrize("runtime", ["spu-cheetah"])
+def test_an_spu_party_that_fails_stops_the_run_with_its_error(
+        runtime, pi_runtimes, tmp_path):
+    """Images of another shape than the program's input make a party fail
+    inside SPU; its peer would wait for it until the link times out (10
+    min), the runner for an hour. The run stops at once, with the party's
+    error in the message and its log on the runner's output."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from keras_autorep.pi.runtimes import run_runtime
+
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [helper.make_node("Sigmoid", ["image"], ["logits"])], "sigmoid",
+        [value("image", TensorProto.FLOAT, [1, 16])],
+        [value("logits", TensorProto.FLOAT, [1, 16])])
+    path = tmp_path / "sigmoid.onnx"
+    onnx.save(helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    wrong = np.zeros((1, 1, 16), "float32")
+    with pytest.raises(RuntimeError, match=r"runner failed \(exit 1\): "
+                       r"RuntimeError: what: .*shape mismatch"):
+        run_runtime(runtime, path, wrong, tmp_path / "run", timeout=300)
+    assert "shape mismatch" in (tmp_path / "run" / "runner.log").read_text()

@@ -24,6 +24,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import queue
 import re
 import sys
 import time
@@ -66,7 +67,7 @@ def parse_profile(text):
     return runs
 
 
-def party(rank, port, protocol, code, shares, log_path, queue):
+def party(rank, port, protocol, code, shares, log_path, results):
     import spu.api as spu_api
     import spu.libspu as libspu
 
@@ -106,7 +107,34 @@ def party(rank, port, protocol, code, shares, log_path, queue):
         outputs.append((out.meta, list(out.share_chunks)))
     link.stop_link()
     sys.stdout.flush()
-    queue.put((rank, outputs, seconds))
+    results.put((rank, outputs, seconds))
+
+
+def collect(results, processes, out_dir, limit=3600):
+    """Each party's ``(outputs, seconds)`` by rank. A party that dies
+    (its peer would wait for it until the link times out) stops the run
+    at once: the other is terminated and the dead one's log goes to
+    stderr."""
+    found, began = {}, time.monotonic()
+    while len(found) < len(processes):
+        try:
+            rank, outputs, seconds = results.get(timeout=1)
+            found[rank] = (outputs, seconds)
+            continue
+        except queue.Empty:
+            pass
+        dead = [rank for rank, process in enumerate(processes)
+                if process.exitcode not in (None, 0)]
+        if dead or time.monotonic() - began > limit:
+            for process in processes:
+                process.terminate()
+            for rank in dead:
+                log = out_dir / f"party{rank}.log"
+                sys.stderr.write(log.read_text(errors="replace")[-4000:])
+            sys.exit(f"party {dead[0]} failed (exit status "
+                     f"{processes[dead[0]].exitcode}), see {out_dir}"
+                     if dead else f"no result within {limit} s")
+    return found
 
 
 def main(argv=None):
@@ -138,19 +166,18 @@ def main(argv=None):
     io = spu_api.Io(2, config)
     shares = [io.make_shares(image[None], secret) for image in images]
     context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
+    results = context.Queue()
     processes = [
         context.Process(target=party, args=(
             rank, args.port, args.protocol, code,
             [(s[rank].meta, list(s[rank].share_chunks)) for s in shares],
-            str(out_dir / f"party{rank}.log"), queue,
+            str(out_dir / f"party{rank}.log"), results,
         ))
         for rank in (0, 1)
     ]
     for process in processes:
         process.start()
-    results = dict((rank, (o, s)) for rank, o, s in
-                   (queue.get(timeout=3600) for _ in processes))
+    results = collect(results, processes, out_dir)
     for process in processes:
         process.join()
     logits = []
