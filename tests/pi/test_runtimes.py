@@ -16,13 +16,15 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from keras_autorep.export import export_all, export_onnx
 from keras_autorep.pi import Network, onnx_workload, predict
 from keras_autorep.pi.__main__ import main
 from keras_autorep.pi.measure import plaintext_logits, read_measured
-from keras_autorep.pi.runtimes import RUNTIMES, interpreter
+from keras_autorep.pi.runtimes import RUNTIMES, interpreter, run_runtime
 from keras_autorep.pi.scratch import scratch_folder
 from pi_models import harden_sites, pixels, teacher
 
@@ -200,11 +202,6 @@ def test_an_spu_party_that_fails_stops_the_run_with_its_error(
     inside SPU; its peer would wait for it until the link times out (10
     min), the runner for an hour. The run stops at once, with the party's
     error in the message and its log on the runner's output."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    from keras_autorep.pi.runtimes import run_runtime
-
     value = helper.make_tensor_value_info
     graph = helper.make_graph(
         [helper.make_node("Sigmoid", ["image"], ["logits"])], "sigmoid",

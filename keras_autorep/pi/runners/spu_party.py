@@ -67,7 +67,7 @@ def parse_profile(text):
     return runs
 
 
-def party(rank, port, protocol, code, shares, log_path, results):
+def party(rank, port, protocol, code, shares, log_path, inbox):
     import spu.api as spu_api
     import spu.libspu as libspu
 
@@ -107,10 +107,10 @@ def party(rank, port, protocol, code, shares, log_path, results):
         outputs.append((out.meta, list(out.share_chunks)))
     link.stop_link()
     sys.stdout.flush()
-    results.put((rank, outputs, seconds))
+    inbox.put((rank, outputs, seconds))
 
 
-def collect(results, processes, out_dir, limit=3600):
+def collect(inbox, processes, out_dir, limit=3600):
     """Each party's ``(outputs, seconds)`` by rank. A party that dies
     (its peer would wait for it until the link times out) stops the run
     at once: the other is terminated and the dead one's log goes to
@@ -118,7 +118,7 @@ def collect(results, processes, out_dir, limit=3600):
     found, began = {}, time.monotonic()
     while len(found) < len(processes):
         try:
-            rank, outputs, seconds = results.get(timeout=1)
+            rank, outputs, seconds = inbox.get(timeout=1)
             found[rank] = (outputs, seconds)
             continue
         except queue.Empty:
@@ -166,18 +166,18 @@ def main(argv=None):
     io = spu_api.Io(2, config)
     shares = [io.make_shares(image[None], secret) for image in images]
     context = multiprocessing.get_context("spawn")
-    results = context.Queue()
+    inbox = context.Queue()
     processes = [
         context.Process(target=party, args=(
             rank, args.port, args.protocol, code,
             [(s[rank].meta, list(s[rank].share_chunks)) for s in shares],
-            str(out_dir / f"party{rank}.log"), results,
+            str(out_dir / f"party{rank}.log"), inbox,
         ))
         for rank in (0, 1)
     ]
     for process in processes:
         process.start()
-    results = collect(results, processes, out_dir)
+    results = collect(inbox, processes, out_dir)
     for process in processes:
         process.join()
     logits = []
