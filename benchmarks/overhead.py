@@ -10,11 +10,13 @@ load from other jobs hits both sides alike:
   running statistics; a full run has tens of thousands);
 * the plain model's ``predict_on_batch`` through XLA against TensorFlow's
   kernels (the share of the hardened rows that is XLA's);
-* inference of the hardened model (10 % and 2.6 % of the ReLUs kept)
-  against the plain one: Keras ``predict_on_batch``, the exported
-  SavedModel's ``serving_default`` signature and its ``serving_xla``
-  signature (against the plain model's ``serving_default``; TensorFlow),
-  and a compiled function;
+* inference of the hardened model (10 % and 2.6 % of the ReLUs kept;
+  ``harden(xla="model")``, compiled as a whole by XLA, and
+  ``xla="sites"``, each site compiled alone while the convolutions keep
+  TensorFlow's kernels) against the plain one: Keras
+  ``predict_on_batch``, the exported SavedModel's ``serving_default``
+  signature and its ``serving_xla`` signature (against the plain model's
+  ``serving_default``; TensorFlow), and a compiled function;
 * the peak resident memory of a training step with selectors against the
   plain one (each in a fresh subprocess: ``VmHWM``).
 
@@ -164,28 +166,31 @@ def model_and_data(name, batch, seed=0):
     return model, x, y
 
 
-def hardened_copy(model, fraction, replacement="poly2", seed=0):
+def hardened_copy(model, fraction, replacement="poly2", seed=0,
+                  xla="model"):
     """``model`` hardened with ``fraction`` of its ReLUs kept at random,
     the others replaced by ``replacement``; sites that keep nothing fold
-    where they can (``harden(fold=True)``)."""
+    where they can (``harden(fold=True)``); ``xla`` as in ``harden``."""
     student = replace_relus(model, replacement=replacement)
     rng = np.random.default_rng(seed)
     scores = {site.name: rng.random(tuple(site.mask.shape))
               for site in selectors(student)}
     budget = int(fraction * sum(s.size for s in scores.values()))
     set_masks(student, top_masks(student, scores, budget=budget))
-    return harden(student, budget)
+    return harden(student, budget, xla=xla)
 
 
-# (fraction kept, replacement) of the hardened models measured.
-HARDENED = ((0.1, "poly2"), (0.026, "poly2"), (0.1, "poly1"),
-            (0.1, "identity"), (0.0, "poly1"), (0.0, "identity"))
+# (fraction kept, replacement, harden's xla) of the hardened models measured.
+HARDENED = ((0.1, "poly2", "model"), (0.1, "poly2", "sites"),
+            (0.026, "poly2", "model"), (0.1, "poly1", "model"),
+            (0.1, "identity", "model"), (0.0, "poly1", "model"),
+            (0.0, "identity", "model"))
 
 
-def hardened_label(fraction, replacement):
+def hardened_label(fraction, replacement, xla):
     if fraction == 0:  # lines after a convolution fold into it
         return f"no ReLU kept, all {replacement}"
-    return f"{fraction:.1%} kept, {replacement}"
+    return f"{fraction:.1%} kept, {replacement}, xla={xla}"
 
 
 def selector_trainer(plain):
@@ -213,14 +218,15 @@ def inference_goal(kind, batch, fraction):
 
 def inference_rows(name, batches, hardened_models, args):
     """Rows for ``predict_on_batch``, the SavedModel signatures and a
-    compiled function, of each ``(fraction, replacement)`` hardening."""
+    compiled function, of each ``(fraction, replacement, xla)``
+    hardening."""
     plain, _, _ = model_and_data(name, 1)
     rows = []
     if keras.backend.backend() == "tensorflow":
         rows += xla_rows(name, plain, batches, args)
-    for fraction, replacement in hardened_models:
-        hardened = hardened_copy(plain, fraction, replacement)
-        label = hardened_label(fraction, replacement)
+    for fraction, replacement, xla in hardened_models:
+        hardened = hardened_copy(plain, fraction, replacement, xla=xla)
+        label = hardened_label(fraction, replacement, xla)
         for batch in batches:
             x = np.random.default_rng(1).random(
                 (batch, 32, 32, 3), dtype=np.float32)
@@ -331,7 +337,8 @@ def backend_rows(args):
                            args.hardened, args)
     if backend == "tensorflow":
         rows += inference_rows("resnet18", args.resnet18_inference,
-                               ((0.026, "poly2"),), args)
+                               ((0.026, "poly2", "model"),
+                                (0.026, "poly2", "sites")), args)
     return [(backend, *row) for row in rows]
 
 
@@ -387,7 +394,7 @@ def parse_args(argv):
     args.resnet18_batches = () if args.quick else (32,)
     args.small_inference = (1, 128)
     args.resnet18_inference = () if args.quick else (1, 32)
-    args.hardened = HARDENED[:1] + HARDENED[-1:] if args.quick else HARDENED
+    args.hardened = HARDENED[:2] + HARDENED[-1:] if args.quick else HARDENED
     return args
 
 

@@ -2,6 +2,8 @@
 backend it has no engine code for (e.g. PyTorch): no tracing, no data
 parallelism, NumPy input pipelines, no export."""
 
+import contextlib
+
 
 class Backend:
     """The running Keras backend, one concern per member.
@@ -40,6 +42,13 @@ class Backend:
     def replicas_in_sync(self):
         """Replicas running each training step in lockstep."""
         return 1
+
+    def xla_scope(self):
+        """A context in which the ops a traced call creates compile
+        together with XLA while the rest of its graph keeps the engine's
+        kernels; a no-op where the engine compiles whole functions only
+        (JAX) or nothing."""
+        return contextlib.nullcontext()
 
     def check_exports(self):
         """Raise ``RuntimeError`` unless this backend can export."""

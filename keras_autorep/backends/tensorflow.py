@@ -1,6 +1,8 @@
 """The TensorFlow backend: the walk over a TF graph, ``MirroredStrategy``,
 ``tf.data`` pipelines, exports. TensorFlow is imported on first use."""
 
+import contextlib
+
 import numpy as np
 
 from keras_autorep.backends.base import Backend
@@ -130,3 +132,13 @@ class TensorFlow(Backend):
         import tensorflow as tf
 
         return tf.distribute.get_strategy().num_replicas_in_sync
+
+    def xla_scope(self):
+        """``tf.xla.experimental.jit_scope`` while a graph is traced: its
+        ops form an XLA cluster, the graph's other ops keep TensorFlow's
+        kernels (eager calls run as they are)."""
+        import tensorflow as tf
+
+        if tf.executing_eagerly():
+            return contextlib.nullcontext()
+        return tf.xla.experimental.jit_scope()

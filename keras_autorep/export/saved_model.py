@@ -52,6 +52,9 @@ from keras_autorep.export.contract import (
     write_version,
 )
 from keras_autorep.backends import RELU, current, tf_graph_comparisons
+from keras_autorep.graph import needs_model_xla
+from keras_autorep.layers import sites_without_xla
+
 
 def _checked_request(image, max_pixel):
     """``image``, once it holds at least one image of finite pixel values in
@@ -82,7 +85,7 @@ def serving_function(model, input_scale=DEFAULT_INPUT_SCALE, batch_size=None,
         batch_size: ``None`` for any batch, or a fixed batch size.
         checks: check the request's values (see module doc); the shape is
             checked either way.
-        xla: compile the model call with XLA (``jit_compile``).
+        xla: XLA where the model asks for it (above); else none.
 
     Returns:
         A ``tf.function`` with an input signature named ``image`` that returns
@@ -95,9 +98,12 @@ def serving_function(model, input_scale=DEFAULT_INPUT_SCALE, batch_size=None,
     )
 
     def forward(images):
-        return model(images, training=False)
+        if xla:
+            return model(images, training=False)
+        with sites_without_xla():
+            return model(images, training=False)
 
-    if xla:
+    if xla and needs_model_xla(model):
         forward = tf.function(forward, jit_compile=True)
 
     @tf.function(input_signature=[spec])

@@ -22,6 +22,7 @@ from keras_autorep.graph.convert import (
     final_masks,
     gather_form,
     harden,
+    needs_model_xla,
     replace_relus,
 )
 from keras_autorep.graph.costing import (
@@ -81,6 +82,7 @@ __all__ = [
     "harden",
     "land_cost_masks",
     "land_masks",
+    "needs_model_xla",
     "predicted_cost",
     "prunable_relus",
     "prune_relus",

@@ -194,7 +194,10 @@ def final_masks(model, budget=None, count=None):
     return {s.name: _expanded(s, masks[s.name]) for s in selectors(model)}
 
 
-def harden(model, budget=None, count=None, fold=True):
+XLA_MODES = ("model", "sites", None)
+
+
+def harden(model, budget=None, count=None, fold=True, xla="model"):
     """Return the inference model: every ``ReLUSelector`` -> ``PartialReLU``.
 
     Indicators and statistics are dropped; the binary masks and per-channel
@@ -205,15 +208,16 @@ def harden(model, budget=None, count=None, fold=True):
     ``final_masks``. Where no trimming was needed its outputs equal the
     selector model's inference outputs.
 
-    Where a site gathers and scatters or squares, the result predicts
-    through XLA (``jit_compile=True``, also on the TensorFlow backend,
-    whose "auto" leaves XLA off on CPU): the polynomial, gather and
-    scatter then fuse into a few loops (``benchmarks/overhead.py``);
-    ``compile(jit_compile=False)`` turns it off. A model whose every site
-    is one elementwise pass (``PartialReLU.elementwise``: no ReLU kept and
-    an identity or affine replacement, or every ReLU kept) keeps the
-    plain model's setting: on CPU, XLA's convolutions are slower than
-    TensorFlow's.
+    Where a site gathers and scatters or squares, XLA fuses its ops into
+    a few loops (``benchmarks/overhead.py``): with ``xla="model"`` the
+    result predicts through XLA as a whole (``jit_compile=True``, also on
+    the TensorFlow backend, whose "auto" leaves XLA off on CPU), fastest at
+    small batches; with ``xla="sites"`` each such site compiles alone and
+    the convolutions keep TensorFlow's kernels, which on CPU are faster
+    than XLA's at large batches. ``compile(jit_compile=False)`` turns the
+    first off. A model whose every site is one elementwise pass
+    (``PartialReLU.elementwise``: no ReLU kept and an identity or affine
+    replacement, or every ReLU kept) keeps the plain model's setting.
 
     Args:
         model: a Sequential or functional model, usually with
@@ -227,11 +231,15 @@ def harden(model, budget=None, count=None, fold=True):
         fold: fold every ``poly1`` site that keeps no ReLU into the linear
             layer feeding it, where that is exact (``fold_linear_sites``):
             the site then computes nothing.
+        xla: where XLA compiles the sites that need fusing: ``"model"``
+            (the whole model), ``"sites"`` (each site alone) or ``None``.
 
     Raises:
         ValueError: the ReLUs kept outside selectors alone exceed the
             budget; the message names where they are.
     """
+    if xla not in XLA_MODES:
+        raise ValueError(f"xla must be one of {XLA_MODES}, got {xla!r}")
     count = counted(model, count)
     if count.traced:
         warnings.warn(
@@ -270,10 +278,21 @@ def harden(model, budget=None, count=None, fold=True):
     hardened = GraphRewriter(replace, is_target).rebuild(model)
     if fold:
         hardened = fold_linear_sites(hardened)
-    if not all(layer.elementwise for layer in iter_layers(hardened)
-               if isinstance(layer, PartialReLU)):
+    fused = [layer for layer in iter_layers(hardened)
+             if isinstance(layer, PartialReLU) and not layer.elementwise]
+    if fused and xla == "model":
         hardened.jit_compile = True
+    for layer in fused:
+        layer.xla = xla == "sites"
     return hardened
+
+
+def needs_model_xla(model):
+    """Whether a hardened model has a site that XLA should fuse and that
+    does not compile alone (``PartialReLU.xla``): such a model predicts
+    fastest compiled as a whole."""
+    return any(isinstance(layer, PartialReLU) and not layer.elementwise
+               and not layer.xla for layer in iter_layers(model))
 
 
 def _in_scatter_form(layer):

@@ -1,16 +1,34 @@
 """Hardened inference layer: ReLU (or the site's activation) on kept
 positions only."""
 
+import contextlib
+import threading
+
 import keras
 import numpy as np
 from keras import ops
 
+from keras_autorep.backends import current
 from keras_autorep.costs.sites import check_form
 from keras_autorep.dapa import SUPPORTED_DEGREES, evaluate_polynomial
 from keras_autorep.layers.activations import activation_function, canonical_name
 from keras_autorep.layers.shapes import activation_shape
 
 MERGES = ("scatter", "gather")
+_XLA_OFF = threading.local()
+
+
+@contextlib.contextmanager
+def sites_without_xla():
+    """Inside, ``PartialReLU`` layers built with ``xla=True`` trace their
+    calls without XLA (a graph that must run where XLA does not, such as
+    the ``serving_default`` signature)."""
+    before = getattr(_XLA_OFF, "on", False)
+    _XLA_OFF.on = True
+    try:
+        yield
+    finally:
+        _XLA_OFF.on = before
 
 
 @keras.saving.register_keras_serializable(package="keras_autorep")
@@ -50,6 +68,11 @@ class PartialReLU(keras.layers.Layer):
             ``"poly1"``, ``"identity"``; default: by ``degree``). An
             identity computes nothing: removed positions pass their input
             on, and a site keeping nothing is no op at all.
+        xla: compile the site's ops (scatter form) alone with XLA, the
+            model's other layers keeping the backend's kernels (TensorFlow:
+            its convolutions on CPU are faster than XLA's); no effect on
+            JAX, which compiles whole functions. ``harden(xla="sites")``
+            sets it.
 
     Example:
 
@@ -67,6 +90,7 @@ class PartialReLU(keras.layers.Layer):
         activation="relu",
         merge="scatter",
         form=None,
+        xla=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -85,6 +109,7 @@ class PartialReLU(keras.layers.Layer):
         self.degree = int(degree)
         self.form = form
         self.merge = merge
+        self.xla = bool(xla)
         self.activation = canonical_name(activation)
         self._kept_function = activation_function(self.activation)
         self._initial_positions = kept_indices
@@ -174,6 +199,13 @@ class PartialReLU(keras.layers.Layer):
         return mask.reshape(self.activation_shape)
 
     def call(self, inputs):
+        if (self.xla and self.merge == "scatter"
+                and not getattr(_XLA_OFF, "on", False)):
+            with current().xla_scope():
+                return self._partial(inputs)
+        return self._partial(inputs)
+
+    def _partial(self, inputs):
         # A site keeping all or none of its positions emits only its branch:
         # a ReLU or polynomial op on an empty tensor still costs a PI
         # protocol its rounds.
@@ -236,5 +268,6 @@ class PartialReLU(keras.layers.Layer):
         config.update(
             num_kept=self.num_kept, degree=self.degree,
             activation=self.activation, merge=self.merge, form=self.form,
+            xla=self.xla,
         )
         return config

@@ -82,9 +82,10 @@ def residual_model():
     return model
 
 
-def hardened(model, keep=0.3, seed=0):
+def hardened(model, keep=0.3, seed=0, xla="model"):
     """Selectors with random masks keeping about ``keep``, then harden
-    (a model without selectors gets them from ``replace_relus`` first)."""
+    (a model without selectors gets them from ``replace_relus`` first;
+    ``xla`` as in ``harden``)."""
     rng = np.random.default_rng(seed)
     selected = model if ka.selectors(model) else ka.replace_relus(model)
     for selector in ka.selectors(selected):
@@ -92,7 +93,7 @@ def hardened(model, keep=0.3, seed=0):
         selector.mask.assign(mask.astype("float32"))
         coefficients = rng.normal(0.3, 0.1, selector.coefficients.shape)
         selector.polynomial.assign_coefficients(coefficients)
-    return ka.harden(selected)
+    return ka.harden(selected, xla=xla)
 
 
 def pixels(batch, seed=0):
@@ -326,6 +327,33 @@ def test_bad_requests_raise_invalid_argument(exported, signature):
                 + ["image: empty batch"])
     for message, text in zip(messages[7:14] + messages[19:], expected * 2):
         assert text in message, (text, message)
+
+
+def xla_marked_ops(signature):
+    """Ops of a signature's graph and of the functions it calls that an
+    ``xla_scope`` marked for XLA."""
+    graph_def = signature.graph.as_graph_def()
+    nodes = list(graph_def.node) + [node for function in
+                                    graph_def.library.function
+                                    for node in function.node_def]
+    return sum("_XlaCompile" in node.attr for node in nodes)
+
+
+def test_sites_compiled_alone_stay_out_of_serving_default(tmp_path):
+    """``harden(xla="sites")``: ``serving_xla`` compiles the sites alone;
+    ``serving_default`` must run where XLA does not (a TF-Serving server
+    without ``--xla_cpu_compilation_enabled``) and has no XLA op."""
+    model = hardened(sequential_model(), xla="sites")
+    assert any(layer.xla for layer in model.layers
+               if isinstance(layer, ka.PartialReLU))
+    version = export_all(model, tmp_path, "sites")  # counts and reload
+    loaded = tf.saved_model.load(str(version))
+    images = pixels(3, seed=2)
+    for key, marked in (("serving_default", False), ("serving_xla", True)):
+        serve = loaded.signatures[key]
+        assert (xla_marked_ops(serve) > 0) is marked, key
+        outputs = {k: v.numpy() for k, v in serve(image=images).items()}
+        assert_outputs_close(outputs, keras_outputs(model, images))
 
 
 def test_onnx_graph_has_no_request_checks(exported):

@@ -2,6 +2,8 @@
 exact (padding, strides, depthwise, dense, batch norm), and only where the
 layer's output goes to the site alone."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -98,3 +100,42 @@ def test_only_sites_that_gather_or_square_put_the_model_through_xla():
     assert not any(layer.elementwise for layer in fused.layers
                    if isinstance(layer, PartialReLU))
     assert fused.jit_compile is True
+
+
+def test_sites_can_compile_alone(tmp_path):
+    """``xla="sites"``: the model keeps its setting and each site that
+    needs fusing compiles alone (on TensorFlow its ops, and only those,
+    are marked for XLA); same function, kept across a ``.keras`` file."""
+    teacher = network()
+    half = replace_relus(teacher)
+    for selector in selectors(half):
+        mask = np.zeros(selector.mask.shape, "float32")
+        mask.flat[::2] = 1.0
+        selector.mask.assign(mask)
+    whole, alone = harden(half), harden(half, xla="sites")
+    assert alone.jit_compile == teacher.jit_compile
+    sites = [layer for layer in alone.layers
+             if isinstance(layer, PartialReLU)]
+    assert sites and all(layer.xla for layer in sites)
+    x = np.random.default_rng(0).random((4, 9, 9, 3), dtype=np.float32)
+    expected = whole.predict_on_batch(x)
+    np.testing.assert_allclose(alone.predict_on_batch(x), expected,
+                               rtol=1e-5, atol=1e-5)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        graph = tf.function(lambda t: alone(t, training=False)) \
+            .get_concrete_function(tf.TensorSpec((1, 9, 9, 3))).graph
+        # Ops are named <model>_1/<layer>_1/... in a traced call.
+        marked = {re.sub(r"_1$", "", op.name.split("/")[1])
+                  for op in graph.get_operations()
+                  if "_XlaCompile" in op.node_def.attr}
+        assert marked == {layer.name for layer in sites}
+    alone.save(tmp_path / "alone.keras")
+    reloaded = keras.saving.load_model(tmp_path / "alone.keras")
+    assert all(layer.xla for layer in reloaded.layers
+               if isinstance(layer, PartialReLU))
+    np.testing.assert_allclose(reloaded.predict_on_batch(x), expected,
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="xla must be one of"):
+        harden(half, xla="everything")
