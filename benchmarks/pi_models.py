@@ -10,7 +10,10 @@ Each model (``weights=None``, 32x32, 10 classes, the activations
 ``--budget`` of its sites' elements and exported (``export_all``, once:
 a later run reuses the export and the measurements already in its
 ``pi_measured.json``); then each runtime runs ``--images`` real CIFAR-10
-test images through its ``model.onnx`` (``keras_autorep.pi.measure``).
+test images through its ``model.onnx`` (``keras_autorep.pi.measure``;
+figures are means over the images: CHEETAH's OT buffer refills fall on
+whichever inference empties a buffer, so its rows need several images to
+show the amortised refills the prediction holds).
 Prints per model and runtime the measured and predicted bytes and rounds,
 top-1 agreement and the largest logit error against the plaintext graph,
 and writes them to ``<out>/pi_models.json``. On 2 cores, one image: about

@@ -18,7 +18,9 @@ Protocols:
   constants, products of secrets) opens both operands (``opened``);
 * ``spu-semi2k``, ``spu-cheetah``: SPU 0.9.5, the image secret and the
   model public: comparisons, products of two secrets, truncations after
-  every fixed-point product; CHEETAH adds a one-time setup.
+  every fixed-point product; CHEETAH adds a one-time setup and the
+  amortised refills of its oblivious-transfer buffers
+  (``amortised_refills``).
 
 Max-pooling windows, clips (ReLU6, hard sigmoid) and sigmoids (SiLU, the
 gates, GELU's form) have coefficients of their own, as each runtime
@@ -28,6 +30,7 @@ third, uncalibrated family.
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 from keras_autorep.costs.workload import features
@@ -128,6 +131,22 @@ class Prediction:
     rounds: float
     seconds: float
     setup_bytes: float
+    refills: float = 0.0  # amortised OT buffer refills (amortised_refills)
+
+    def paying_whole_refills(self):
+        """The predictions of one inference that pays the floor or the
+        ceiling of the amortised refills, which is what a measurement of
+        a few images can show (a refill falls on whichever inference
+        empties a buffer); ``[self]`` without refills."""
+        if not self.refills:
+            return [self]
+        cost = calibration()["protocols"][self.protocol]["refills"]
+        return [dataclasses.replace(
+            self, bytes=self.bytes + (paid - self.refills) * cost["bytes"],
+            rounds=self.rounds + (paid - self.refills) * cost["actions"],
+            refills=float(paid))
+            for paid in sorted({math.floor(self.refills),
+                                math.ceil(self.refills)})]
 
     def latency_ms(self, network):
         return 1e3 * (
@@ -158,10 +177,24 @@ def predictor(protocol):
             return sum(coefficients[key].get(name, 0.0) * value
                        for name, value in values.items())
 
-        return Prediction(protocol, total("bytes"), total("rounds"),
-                          total("seconds"), coefficients["setup_bytes"])
+        refill = coefficients.get("refills", {"bytes": 0, "actions": 0})
+        refills = amortised_refills(coefficients, values)
+        return Prediction(
+            protocol, total("bytes") + refills * refill["bytes"],
+            total("rounds") + refills * refill["actions"],
+            total("seconds"), coefficients["setup_bytes"], refills)
 
     return predicted
+
+
+def amortised_refills(coefficients, values):
+    """OT buffer refills per inference (CHEETAH's Ferret OT extension,
+    ``benchmarks/cheetah_refills.py``): refills per element of each
+    feature, times the features ``values``; 0 for a protocol without
+    ``refills``. A session's buffers outlive an inference, so a refill
+    lands on whichever inference empties one: the amortised figure."""
+    rates = coefficients.get("refills", {}).get("per_element", {})
+    return sum(rate * values.get(name, 0) for name, rate in rates.items())
 
 
 def predict(workload, protocol):

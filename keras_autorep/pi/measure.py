@@ -12,7 +12,9 @@ CrypTen's per-party counter, which counts what a party sends and
 receives; SPU's sent bytes of both parties added), ``bytes_per_party``
 (each party's own counter), ``rounds`` (CrypTen's communication rounds, or
 SPU's send actions of party 0), ``setup_bytes`` (one-off, before the first
-image), ``online_seconds`` (median forward pass over loopback),
+image), ``online_seconds`` (forward pass over loopback); each a mean
+over the images (a CHEETAH session's OT buffers are refilled on whichever
+inference empties them: the mean amortises the refills),
 ``max_abs_error`` (secure vs plaintext logits), ``top1_agreement``,
 ``images``, ``setting`` (the runtime and who holds what) and, with a baseline, ``baseline``
 (its figures) and ``ratio`` (baseline / this, per figure).
@@ -54,9 +56,11 @@ def plaintext_logits(onnx_path, images):
     ])
 
 
-def summarise(stats, statistic=np.median):
+def summarise(stats, statistic=np.mean):
     """Communication, rounds and time of one inference from a runner's
-    ``stats`` (``statistic`` over the images: their median)."""
+    ``stats`` (``statistic`` over the images: their mean, which amortises
+    what lands on one inference for many, such as CHEETAH's OT buffer
+    refills)."""
     parties = stats["parties"]
     spu = stats["runtime"].startswith("spu")
 

@@ -106,3 +106,23 @@ def test_cheetah_chunks_blocks_and_max_trees():
     assert max_levels(4, 10) == [20, 10]
     assert max_levels(9, 10) == [40, 20, 10, 10]
     assert sum(max_levels(9, 10)) == 8 * 10
+
+
+def test_cheetah_prices_its_ot_buffer_refills_amortised():
+    """CHEETAH refills an OT buffer when an inference empties it
+    (``benchmarks/cheetah_refills.py``); a prediction adds the refills its
+    comparisons and sigmoids consume, amortised; other protocols none."""
+    from keras_autorep.costs.model import amortised_refills, calibration
+
+    protocols = calibration()["protocols"]
+    refills = protocols["spu-cheetah"]["refills"]
+    assert refills["actions"] == 1281 and 2e5 < refills["bytes"] < 5e5
+    assert "cheetah_refills.py" in refills["provenance"]["command"]
+    rates = refills["per_element"]
+    assert rates["sigmoids"] > 10 * rates["comparisons"] > 0
+    assert rates["max_comparisons"] == rates["comparisons"]
+    sigmoids = {"sigmoids": round(100 / rates["sigmoids"])}
+    assert amortised_refills(protocols["spu-cheetah"], sigmoids) == \
+        pytest.approx(100, rel=1e-3)
+    for protocol in ("crypten", "spu-semi2k"):
+        assert amortised_refills(protocols[protocol], sigmoids) == 0
