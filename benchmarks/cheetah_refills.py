@@ -126,9 +126,10 @@ def rates(rows):
                 / sum(r["elements"] for r in measured))
     if "comparisons" in per_element:
         per_element["max_comparisons"] = per_element["comparisons"]
+    # The median: one program's byte counters can miss its refills.
     refill_bytes = [r["refill_bytes"] for r in rows if r["refill_bytes"]]
     return {"actions": REFILL_ACTIONS,
-            "bytes": float(np.mean(refill_bytes)) if refill_bytes else 0.0,
+            "bytes": float(np.median(refill_bytes)) if refill_bytes else 0.0,
             "per_element": per_element}
 
 
