@@ -216,7 +216,7 @@ def measure_programs(runtime, made, images_count, scratch):
         shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
         images = RNG.normal(size=[images_count] + shape[1:]).astype("float32")
         _, stats = run_runtime(runtime, path, images, Path(scratch) / "run")
-        measured.append(dict(program=name, **summarise(stats, np.mean)))
+        measured.append(dict(program=name, **summarise(stats)))
     return measured
 
 

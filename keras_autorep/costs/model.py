@@ -148,6 +148,13 @@ class Prediction:
             for paid in sorted({math.floor(self.refills),
                                 math.ceil(self.refills)})]
 
+    def nearest_paid(self, rounds):
+        """Of ``paying_whole_refills()``, the prediction whose rounds are
+        nearest the measured ``rounds``: what to hold a measurement of a
+        few images against."""
+        return min(self.paying_whole_refills(),
+                   key=lambda paid: abs(paid.rounds - rounds))
+
     def latency_ms(self, network):
         return 1e3 * (
             self.seconds + self.rounds * network.rtt_ms / 1e3

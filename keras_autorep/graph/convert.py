@@ -278,8 +278,7 @@ def harden(model, budget=None, count=None, fold=True, xla="model"):
     hardened = GraphRewriter(replace, is_target).rebuild(model)
     if fold:
         hardened = fold_linear_sites(hardened)
-    fused = [layer for layer in iter_layers(hardened)
-             if isinstance(layer, PartialReLU) and not layer.elementwise]
+    fused = list(_fused_sites(hardened))
     if fused and xla == "model":
         hardened.jit_compile = True
     for layer in fused:
@@ -287,12 +286,18 @@ def harden(model, budget=None, count=None, fold=True, xla="model"):
     return hardened
 
 
+def _fused_sites(model):
+    """The ``PartialReLU`` layers of ``model`` that XLA should fuse: more
+    than one elementwise pass (``PartialReLU.elementwise``)."""
+    return (layer for layer in iter_layers(model)
+            if isinstance(layer, PartialReLU) and not layer.elementwise)
+
+
 def needs_model_xla(model):
     """Whether a hardened model has a site that XLA should fuse and that
     does not compile alone (``PartialReLU.xla``): such a model predicts
     fastest compiled as a whole."""
-    return any(isinstance(layer, PartialReLU) and not layer.elementwise
-               and not layer.xla for layer in iter_layers(model))
+    return any(not layer.xla for layer in _fused_sites(model))
 
 
 def _in_scatter_form(layer):

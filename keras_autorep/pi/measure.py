@@ -56,28 +56,27 @@ def plaintext_logits(onnx_path, images):
     ])
 
 
-def summarise(stats, statistic=np.mean):
+def summarise(stats):
     """Communication, rounds and time of one inference from a runner's
-    ``stats`` (``statistic`` over the images: their mean, which amortises
-    what lands on one inference for many, such as CHEETAH's OT buffer
-    refills)."""
+    ``stats``: means over the images, which amortise what lands on one
+    inference for many, such as CHEETAH's OT buffer refills."""
     parties = stats["parties"]
     spu = stats["runtime"].startswith("spu")
 
-    def median(rank, key):
-        return float(statistic([run[key] for run in parties[rank]["runs"]]))
+    def mean(rank, key):
+        return float(np.mean([run[key] for run in parties[rank]["runs"]]))
 
-    per_party = [int(median(rank, "bytes")) for rank in (0, 1)]
-    seconds = max(median(rank, "seconds") for rank in (0, 1))
+    per_party = [int(mean(rank, "bytes")) for rank in (0, 1)]
+    seconds = max(mean(rank, "seconds") for rank in (0, 1))
     if spu:
-        rounds = int(median(0, "send_actions"))
+        rounds = int(mean(0, "send_actions"))
         setup = sum(
             parties[rank]["warmup"]["bytes"] - per_party[rank]
             for rank in (0, 1)
         )
         total = sum(per_party)
     else:
-        rounds = int(median(0, "rounds"))
+        rounds = int(mean(0, "rounds"))
         setup = parties[0]["setup_bytes"]
         total = per_party[0]
     return {

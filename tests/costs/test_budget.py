@@ -126,3 +126,20 @@ def test_cheetah_prices_its_ot_buffer_refills_amortised():
         pytest.approx(100, rel=1e-3)
     for protocol in ("crypten", "spu-semi2k"):
         assert amortised_refills(protocols[protocol], sigmoids) == 0
+
+
+def test_one_inference_pays_whole_refills():
+    """A measured image pays the floor or the ceiling of the amortised
+    refills; ``nearest_paid`` picks the one a measurement shows."""
+    from keras_autorep.costs.model import Prediction, calibration
+
+    cost = calibration()["protocols"]["spu-cheetah"]["refills"]
+    amortised = Prediction("spu-cheetah", 1e6, 5000.0, 1.0, 0.0, 2.4)
+    floor, ceiling = amortised.paying_whole_refills()
+    assert (floor.refills, ceiling.refills) == (2.0, 3.0)
+    assert floor.rounds == pytest.approx(5000 - 0.4 * cost["actions"])
+    assert ceiling.bytes == pytest.approx(1e6 + 0.6 * cost["bytes"])
+    assert amortised.nearest_paid(ceiling.rounds + 10) == ceiling
+    assert amortised.nearest_paid(floor.rounds - 10) == floor
+    none = Prediction("crypten", 1e6, 50.0, 1.0, 0.0)
+    assert none.paying_whole_refills() == [none]

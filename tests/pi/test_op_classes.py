@@ -11,7 +11,7 @@ amortised over the products, while one image of a model this small pays
 the refills its own products trigger after the runner's warm-up image
 (``one_image_bytes``). Likewise CHEETAH's OT buffers: the prediction holds
 their refills amortised, one image pays whole ones
-(``Prediction.paying_whole_refills``).
+(``Prediction.nearest_paid``).
 
 Needs the runtimes ``python -m keras_autorep.pi setup`` builds (``make
 pi-env``)."""
@@ -93,9 +93,7 @@ def test_op_class_runs_in_every_runtime_as_predicted(name, runtime,
     assert entry["top1_agreement"] == 1.0
     assert entry["max_abs_error"] < 0.05, entry
     predicted = predict(workload, runtime)
-    # Of the whole refills one image may pay, the one its rounds show.
-    paid = min(predicted.paying_whole_refills(),
-               key=lambda p: abs(p.rounds - entry["rounds"]))
+    paid = predicted.nearest_paid(entry["rounds"])  # its whole refills
     assert one_image_bytes(paid, workload, runtime) == pytest.approx(
         entry["bytes"], rel=0.1), (paid.bytes, entry["bytes"])
     assert paid.rounds == pytest.approx(entry["rounds"], rel=0.15), (

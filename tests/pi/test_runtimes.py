@@ -71,10 +71,8 @@ def test_measured_agrees_and_matches_the_prediction(
         assert entry["images"] == 2
         assert entry["top1_agreement"] == 1.0
         assert entry["max_abs_error"] < 0.05
-        predicted = min(
-            predict(onnx_workload(version / "model.onnx"), runtime)
-            .paying_whole_refills(),
-            key=lambda paid: abs(paid.rounds - entry["rounds"]))
+        predicted = predict(onnx_workload(version / "model.onnx"),
+                            runtime).nearest_paid(entry["rounds"])
         size, rounds = TOLERANCE[runtime]
         assert predicted.bytes == pytest.approx(entry["bytes"], rel=size,
                                                 abs=0.5)
