@@ -15,7 +15,10 @@ non-negative least squares on relative errors, the bytes, rounds and
 seconds per unit of each feature (``keras_autorep.costs.FEATURES``,
 ``USED_FEATURES``). Each program's figures are means over its images (a
 cache filled by whole batches, such as CHEETAH's Beaver triples, is
-amortised as in a model). The one-time setup is the smallest extra of the
+amortised as in a model), except CHEETAH's OT buffer refills: they are
+taken out (``without_refills``; their rates come first, from
+``benchmarks/cheetah_refills.py --write``) and the cost model adds them
+amortised. The one-time setup is the smallest extra of the
 runner's warm-up run over the programs: CHEETAH's base oblivious
 transfers; programs with larger tensors grow their OT pools beyond it, so
 it is a lower bound. Prints the measurements next to the fitted values and
@@ -207,8 +210,34 @@ def versions(runtime):
             if p["name"].lower() in wanted}
 
 
-def measure_programs(runtime, made, images_count, scratch):
-    """Each program measured in ``runtime`` (means over the images)."""
+def without_refills(name, stats, refill):
+    """``summarise(stats)`` of a CHEETAH program, its OT buffer refills
+    taken out (``refill``: calibration.json's ``refills``, actions and
+    bytes of one): the cost model adds them amortised. Each inference's
+    send actions are its own, fewer than one refill's by design of these
+    programs, plus whole refills (``RuntimeError`` when the inferences'
+    own actions differ by more than a tenth of a refill); the bytes are
+    those of the inferences that paid the fewest, less that many refills'
+    bytes. ``refills`` lists the refills each inference paid."""
+    summary = summarise(stats)
+    parties = stats["parties"]
+    actions = [run["send_actions"] for run in parties[0]["runs"]]
+    paid = [count // refill["actions"] for count in actions]
+    own = [count % refill["actions"] for count in actions]
+    if max(own) - min(own) > refill["actions"] / 10:
+        raise RuntimeError(
+            f"{name}: its inferences differ by other than whole refills "
+            f"({sorted(actions)} send actions)")
+    fewest = [i for i, count in enumerate(paid) if count == min(paid)]
+    sent = np.mean([sum(party["runs"][i]["bytes"] for party in parties)
+                    for i in fewest])
+    return dict(summary, rounds=int(np.mean(own)), refills=paid,
+                bytes=int(sent - min(paid) * refill["bytes"]))
+
+
+def measure_programs(runtime, made, images_count, scratch, refill=None):
+    """Each program measured in ``runtime`` (means over the images;
+    ``without_refills`` where ``refill`` is given)."""
     measured = []
     for name, model in made:
         path = Path(scratch) / f"{name}.onnx"
@@ -216,7 +245,10 @@ def measure_programs(runtime, made, images_count, scratch):
         shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
         images = RNG.normal(size=[images_count] + shape[1:]).astype("float32")
         _, stats = run_runtime(runtime, path, images, Path(scratch) / "run")
-        measured.append(dict(program=name, **summarise(stats)))
+        summary = (without_refills(name, stats, refill) if refill
+                   else summarise(stats))
+        measured.append(dict(program=name, **summary))
+        print(f"{runtime} {name}: {json.dumps(summary)}", flush=True)
     return measured
 
 
@@ -268,13 +300,20 @@ def main(argv=None):
     command = "python benchmarks/pi_calibrate.py " + " ".join(
         argv if argv is not None else sys.argv[1:])
     for runtime in args.runtimes.split(","):
+        # benchmarks/cheetah_refills.py's rates stay.
+        before = protocols.get(runtime, {})
+        kept = {"refills": before["refills"]} if "refills" in before else {}
         if args.refit:
             provenance = protocols[runtime]["provenance"]
             provenance["fitted"] = command.strip()
         else:
+            if runtime == "spu-cheetah" and not kept:
+                parser.error("spu-cheetah needs its refills measured first: "
+                             "python benchmarks/cheetah_refills.py --write")
             with tempfile.TemporaryDirectory() as scratch:
-                measured = measure_programs(runtime, made, args.images,
-                                            scratch)
+                measured = measure_programs(
+                    runtime, made, args.images, scratch,
+                    kept.get("refills"))
             provenance = dict(
                 command=command, date=datetime.date.today().isoformat(),
                 machine=f"{platform.machine()}, {os.cpu_count()} CPUs, "
@@ -284,9 +323,6 @@ def main(argv=None):
                 programs=measured)
         coefficients = coefficients_of(runtime, provenance["programs"], made)
         print_table(runtime, coefficients, provenance["programs"])
-        # benchmarks/cheetah_refills.py's rates stay.
-        before = protocols.get(runtime, {})
-        kept = {"refills": before["refills"]} if "refills" in before else {}
         protocols[runtime] = dict(coefficients, provenance=provenance, **kept)
         out.write_text(json.dumps(calibration, indent=1) + "\n")
         print(f"wrote {out}", flush=True)

@@ -71,18 +71,8 @@ def one_image_bytes(predicted, workload, runtime):
         refills * TRIPLE_BATCH - products) * triples
 
 
-# Known: CHEETAH's sigmoids send more messages than their fit says (the
-# calibration's sigmoid programs jump from 130 send actions at 2,048
-# elements to 1,502 at 8,192); SiLU's rounds are predicted 20 % low here.
-ROUNDS_UNDER_PREDICTED = {("silu_gate", "spu-cheetah")}
-
-
 @pytest.mark.parametrize("name,runtime", [
-    pytest.param(name, runtime, marks=pytest.mark.xfail(
-        strict=True, reason="issue 23: CHEETAH's sigmoid rounds "
-        "under-predicted"))
-    if (name, runtime) in ROUNDS_UNDER_PREDICTED else (name, runtime)
-    for name in OP_CLASSES for runtime in sorted(RUNTIMES)
+    (name, runtime) for name in OP_CLASSES for runtime in sorted(RUNTIMES)
 ])
 def test_op_class_runs_in_every_runtime_as_predicted(name, runtime,
                                                      exported, pi_runtimes):
