@@ -2,23 +2,17 @@
 two-party session, and its one-line errors."""
 
 import json
-from pathlib import Path
 
 import keras
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                 reason="the runtimes run beside TensorFlow")
 
 
 @pytest.fixture
-def refills(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import cheetah_refills
-
-    return cheetah_refills
+def refills(benchmark):
+    return benchmark("cheetah_refills")
 
 
 @pytest.mark.parametrize("program, message", [

@@ -1,26 +1,18 @@
 """benchmarks/pi_calibrate.py: CHEETAH's calibration programs measured
 without their OT buffer refills (the cost model adds them amortised)."""
 
-from pathlib import Path
-
 import keras
 import pytest
 
 from keras_autorep.costs.model import calibration
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                 reason="the runtimes run beside TensorFlow")
 
 
 @pytest.fixture
-def benchmarks(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import cheetah_refills
-    import pi_calibrate
-
-    return cheetah_refills, pi_calibrate
+def benchmarks(benchmark):
+    return benchmark("cheetah_refills"), benchmark("pi_calibrate")
 
 
 def test_a_program_is_measured_without_the_refills_it_paid(
