@@ -41,6 +41,7 @@ The JAX rows run in a subprocess with ``KERAS_BACKEND=jax``.
 """
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -302,10 +303,13 @@ def peak_memory_ratio(name, batch):
 
 
 def memory_probe(kind, name, batch):
-    plain, x, y = model_and_data(name, batch)
-    model = plain
+    """Prints the peak RSS (MiB) of a process that builds ``kind``'s model
+    and runs three train steps; the selectors' model does not keep the
+    plain one it was converted from."""
+    model, x, y = model_and_data(name, batch)
     if kind == "selectors":
-        model = selector_trainer(plain)
+        model = selector_trainer(model)
+        gc.collect()
     model.compile(keras.optimizers.Adam(1e-3), LOSS)
     for _ in range(3):
         model.train_on_batch(x, y)

@@ -35,12 +35,16 @@ class Activation:
         derivative: its derivative, element-wise (``keras.ops``; at a kink
             the one-sided value automatic differentiation gives).
         pi_cost: ``COMPARISON`` or ``SMOOTH``.
+        negative_slope: for a piecewise-linear ``f(x) = x * f'(x)`` with
+            slope 1 above 0, its slope below (ReLU 0, leaky ReLU 0.2),
+            which lets a gradient use ``x > 0`` alone; ``None`` otherwise.
     """
 
     name: str
     function: object
     derivative: object
     pi_cost: str
+    negative_slope: float = None
 
 
 def _between(x, low, high):
@@ -82,11 +86,13 @@ LEAKY_RELU_SLOPE = 0.2  # keras.activations.leaky_relu's default
 _REGISTRY = {
     activation.name: activation
     for activation in (
-        Activation("relu", keras.activations.relu, _relu_slope, COMPARISON),
+        Activation("relu", keras.activations.relu, _relu_slope, COMPARISON,
+                   negative_slope=0.0),
         Activation("relu6", keras.activations.relu6,
                    lambda x: _between(x, 0.0, 6.0), COMPARISON),
         Activation("leaky_relu", keras.activations.leaky_relu,
-                   _leaky_relu_slope, COMPARISON),
+                   _leaky_relu_slope, COMPARISON,
+                   negative_slope=LEAKY_RELU_SLOPE),
         Activation("hard_sigmoid", keras.activations.hard_sigmoid,
                    lambda x: _between(x, -3.0, 3.0) / 6.0, COMPARISON),
         Activation("hard_swish", keras.activations.hard_silu,

@@ -60,9 +60,13 @@ def selection(activation="relu", clipped=False):
 
     ``mask`` broadcasts over ``x``'s leading axes (shape ``(H, W, C)`` or
     ``(C,)``), ``coefficients`` are ``(degree + 1, C)``. The backward pass
-    keeps only ``x`` and ``f(x) - p(x)``, where automatic differentiation
-    keeps about twice as many activation-sized tensors, and it needs fewer
-    element-wise passes.
+    keeps only ``x`` (automatic differentiation keeps about three
+    activation-sized tensors), and each activation-sized tensor it
+    computes depends on the upstream gradient, so that a graph executor
+    cannot compute it during the forward pass and hold it until the
+    backward pass reaches the site (for ReLU and leaky ReLU it holds
+    ``x > 0``, one byte per element; for other activations ``f(x)`` and
+    ``f'(x)``; clipped, ``clip(x)`` too).
 
     ``clipped=True`` gives ``select(x, mask, coefficients, bounds)``: the
     polynomial is evaluated on ``x`` clipped per channel to ``bounds``
@@ -71,38 +75,57 @@ def selection(activation="relu", clipped=False):
     record = get_activation(activation)
     key = (record.name, bool(clipped))
     if key not in _SELECTIONS:
-        _SELECTIONS[key] = _make_selection(record.function,
-                                           record.derivative, clipped)
+        _SELECTIONS[key] = _make_selection(record, clipped)
     return _SELECTIONS[key]
 
 
-def _selected(function, derivative, x, mask, coefficients, bounds):
+def _activation_terms(record, x, upstream, upstream_x):
+    """``(u * f'(x), u * f(x))`` for the upstream gradient ``u`` (and
+    ``upstream_x = u * x``)."""
+    if record.negative_slope is None:
+        return (upstream * record.derivative(x),
+                upstream * record.function(x))
+    positive, slope = ops.greater(x, 0.0), record.negative_slope
+    if not slope:  # ReLU: no pass for the zeros
+        return (ops.where(positive, upstream, 0.0),
+                ops.where(positive, upstream_x, 0.0))
+    return (ops.where(positive, upstream, slope * upstream),
+            ops.where(positive, upstream_x, slope * upstream_x))
+
+
+def _selected(record, x, mask, coefficients, bounds):
     """``(outputs, gradient)`` of ``selection``; ``bounds`` ``None`` or
     the ``(2, C)`` clip of the polynomial's input."""
-    at, inside = x, None
-    if bounds is not None:
-        at = ops.clip(x, bounds[0], bounds[1])
-        inside = ops.cast(ops.equal(at, x), x.dtype)
+    at = x if bounds is None else ops.clip(x, bounds[0], bounds[1])
     polynomial = evaluate_polynomial(at, coefficients)
-    difference = function(x) - polynomial
-    outputs = polynomial + mask * difference
+    outputs = polynomial + mask * (record.function(x) - polynomial)
 
     def gradient(upstream):
-        slope = coefficients[1]  # p'(x), by Horner like p
-        for power in range(2, coefficients.shape[0]):
-            slope = slope + float(power) * coefficients[power] * at
-        if inside is not None:
-            slope = slope * inside
-        d_inputs = upstream * (slope + mask * (derivative(x) - slope))
-        leading = tuple(range(len(x.shape) - len(mask.shape)))
-        d_mask = ops.sum(upstream * difference, axis=leading)
-        channels = tuple(range(len(x.shape) - 1))
-        removed = upstream * (1.0 - mask)
-        d_coefficients = [ops.sum(removed, axis=channels)]
+        # u * at^k, and their sums over the axes the mask broadcasts over.
+        powers = [upstream]
         for _ in range(1, coefficients.shape[0]):
-            removed = removed * at
-            d_coefficients.append(ops.sum(removed, axis=channels))
-        return d_inputs, d_mask, ops.stack(d_coefficients)
+            powers.append(powers[-1] * at)
+        leading = tuple(range(len(x.shape) - len(mask.shape)))
+        sums = [ops.sum(power, axis=leading) for power in powers]
+        # u * p'(at), zero where the clip cuts the polynomial's input off.
+        polynomial_slope = coefficients[1] * upstream
+        for k in range(2, coefficients.shape[0]):
+            polynomial_slope += float(k) * coefficients[k] * powers[k - 1]
+        if bounds is not None:
+            polynomial_slope = ops.where(ops.equal(at, x), polynomial_slope,
+                                         0.0)
+        upstream_x = powers[1] if bounds is None else upstream * x
+        activation_slope, activation = _activation_terms(
+            record, x, upstream, upstream_x)
+        d_inputs = polynomial_slope + mask * (
+            activation_slope - polynomial_slope)
+        d_mask = ops.sum(activation, axis=leading) - sum(
+            coefficients[k] * sums[k] for k in range(len(sums)))
+        positions = tuple(range(len(mask.shape) - 1))
+        d_coefficients = ops.stack([ops.sum((1.0 - mask) * total,
+                                            axis=positions)
+                                    for total in sums])
+        return d_inputs, d_mask, d_coefficients
 
     return outputs, gradient
 
@@ -112,12 +135,12 @@ def _upstream(args, upstream):
     return args[0] if upstream is None else upstream
 
 
-def _make_selection(function, derivative, clipped):
+def _make_selection(record, clipped):
     if clipped:
         @ops.custom_gradient
         def select_clipped(x, mask, coefficients, bounds):
-            outputs, gradient = _selected(function, derivative, x, mask,
-                                          coefficients, bounds)
+            outputs, gradient = _selected(record, x, mask, coefficients,
+                                          bounds)
             return outputs, lambda *args, upstream=None: (
                 *gradient(_upstream(args, upstream)),
                 ops.zeros_like(bounds))
@@ -126,8 +149,7 @@ def _make_selection(function, derivative, clipped):
 
     @ops.custom_gradient
     def select(x, mask, coefficients):
-        outputs, gradient = _selected(function, derivative, x, mask,
-                                      coefficients, None)
+        outputs, gradient = _selected(record, x, mask, coefficients, None)
         return outputs, lambda *args, upstream=None: gradient(
             _upstream(args, upstream))
 

@@ -285,3 +285,58 @@ def test_identity_fit_is_x_and_not_trainable():
 def test_bad_arguments_raise(factory, message):
     with pytest.raises(ValueError, match=message):
         factory()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="TensorFlow's graph executor runs an op as soon "
+                           "as its inputs are ready")
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "silu"])
+@pytest.mark.parametrize("clipped", [False, True])
+def test_the_backward_pass_holds_no_float_tensor_but_x(activation, clipped):
+    """In a traced train step, an activation-sized tensor that the
+    backward pass reads but that does not depend on the upstream gradient
+    is computed during the forward pass and held until the backward pass
+    reaches the site: the selection's backward reads no such float tensor
+    but ``x`` (and for ReLU-like activations holds ``x > 0``, one byte
+    per element), ``clip(x)`` when clipped, and ``f(x)`` and ``f'(x)`` of
+    a smooth activation, as its docstring says."""
+    import tensorflow as tf
+
+    select_f = selection(activation, clipped=clipped)
+    shape, channels = (8, 4, 4, 3), 3
+    specs = [tf.TensorSpec(shape), tf.TensorSpec(shape[1:]),
+             tf.TensorSpec((3, channels)), tf.TensorSpec(shape)]
+    if clipped:
+        specs.append(tf.TensorSpec((2, channels)))
+
+    @tf.function
+    def step(x, mask, coefficients, upstream, *bounds):
+        with tf.GradientTape() as tape:
+            tape.watch([x, mask, coefficients])
+            y = select_f(x, mask, coefficients, *bounds)
+        return tape.gradient(y, [x, mask, coefficients],
+                             output_gradients=upstream)
+
+    graph = step.get_concrete_function(*specs).graph
+    x, upstream = graph.inputs[0], graph.inputs[3]
+
+    def source(tensor):  # through the identities custom_gradient adds
+        while tensor.op.type in ("Identity", "IdentityN"):
+            tensor = tensor.op.inputs[tensor.value_index
+                                      if tensor.op.type == "IdentityN"
+                                      else 0]
+        return tensor
+
+    late = {upstream.ref()}
+    for op in graph.get_operations():  # in topological order
+        if any(t.ref() in late for t in op.inputs):
+            late.update(t.ref() for t in op.outputs)
+    held = {
+        source(t).op.name for op in graph.get_operations()
+        if any(t.ref() in late for t in op.outputs)
+        for t in op.inputs
+        if t.ref() not in late and t.dtype == tf.float32
+        and tuple(t.shape) == shape and source(t).ref() != x.ref()
+    }
+    # clip(x) when clipped; f(x) and f'(x) of silu
+    assert len(held) == clipped + 2 * (activation == "silu"), held
