@@ -8,7 +8,7 @@ import pytest
 from backend_utils import gradient_wrt, gradients
 from keras_autorep import PolynomialActivation, ReLUSelector
 from keras_autorep.layers.activations import ACTIVATIONS, activation_function
-from keras_autorep.layers.relu_selector import select, selection
+from keras_autorep.layers.selection import select, selection
 from keras_autorep.dapa import dapa_coefficients, evaluate_polynomial
 from layer_contract import check_layer_contract
 
