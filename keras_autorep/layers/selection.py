@@ -3,7 +3,6 @@
 
 from keras import ops
 
-from keras_autorep.backends import current
 from keras_autorep.dapa import evaluate_polynomial
 from keras_autorep.layers.activations import get as get_activation
 
@@ -23,10 +22,7 @@ def selection(activation="relu", clipped=False):
     cannot compute it during the forward pass and hold it until the
     backward pass reaches the site (for ReLU and leaky ReLU it holds
     ``x > 0``, one byte per element; for other activations ``f(x)`` and
-    ``f'(x)``; clipped, ``clip(x)`` too). Under TensorFlow the forward
-    and the backward pass each compile alone with XLA (``xla_scope``:
-    one fused loop instead of a pass over the map per element-wise op),
-    while the model's other ops keep TensorFlow's kernels.
+    ``f'(x)``; clipped, ``clip(x)`` too).
 
     ``clipped=True`` gives ``select(x, mask, coefficients, bounds)``: the
     polynomial is evaluated on ``x`` clipped per channel to ``bounds``
@@ -56,16 +52,11 @@ def _activation_terms(record, x, upstream, upstream_x):
 def _selected(record, x, mask, coefficients, bounds):
     """``(outputs, gradient)`` of ``selection``; ``bounds`` ``None`` or
     the ``(2, C)`` clip of the polynomial's input."""
-    with current().xla_scope():
-        at = x if bounds is None else ops.clip(x, bounds[0], bounds[1])
-        polynomial = evaluate_polynomial(at, coefficients)
-        outputs = polynomial + mask * (record.function(x) - polynomial)
+    at = x if bounds is None else ops.clip(x, bounds[0], bounds[1])
+    polynomial = evaluate_polynomial(at, coefficients)
+    outputs = polynomial + mask * (record.function(x) - polynomial)
 
     def gradient(upstream):
-        with current().xla_scope():
-            return _gradient(upstream)
-
-    def _gradient(upstream):
         # u * at^k, and their sums over the axes the mask broadcasts over.
         powers = [upstream]
         for _ in range(1, coefficients.shape[0]):
